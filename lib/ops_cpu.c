@@ -1,0 +1,172 @@
+/* The CPU backend of lib/ops.h: OpenBLAS for the matrix products, plain
+ * loops for everything else. Reductions run in one fixed order per output
+ * element (double accumulators where PyTorch keeps extra precision), so
+ * results never depend on the thread count. */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <unistd.h>
+
+void ops_set_threads(int n)
+{
+    if (n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+#ifdef OPENBLAS_VERSION
+    if (n >= 1 && openblas_get_num_threads() != n)
+        openblas_set_num_threads(n);
+#else
+    (void)n; /* a generic CBLAS has no thread control */
+#endif
+}
+
+void ops_linear(const float *x, int64_t rows, int64_t in, const float *w, const float *b,
+                int64_t out, float *y, int64_t ldy)
+{
+    if (rows <= 0 || out <= 0)
+        return;
+    if (rows == 1) {
+        /* one row (a generation step): GEMV streams the weights once,
+         * where OpenBLAS's GEMM would first copy them into packed panels */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, x, 1, 0.0f,
+                    y, 1);
+    } else {
+        /* y = x · wᵀ: w is [out][in] row-major, i.e. the transposed operand. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x,
+                    (int)in, w, (int)in, 0.0f, y, (int)ldy);
+    }
+    if (b)
+        for (int64_t r = 0; r < rows; r++) {
+            float *yr = y + r * ldy;
+            for (int64_t j = 0; j < out; j++)
+                yr[j] += b[j];
+        }
+}
+
+void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain,
+                    const float *bias, float eps, float *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        /* Two passes in double: mean, then the centred variance (PyTorch
+         * uses a float Welford; both are exact to well under 1 ulp here). */
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < dim; i++)
+            mean += xr[i];
+        mean /= (double)dim;
+        for (int64_t i = 0; i < dim; i++) {
+            double d = xr[i] - mean;
+            var += d * d;
+        }
+        var /= (double)dim;
+        float rstd = (float)(1.0 / sqrt(var + (double)eps));
+        float fmean = (float)mean;
+        for (int64_t i = 0; i < dim; i++)
+            yr[i] = (xr[i] - fmean) * rstd * gain[i] + bias[i];
+    }
+}
+
+void ops_geglu(const float *h, int64_t rows, int64_t inner, float *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = h + r * 2 * inner, *gr = xr + inner;
+        float *yr = y + r * inner;
+        for (int64_t i = 0; i < inner; i++) {
+            double g = gr[i];
+            float gelu = (float)(0.5 * g * (1.0 + erf(g * 0.70710678118654752440)));
+            yr[i] = xr[i] * gelu;
+        }
+    }
+}
+
+void ops_add_scaled(float *x, const float *y, const float *scale, int64_t rows, int64_t dim)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * dim;
+        const float *yr = y + r * dim;
+        if (scale)
+            for (int64_t i = 0; i < dim; i++)
+                xr[i] += yr[i] * scale[i];
+        else
+            for (int64_t i = 0; i < dim; i++)
+                xr[i] += yr[i];
+    }
+}
+
+void ops_divide_max(float *x, int64_t rows, int64_t dim)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * dim;
+        float m = xr[0];
+        for (int64_t i = 1; i < dim; i++)
+            if (xr[i] > m)
+                m = xr[i];
+        for (int64_t i = 0; i < dim; i++)
+            xr[i] /= m;
+    }
+}
+
+void ops_softmax(float *x, int64_t n)
+{
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void ops_rotary(float *t, const float *cos, const float *sin, int64_t n_cols)
+{
+    /* t*cos + rotate_half(t)*sin, rotate_half((a, b)) = (-b, a). */
+    for (int64_t i = 0; i + 1 < n_cols; i += 2) {
+        float a = t[i], b = t[i + 1];
+        t[i] = a * cos[i] + (-b) * sin[i];
+        t[i + 1] = b * cos[i + 1] + a * sin[i + 1];
+    }
+}
+
+static float dot(const float *a, const float *b, int64_t n)
+{
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head,
+                const ops_span *spans, int n_spans, float *scores, float *out)
+{
+    int64_t n = 0;
+    for (int s = 0; s < n_spans; s++)
+        for (int64_t j = 0; j < spans[s].count; j++) {
+            int64_t p = spans[s].start + j * spans[s].stride;
+            scores[n++] = dot(q, k + p * dim_head, dim_head);
+        }
+    if (n == 0) {
+        for (int64_t d = 0; d < dim_head; d++)
+            out[d] = 0.0f;
+        return;
+    }
+    ops_softmax(scores, n);
+    for (int64_t d = 0; d < dim_head; d++)
+        out[d] = 0.0f;
+    n = 0;
+    for (int s = 0; s < n_spans; s++)
+        for (int64_t j = 0; j < spans[s].count; j++) {
+            int64_t p = spans[s].start + j * spans[s].stride;
+            const float *vp = v + p * dim_head;
+            float w = scores[n++];
+            for (int64_t d = 0; d < dim_head; d++)
+                out[d] += w * vp[d];
+        }
+}

@@ -1,0 +1,29 @@
+#include "rng.h"
+
+#include <math.h>
+
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t rng_u64(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t lane)
+{
+    /* each key word goes through a full mixing round, so neighbouring
+     * counters or lanes give unrelated outputs */
+    return mix(mix(mix(mix(seed) ^ stream) ^ counter) ^ lane);
+}
+
+double rng_uniform(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t lane)
+{
+    uint64_t x = rng_u64(seed, stream, counter, lane) >> 11;
+    return ((double)x + 0.5) * 0x1.0p-53;
+}
+
+double rng_gumbel(uint64_t seed, uint64_t stream, uint64_t counter, uint64_t lane)
+{
+    return -log(-log(rng_uniform(seed, stream, counter, lane)));
+}

@@ -1,0 +1,348 @@
+/* tf_forward: one chunk of tokens through DALLE-pytorch's DALLE.forward.
+ *
+ *   embed        text_emb / image_emb (+ learned text positions and the axial
+ *                image embedding when rotary is off); `stable` rounding
+ *   layers       x += LayerScale(norm_out(attn(shift(norm(x)))))
+ *                x += LayerScale(norm_out(ff(shift(norm(x)))))
+ *                (reversible: two streams, x1 += f(x2), x2 += g(x1), mean)
+ *   head         DivideMax (stable), LayerNorm, Linear, logits mask
+ *
+ * The KV cache and the token-shift history make the state; the full
+ * teacher-forced forward is just one chunk starting at position 0. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "transformer_internal.h"
+
+#define LN_EPS 1e-5f /* nn.LayerNorm's default */
+
+/* ---- state ---------------------------------------------------------------- */
+
+static float *alloc_floats(int64_t n, int *failed)
+{
+    if (n <= 0)
+        return NULL;
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!p)
+        *failed = 1;
+    return p;
+}
+
+dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf_state **out)
+{
+    const tf_hparams *hp = &tf->hp;
+    if (batch < 1 || max_chunk < 1 || max_chunk > hp->max_pos)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "tf_state_create: batch %d / chunk %d: expected >= 1 / 1..%d", batch,
+                          max_chunk, hp->max_pos);
+    tf_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer state: out of memory");
+    st->batch = batch;
+    st->max_chunk = max_chunk;
+    int64_t rows = (int64_t)batch * max_chunk, d = hp->dim;
+    int64_t cache = (int64_t)hp->depth * batch * hp->heads * hp->max_pos * hp->dim_head;
+    int failed = 0;
+    st->k = alloc_floats(cache, &failed);
+    st->v = alloc_floats(cache, &failed);
+    if (hp->shift_tokens)
+        st->shift_hist = alloc_floats((int64_t)hp->depth * 2 * batch * hp->max_pos * d, &failed);
+    st->x1 = alloc_floats(rows * d, &failed);
+    if (hp->reversible)
+        st->x2 = alloc_floats(rows * d, &failed);
+    st->h = alloc_floats(rows * d, &failed);
+    st->hs = alloc_floats(rows * d, &failed);
+    st->y = alloc_floats(rows * d, &failed);
+    st->qkv = alloc_floats(rows * 3 * hp->inner, &failed);
+    st->att = alloc_floats(rows * hp->inner, &failed);
+    st->ff_h = alloc_floats(rows * 2 * hp->ff_inner, &failed);
+    st->ff_a = alloc_floats(rows * hp->ff_inner, &failed);
+    st->scores = alloc_floats(hp->max_pos, &failed);
+    if (failed) {
+        tf_state_free(st);
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
+                          "transformer state for %d sequences: out of memory", batch);
+    }
+    *out = st;
+    return DALLE_OK;
+}
+
+void tf_state_free(tf_state *st)
+{
+    if (!st)
+        return;
+    float *bufs[] = {st->k,  st->v, st->shift_hist, st->x1,   st->x2,   st->h,
+                     st->hs, st->y, st->qkv,        st->att, st->ff_h, st->ff_a, st->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        free(bufs[i]);
+    free(st);
+}
+
+void tf_state_reset(tf_state *st) { st->pos = 0; }
+int tf_state_pos(const tf_state *st) { return st->pos; }
+
+/* ---- embeddings ------------------------------------------------------------ */
+
+static void embed(const transformer *tf, const tf_state *st, const int32_t *tokens, int m,
+                  float *x)
+{
+    const tf_hparams *hp = &tf->hp;
+    const int64_t d = hp->dim;
+    for (int b = 0; b < st->batch; b++)
+        for (int i = 0; i < m; i++) {
+            int p = st->pos + i;
+            int32_t id = tokens[(int64_t)b * m + i];
+            float *xr = x + ((int64_t)b * m + i) * d;
+            if (p < hp->text_len) {
+                memcpy(xr, tf->text_emb + id * d, (size_t)d * sizeof *xr);
+                if (!hp->rotary_emb)
+                    for (int64_t j = 0; j < d; j++)
+                        xr[j] += tf->text_pos_emb[p * d + j];
+            } else {
+                memcpy(xr, tf->image_emb + id * d, (size_t)d * sizeof *xr);
+                if (!hp->rotary_emb) {
+                    /* AxialPositionalEmbedding, summed: row part + column part */
+                    int img = p - hp->text_len;
+                    const float *ar = tf->axial_rows + (int64_t)(img / hp->fmap) * d;
+                    const float *ac = tf->axial_cols + (int64_t)(img % hp->fmap) * d;
+                    for (int64_t j = 0; j < d; j++)
+                        xr[j] += ar[j] + ac[j];
+                }
+            }
+            if (hp->stable)
+                /* tokens * 0.1 + tokens.detach() * 0.9: the value only
+                 * changes by rounding, reproduced here */
+                for (int64_t j = 0; j < d; j++)
+                    xr[j] = xr[j] * 0.1f + xr[j] * 0.9f;
+        }
+}
+
+/* ---- layers -------------------------------------------------------------- */
+
+/* The normed (and shifted) input of sublayer `sub` of layer l. */
+static const float *sublayer_input(const transformer *tf, tf_state *st, int l, int sub,
+                                   const float *x, const tf_norm *norm, int m)
+{
+    const tf_hparams *hp = &tf->hp;
+    int64_t rows = (int64_t)st->batch * m;
+    ops_layer_norm(x, rows, hp->dim, norm->w, norm->b, LN_EPS, st->h);
+    if (!hp->shift_tokens)
+        return st->h;
+    float *hist = st->shift_hist + ((int64_t)l * 2 + sub) * st->batch * hp->max_pos * hp->dim;
+    token_shift(tf, st, hist, st->h, m, st->hs);
+    return st->hs;
+}
+
+/* x += scale * norm_out(y) */
+static void residual(const transformer *tf, const tf_state *st, int m, float *x, float *y,
+                     const tf_norm *norm_out, const float *scale)
+{
+    int64_t rows = (int64_t)st->batch * m;
+    if (norm_out->w)
+        ops_layer_norm(y, rows, tf->hp.dim, norm_out->w, norm_out->b, LN_EPS, y);
+    ops_add_scaled(x, y, scale, rows, tf->hp.dim);
+}
+
+static void feed_forward(const transformer *tf, tf_state *st, const tf_layer *L,
+                         const float *src, int m, float *out)
+{
+    const tf_hparams *hp = &tf->hp;
+    int64_t rows = (int64_t)st->batch * m;
+    ops_linear(src, rows, hp->dim, L->ff_w1, L->ff_b1, 2 * hp->ff_inner, st->ff_h,
+               2 * hp->ff_inner);
+    ops_geglu(st->ff_h, rows, hp->ff_inner, st->ff_a);
+    ops_linear(st->ff_a, rows, hp->ff_inner, L->ff_w2, L->ff_b2, hp->dim, out, hp->dim);
+}
+
+static void run_layers(const transformer *tf, tf_state *st, int m)
+{
+    const tf_hparams *hp = &tf->hp;
+    /* Sequential: x1 += f(x1); x1 += g(x1). Reversible (ReversibleBlock,
+     * the same function in eval mode as in training): x1 += f(x2);
+     * x2 += g(x1), both streams starting as copies of the embeddings. */
+    float *fx = hp->reversible ? st->x2 : st->x1;
+    for (int l = 0; l < hp->depth; l++) {
+        const tf_layer *L = &tf->layers[l];
+        const float *src = sublayer_input(tf, st, l, 0, fx, &L->attn_norm, m);
+        attention_forward(tf, st, l, src, m, st->y);
+        residual(tf, st, m, st->x1, st->y, &L->attn_norm_out, L->attn_scale);
+
+        src = sublayer_input(tf, st, l, 1, st->x1, &L->ff_norm, m);
+        feed_forward(tf, st, L, src, m, st->y);
+        residual(tf, st, m, fx, st->y, &L->ff_norm_out, L->ff_scale);
+    }
+    if (hp->reversible) {
+        /* torch.stack(out.chunk(2, dim=-1)).mean(dim=0) */
+        int64_t n = (int64_t)st->batch * m * hp->dim;
+        for (int64_t i = 0; i < n; i++)
+            st->x1[i] = (st->x1[i] + st->x2[i]) / 2.0f;
+    }
+}
+
+/* ---- logits ---------------------------------------------------------------- */
+
+/* One logits row of position p from the final hidden row xr: only the
+ * unmasked half is computed, the other is -FLT_MAX as upstream's
+ * masked_fill_ writes it (text positions p < text_seq_len predict text,
+ * the rest predict image tokens). */
+static void logits_rows(const transformer *tf, const float *x, int64_t n_rows, int p0,
+                        float *out)
+{
+    const tf_hparams *hp = &tf->hp;
+    const int64_t V = hp->total_tokens, d = hp->dim;
+    /* split the rows into the run of text positions and the run of image
+     * positions, one GEMM each */
+    int64_t n_text = 0;
+    while (n_text < n_rows && p0 + n_text < hp->text_seq_len)
+        n_text++;
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *o = out + r * V;
+        if (r < n_text)
+            for (int64_t j = hp->text_vocab; j < V; j++)
+                o[j] = -FLT_MAX;
+        else
+            for (int64_t j = 0; j < hp->text_vocab; j++)
+                o[j] = -FLT_MAX;
+    }
+    if (n_text)
+        ops_linear(x, n_text, d, tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
+    if (n_rows > n_text)
+        ops_linear(x + n_text * d, n_rows - n_text, d, tf->logits_w + hp->text_vocab * d,
+                   tf->logits_b + hp->text_vocab, hp->num_image_tokens,
+                   out + n_text * V + hp->text_vocab, V);
+}
+
+static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits)
+{
+    const tf_hparams *hp = &tf->hp;
+    const int64_t d = hp->dim, V = hp->total_tokens;
+    for (int b = 0; b < st->batch; b++) {
+        /* the rows of this sequence that need logits */
+        int first = mode == TF_LOGITS_LAST ? m - 1 : 0;
+        int64_t n = m - first;
+        float *x = st->x1 + ((int64_t)b * m + first) * d;
+        if (hp->stable)
+            ops_divide_max(x, n, d);
+        ops_layer_norm(x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
+        float *o = mode == TF_LOGITS_LAST ? logits + (int64_t)b * V
+                                          : logits + (int64_t)b * m * V;
+        logits_rows(tf, x, n, st->pos + first, o);
+    }
+}
+
+/* ---- the forward ------------------------------------------------------------ */
+
+dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *tokens, int m,
+                        tf_logits_mode mode, float *logits)
+{
+    const tf_hparams *hp = &tf->hp;
+    if (m < 1 || m > st->max_chunk || st->pos + m > hp->max_pos)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "transformer: %d tokens at position %d: expected 1..%d tokens and at "
+                          "most %d positions",
+                          m, st->pos, st->max_chunk, hp->max_pos);
+    if (mode != TF_LOGITS_NONE && !logits)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "transformer: logits is NULL");
+    for (int b = 0; b < st->batch; b++)
+        for (int i = 0; i < m; i++) {
+            int p = st->pos + i;
+            int32_t id = tokens[(int64_t)b * m + i];
+            int32_t lim = p < hp->text_len ? hp->text_vocab : hp->num_image_tokens;
+            if (id < 0 || id >= lim)
+                return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                                  "transformer: token %d of sequence %d (position %d) = %d: "
+                                  "expected a %s id in [0, %d)",
+                                  i, b, p, (int)id, p < hp->text_len ? "text" : "image",
+                                  (int)lim);
+        }
+    embed(tf, st, tokens, m, st->x1);
+    if (hp->reversible)
+        memcpy(st->x2, st->x1, (size_t)st->batch * m * hp->dim * sizeof(float));
+    run_layers(tf, st, m);
+    if (mode != TF_LOGITS_NONE)
+        head(tf, st, m, mode, logits);
+    st->pos += m;
+    return DALLE_OK;
+}
+
+/* ---- dalle_logits ------------------------------------------------------------ */
+
+/* The sequences [bos, text, image[0 .. n_image - 1)] of `batch` captions
+ * (null: the all-padding caption) into seq [batch][n_pos]. */
+static void build_sequences(const transformer *tf, const int32_t *text, const int32_t *image,
+                            int batch, int n_image, int n_pos, int null_caption, int32_t *seq,
+                            int32_t *zeros)
+{
+    const tf_hparams *hp = &tf->hp;
+    for (int b = 0; b < batch; b++) {
+        int32_t *s = seq + (int64_t)b * n_pos;
+        transformer_text_sequence(tf, null_caption ? zeros : text + (int64_t)b * hp->text_seq_len,
+                                  s);
+        for (int i = hp->text_len; i < n_pos; i++)
+            s[i] = image[(int64_t)b * n_image + (i - hp->text_len)];
+    }
+}
+
+dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *cp,
+                                const int32_t *text, const int32_t *image, int batch,
+                                int n_image, float cond_scale, float *out)
+{
+    const tf_hparams *hp = &tf->hp;
+    /* Row p predicts token p + 1 of [bos, text, image]: the rows for the
+     * text_seq_len + n_image given tokens, so the last given token is
+     * never fed (DALLE.forward drops it too when the image is complete). */
+    const int n_pos = hp->text_seq_len + n_image;
+    const int64_t V = hp->total_tokens;
+    const int guided = cond_scale != 1.0f;
+    const int chunk = batch < cp->max_batch ? batch : cp->max_batch;
+    tf_state *st = NULL, *st_null = NULL;
+    int32_t *seq = NULL, *zeros = NULL;
+    float *buf_null = NULL;
+    dalle_status s;
+    /* every allocation before the first write to out: a failure leaves it
+     * untouched (tf_forward cannot fail on arguments checked by context.c) */
+    if ((s = tf_state_create(tf, chunk, n_pos, &st)) ||
+        (guided && (s = tf_state_create(tf, chunk, n_pos, &st_null))))
+        goto done;
+    seq = malloc((size_t)chunk * n_pos * sizeof *seq);
+    zeros = calloc((size_t)hp->text_seq_len, sizeof *zeros);
+    if (guided)
+        buf_null = malloc((size_t)chunk * n_pos * V * sizeof *buf_null);
+    if (!seq || !zeros || (guided && !buf_null)) {
+        s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_logits: out of memory");
+        goto done;
+    }
+    ops_set_threads(cp->n_threads);
+    for (int b0 = 0; b0 < batch && !s; b0 += chunk) {
+        int nb = batch - b0 < chunk ? batch - b0 : chunk;
+        const int32_t *img = image ? image + (int64_t)b0 * n_image : NULL;
+        float *o = out + (int64_t)b0 * n_pos * V;
+        /* a smaller last chunk uses the front of the state's buffers */
+        st->batch = nb;
+        tf_state_reset(st);
+        build_sequences(tf, text + (int64_t)b0 * hp->text_seq_len, img, nb, n_image, n_pos, 0,
+                        seq, zeros);
+        if ((s = tf_forward(tf, st, seq, n_pos, TF_LOGITS_ALL, o)) || !guided)
+            continue;
+        st_null->batch = nb;
+        tf_state_reset(st_null);
+        build_sequences(tf, NULL, img, nb, n_image, n_pos, 1, seq, zeros);
+        if ((s = tf_forward(tf, st_null, seq, n_pos, TF_LOGITS_ALL, buf_null)))
+            continue;
+        /* forward_with_cond_scale: null + (cond - null) * cond_scale;
+         * masked entries are -FLT_MAX in both and stay so */
+        for (int64_t i = 0; i < (int64_t)nb * n_pos * V; i++)
+            if (o[i] != -FLT_MAX)
+                o[i] = buf_null[i] + (o[i] - buf_null[i]) * cond_scale;
+    }
+done:
+    tf_state_free(st);
+    tf_state_free(st_null);
+    free(seq);
+    free(zeros);
+    free(buf_null);
+    return s;
+}

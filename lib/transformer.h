@@ -1,0 +1,73 @@
+/* The DALL·E transformer of lucidrains/DALLE-pytorch (DALLE + Transformer),
+ * as the rest of the library calls it. docs/transformer.md describes the
+ * computation; lib/transformer_internal.h maps each part to its file.
+ *
+ * One code path computes everything: tf_forward feeds a chunk of m new
+ * tokens per sequence at positions [pos, pos + m) on top of a state (KV
+ * cache + token-shift history) holding positions [0, pos). The
+ * teacher-forced forward is one chunk from position 0; generation feeds one
+ * token at a time. Both therefore agree for every attention type.
+ */
+#ifndef DALLE_TRANSFORMER_H
+#define DALLE_TRANSFORMER_H
+
+#include <stdint.h>
+
+#include "context.h"
+#include "dalle/dalle.h"
+
+typedef struct transformer transformer;
+typedef struct tf_state tf_state;
+
+/* Build the model from a bundle of kind "dalle": validates every
+ * hyper-parameter and tensor shape (DALLE_ERR_MISMATCH naming the key or
+ * tensor), refuses DeepSpeed sparse attention (DALLE_ERR_UNSUPPORTED).
+ * Weights stay owned by the bundle, which must outlive the model. */
+dalle_status transformer_load(dalle_bundle *b, const model_shapes *shapes, transformer **out);
+void transformer_free(transformer *tf);
+
+/* Positions a sequence can have: <bos> + text + image - 1 (the last image
+ * token is never fed). */
+int transformer_max_positions(const transformer *tf);
+/* <bos> + text: the number of text positions. */
+int transformer_text_len(const transformer *tf);
+
+/* Caption ids text[text_seq_len] (0 = padding) -> the text positions of a
+ * sequence, seq[text_len]: <bos> = 0, then each 0 at caption position i
+ * replaced by the padding id num_text_tokens + i, as DALLE.forward does. */
+void transformer_text_sequence(const transformer *tf, const int32_t *text, int32_t *seq);
+
+/* A state for `batch` sequences that takes chunks of up to max_chunk
+ * tokens. All memory of a generation is allocated here, once. */
+dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf_state **out);
+void tf_state_free(tf_state *st);
+/* Forget every position (keeps the memory). */
+void tf_state_reset(tf_state *st);
+int tf_state_pos(const tf_state *st);
+
+typedef enum tf_logits_mode {
+    TF_LOGITS_NONE = 0, /* only advance the cache */
+    TF_LOGITS_ALL = 1,  /* logits [batch][m][total_tokens] */
+    TF_LOGITS_LAST = 2  /* logits [batch][total_tokens] of the last new position */
+} tf_logits_mode;
+
+/* Feed tokens [batch][m] (row b at tokens + b * m) at positions [pos, pos+m).
+ * A token at a text position (< text_len) is a text id incl. the padding ids
+ * (< num_text_tokens + text_seq_len); at an image position an image id
+ * (< num_image_tokens). Masked logits are -FLT_MAX exactly, as upstream.
+ * Errors (nothing changed): m out of range, positions past the end, ids out
+ * of range. */
+dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *tokens, int m,
+                        tf_logits_mode mode, float *logits);
+
+/* dalle_logits (arguments already validated by lib/context.c). */
+dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *cp,
+                                const int32_t *text, const int32_t *image, int batch,
+                                int n_image, float cond_scale, float *out);
+
+/* dalle_sample (arguments already validated by lib/context.c). lib/sample.c */
+dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *cp,
+                                const int32_t *text, int batch, const dalle_sample_params *p,
+                                int32_t *out);
+
+#endif

@@ -1,0 +1,114 @@
+/* Inside the transformer: the model, the per-call state, and which file
+ * computes what.
+ *
+ *   transformer_load.c  hyper-parameters, tensor names and shapes
+ *   rotary.c            the rotary table (stored in the checkpoint or recomputed)
+ *   transformer.c       tf_forward: embeddings, the layer loop (residuals,
+ *                       PreNorm, sandwich norm, LayerScale, reversible
+ *                       streams), feed-forward, DivideMax, logits + mask;
+ *                       the state; dalle_logits
+ *   token_shift.c       PreShiftToken
+ *   attention.c         q/k/v, rotary, KV cache, the masks of full /
+ *                       axial_row / axial_col / conv_like, to_out
+ *   sample.c            dalle_sample: top-k, temperature, Gumbel, guidance
+ */
+#ifndef DALLE_TRANSFORMER_INTERNAL_H
+#define DALLE_TRANSFORMER_INTERNAL_H
+
+#include <stdint.h>
+
+#include "ops.h"
+#include "transformer.h"
+
+typedef enum attn_type { ATTN_FULL, ATTN_AXIAL_ROW, ATTN_AXIAL_COL, ATTN_CONV_LIKE } attn_type;
+
+/* Sizes and switches, named as upstream where it has a name. */
+typedef struct tf_hparams {
+    int dim, depth, heads, dim_head;
+    int inner;            /* heads * dim_head */
+    int ff_inner;         /* dim * 4 (FeedForward's mult; DALLE never changes it) */
+    int num_text_tokens;  /* the caption vocabulary (the kwarg) */
+    int text_seq_len;
+    int text_vocab;       /* num_text_tokens + text_seq_len: incl. one padding id per position */
+    int num_image_tokens;
+    int fmap;             /* image_fmap_size: image tokens per side */
+    int image_seq_len;    /* fmap² */
+    int total_tokens;     /* text_vocab + num_image_tokens: a logits row */
+    int text_len;         /* <bos> + text = text_seq_len + 1 positions */
+    int max_pos;          /* text_seq_len + image_seq_len: positions ever fed */
+    int reversible, stable, sandwich_norm, shift_tokens, rotary_emb, share_io;
+    int rot_cols;         /* rotated columns of each head (0 without rotary) */
+    int conv_kernel, conv_dilation; /* conv_like: 5 and 1, fixed upstream */
+} tf_hparams;
+
+typedef struct tf_norm {
+    const float *w, *b;
+} tf_norm;
+
+/* One layer: attention and feed-forward sublayers, each
+ * LayerScale(PreNorm(fn)). Shared layers point at the same weights. */
+typedef struct tf_layer {
+    attn_type type;
+    const float *attn_scale;
+    tf_norm attn_norm, attn_norm_out; /* norm_out.w NULL without sandwich_norm */
+    const float *to_qkv;              /* [3 * inner][dim], no bias */
+    const float *to_out_w, *to_out_b; /* [dim][inner], [dim] */
+    const float *ff_scale;
+    tf_norm ff_norm, ff_norm_out;
+    const float *ff_w1, *ff_b1;       /* [2 * ff_inner][dim]: GEGLU's [x | gates] */
+    const float *ff_w2, *ff_b2;       /* [dim][ff_inner] */
+} tf_layer;
+
+struct transformer {
+    tf_hparams hp;
+    tf_layer *layers;
+    const float *text_emb;     /* [text_vocab][dim] (rows of to_logits.1.weight when shared) */
+    const float *image_emb;    /* [num_image_tokens][dim] */
+    const float *text_pos_emb; /* [text_len][dim], rotary off only */
+    const float *axial_rows;   /* image_pos_emb.weights_0: [fmap][dim], rotary off only */
+    const float *axial_cols;   /* image_pos_emb.weights_1: [fmap][dim] */
+    float *rot_cos, *rot_sin;  /* [max_pos + 1][rot_cols], owned */
+    tf_norm logits_norm;       /* to_logits.0 */
+    const float *logits_w, *logits_b; /* to_logits.1: [total_tokens][dim], [total_tokens] */
+};
+
+/* The memory of one batch of sequences (see tf_state_create). */
+struct tf_state {
+    int batch, max_chunk, pos;
+    float *k, *v;        /* [depth][batch][heads][max_pos][dim_head], rotated */
+    float *shift_hist;   /* [depth][2][batch][max_pos][dim]: normed sublayer inputs */
+    /* workspace, rows = batch * max_chunk */
+    float *x1, *x2;      /* the residual stream(s) [rows][dim] */
+    float *h, *hs;       /* normed input, shifted input [rows][dim] */
+    float *y;            /* sublayer output [rows][dim] */
+    float *qkv;          /* [rows][3 * inner] */
+    float *att;          /* [rows][inner] */
+    float *ff_h;         /* [rows][2 * ff_inner] */
+    float *ff_a;         /* [rows][ff_inner] */
+    float *scores;       /* [max_pos]: one query's attention weights */
+};
+
+/* rotary.c: fill tf->rot_cos/rot_sin from the checkpoint's table or compute
+ * it as upstream does. */
+dalle_status rotary_build(transformer *tf, dalle_bundle *b);
+/* The table as upstream computes it: [text_len + image_seq_len][rot_cols]
+ * angles (exposed for the test that compares it with the stored one). */
+void rotary_compute_table(const tf_hparams *hp, float *table);
+
+/* token_shift.c: record the normed inputs h (rows of `st`'s chunk) in the
+ * history `hist` ([batch][max_pos][dim]) and write the shifted rows to out. */
+void token_shift(const transformer *tf, const tf_state *st, float *hist, const float *h, int m,
+                 float *out);
+
+/* attention.c: the attention function of layer l on the (normed, shifted)
+ * inputs src [batch * m][dim] at positions [st->pos, st->pos + m); appends
+ * to the layer's KV cache; result [batch * m][dim] in out (before
+ * norm_out / LayerScale). */
+void attention_forward(const transformer *tf, tf_state *st, int l, const float *src, int m,
+                       float *out);
+
+/* The keys a query at position p may see under `type` (upstream's masks),
+ * as at most 2 + conv_kernel spans. Returns the span count. */
+int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *spans);
+
+#endif

@@ -1,0 +1,146 @@
+/* The image tokenizers: token ids ⇄ pixels for the three VAEs a
+ * DALLE-pytorch model can use (docs/vae.md):
+ *
+ *   kind "dvae"         DALLE-pytorch DiscreteVAE          lib/vae_dvae.c
+ *   kind "openai_dvae"  OpenAI dall_e Encoder + Decoder    lib/vae_openai.c
+ *   kind "vqgan"        taming-transformers VQModel /      lib/vae_vqgan.c
+ *                       GumbelVQ
+ *
+ * lib/vae.c loads the right one (the bundle's general.kind, or vae.kind in a
+ * "dalle" bundle), owns the workspace and runs the per-image networks that
+ * the family files describe with the small "runner" below.
+ *
+ * Thread safety: a struct vae keeps one workspace that every call reuses, so
+ * one vae (one dalle_ctx) must not be used by two threads at once; use one
+ * context per thread. The weights are read-only and owned by the bundle.
+ */
+#ifndef DALLE_VAE_H
+#define DALLE_VAE_H
+
+#include <stdint.h>
+
+#include "context.h"
+#include "conv.h"
+#include "dalle/dalle.h"
+
+struct vae;
+
+/* Build the VAE of a "dalle" / "dvae" / "openai_dvae" / "vqgan" bundle;
+ * every tensor is shape-checked against the metadata, and the token grid
+ * the network produces must agree with `shapes` (image_size,
+ * image_fmap_size, num_image_tokens). No workspace is allocated yet. */
+dalle_status vae_load(dalle_bundle *b, const model_shapes *shapes, struct vae **out);
+void vae_free(struct vae *v);
+
+/* ids [batch][grid²] (already range-checked) → pixels [batch][3][size][size]
+ * in [0, 1]. n_threads: BLAS threads (0 = one per core). */
+dalle_status vae_decode(struct vae *v, int n_threads, const int32_t *ids, int batch,
+                        float *pixels);
+/* pixels [batch][3][size][size] in [0, 1] (finite) → ids [batch][grid²]. */
+dalle_status vae_encode(struct vae *v, int n_threads, const float *pixels, int batch,
+                        int32_t *ids);
+
+/* Upstream's own intermediate outputs, for the tests (tests/test_vae.c):
+ *  - vae_decode_raw: what the decoder network returns before libdalle maps
+ *    it to [0, 1]: DiscreteVAE.decode (normalised space), the dall_e
+ *    decoder's 2·3 logit-Laplace statistics, the VQGAN decoder before the
+ *    clamp. out [batch][vae_raw_channels][size][size].
+ *  - vae_encode_scores: the per-token scores whose argmax is the id:
+ *    encoder logits (DiscreteVAE, dall_e, GumbelVQ), or minus the squared
+ *    distance to each codebook vector (VQModel). out [batch][num_tokens][grid][grid]. */
+int vae_raw_channels(const struct vae *v);
+dalle_status vae_decode_raw(struct vae *v, int n_threads, const int32_t *ids, int batch,
+                            float *out);
+dalle_status vae_encode_scores(struct vae *v, int n_threads, const float *pixels, int batch,
+                               float *out);
+
+/* ---- for the family files ------------------------------------------------ */
+
+/* An activation: one image [c][h][w] in workspace slot `slot`. While the
+ * runner measures (see below) d is NULL. */
+typedef struct vae_act {
+    float *d;
+    int slot, c, h, w;
+} vae_act;
+
+#define VAE_SLOTS 6
+
+/* Runs a network one image at a time over a fixed set of equally sized
+ * activation slots, an im2col buffer and an auxiliary buffer (attention
+ * scores, distances). The same family code runs twice: once with
+ * measure = 1, where every operation only records the sizes it would need
+ * (at load time, no data touched), and then for real. So the workspace is
+ * sized by the very code that uses it. */
+typedef struct vae_run {
+    int measure;
+    int64_t need_act, need_col, need_aux; /* floats, recorded while measuring */
+    float *slot[VAE_SLOTS];
+    int64_t act_cap;
+    float *col;
+    int64_t col_cap;
+    float *aux;
+    int64_t aux_cap;
+} vae_run;
+
+/* A convolution's weights with its geometry; w/b point into the bundle. */
+typedef struct vae_conv {
+    const float *w, *b;
+    conv_geom g;
+} vae_conv;
+
+/* GroupNorm(32 groups) gain/bias over c channels. */
+typedef struct vae_norm {
+    const float *gain, *bias;
+    int c;
+} vae_norm;
+
+/* Load weight (`wname`, [cout][cin][k][k]) and bias (`bname`, [cout]) of a
+ * convolution; `transposed` expects PyTorch's [cin][cout][k][k]. Errors name
+ * the tensor. */
+dalle_status vae_load_conv(dalle_bundle *b, const char *wname, const char *bname, int cin,
+                           int cout, int k, int stride, int pad, int transposed, vae_conv *out);
+dalle_status vae_load_norm(dalle_bundle *b, const char *prefix, int c, vae_norm *out);
+
+/* A new activation of c×h×w in `slot`, for family code that fills it
+ * itself (codebook look-ups, input normalisation): write only when
+ * !r->measure. */
+vae_act vae_new(vae_run *r, int slot, int c, int h, int w);
+/* Convolution / transposed convolution of x into `slot` (≠ x.slot). */
+vae_act vae_conv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot);
+vae_act vae_deconv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot);
+/* ReLU / GroupNorm(+swish) of x into `slot` (may be x.slot: in place). */
+vae_act vae_relu_run(vae_run *r, vae_act x, int slot);
+vae_act vae_norm_run(vae_run *r, const vae_norm *n, vae_act x, int swish, int slot);
+/* 2×2 max / average pooling, nearest 2× upsampling into `slot` (≠ x.slot). */
+vae_act vae_pool_run(vae_run *r, vae_act x, int max, int slot);
+vae_act vae_upsample_run(vae_run *r, vae_act x, int slot);
+/* y = x + scale · y, elementwise (same shapes). */
+void vae_residual_run(vae_run *r, vae_act x, vae_act y, float scale);
+/* Floats of the auxiliary buffer a step needs (recorded while measuring);
+ * returns the buffer (NULL while measuring). */
+float *vae_aux(vae_run *r, int64_t floats);
+
+/* One VAE family: its networks for one image, and how its raw decoder
+ * output becomes pixels in [0, 1]. */
+typedef struct vae_family {
+    const char *name;
+    int raw_channels;
+    /* ids [grid²] → raw output [raw_channels][size][size] (returned act). */
+    vae_act (*decode_net)(const void *net, vae_run *r, const int32_t *ids, int grid);
+    /* pixels [3][size][size] in [0, 1] → scores [num_tokens][grid][grid]. */
+    vae_act (*encode_net)(const void *net, vae_run *r, const float *pixels, int size);
+    /* raw [raw_channels][n] → pixels [3][n] in [0, 1]. */
+    void (*to_pixels)(const void *net, const float *raw, int64_t n, float *pixels);
+    void (*free_net)(void *net);
+} vae_family;
+
+/* Each family file's loader: checks the bundle's metadata and tensors and
+ * returns its network. `shapes` gives the token grid the context expects. */
+dalle_status vae_dvae_load(dalle_bundle *b, const model_shapes *shapes, void **net,
+                           const vae_family **fam);
+dalle_status vae_openai_load(dalle_bundle *b, const model_shapes *shapes, void **net,
+                             const vae_family **fam);
+dalle_status vae_vqgan_load(dalle_bundle *b, const model_shapes *shapes, void **net,
+                            const vae_family **fam);
+
+#endif

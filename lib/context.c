@@ -306,9 +306,9 @@ dalle_status dalle_sample(dalle_ctx *ctx, const int32_t *text, int batch,
 }
 
 static dalle_status logits(dalle_ctx *ctx, const int32_t *text, const int32_t *image, int batch,
-                           int n_image, float cond_scale, float *out)
+                           int n_image, float cond_scale, int incremental, float *out)
 {
-    const char *fn = "dalle_logits";
+    const char *fn = incremental ? "dalle_logits_incremental" : "dalle_logits";
     dalle_status s;
     if ((s = need_ctx(ctx, fn)) || (s = need_transformer(ctx, fn)) ||
         (s = need_ptr(text, fn, "text")) || (s = need_ptr(out, fn, "out")) ||
@@ -326,13 +326,26 @@ static dalle_status logits(dalle_ctx *ctx, const int32_t *text, const int32_t *i
                        n_image > 0 ? n_image : 1)))
         return s;
     return transformer_logits(ctx->transformer, &ctx->params, text, image, batch, n_image,
-                              cond_scale, out);
+                              cond_scale, incremental, out);
 }
 
 dalle_status dalle_logits(dalle_ctx *ctx, const int32_t *text, const int32_t *image, int batch,
                           int n_image, float cond_scale, float *out)
 {
-    return remember(ctx, logits(ctx, text, image, batch, n_image, cond_scale, out));
+    return remember(ctx, logits(ctx, text, image, batch, n_image, cond_scale, 0, out));
+}
+
+dalle_status dalle_logits_incremental(dalle_ctx *ctx, const int32_t *text, const int32_t *image,
+                                      int batch, int n_image, float cond_scale, float *out)
+{
+    return remember(ctx, logits(ctx, text, image, batch, n_image, cond_scale, 1, out));
+}
+
+int dalle_logits_rows(const dalle_ctx *ctx, int n_image)
+{
+    if (!ctx || !ctx->transformer || n_image < 0 || n_image > ctx->shapes.image_seq_len)
+        return 0;
+    return transformer_logits_rows(ctx->transformer, n_image);
 }
 
 /* ---- VAE ----------------------------------------------------------------- */

@@ -286,15 +286,50 @@ static void build_sequences(const transformer *tf, const int32_t *text, const in
     }
 }
 
+int transformer_logits_rows(const transformer *tf, int n_image)
+{
+    int rows = tf->hp.text_len + n_image;
+    return rows < transformer_max_positions(tf) ? rows : transformer_max_positions(tf);
+}
+
+/* Feed sequences of n_pos tokens in chunks of `step` (n_pos: the
+ * teacher-forced forward; 1: as generation does, through the KV cache),
+ * writing the logits of every position. */
+static dalle_status feed(const transformer *tf, tf_state *st, const int32_t *seq, int n_pos,
+                         int step, float *logits)
+{
+    if (step >= n_pos)
+        return tf_forward(tf, st, seq, n_pos, TF_LOGITS_ALL, logits);
+    const int nb = st->batch;
+    const int64_t V = tf->hp.total_tokens;
+    int32_t *tok = malloc((size_t)nb * sizeof *tok);
+    float *row = malloc((size_t)nb * V * sizeof *row);
+    dalle_status s = DALLE_OK;
+    if (!tok || !row)
+        s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_logits: out of memory");
+    for (int p = 0; p < n_pos && !s; p++) {
+        for (int b = 0; b < nb; b++)
+            tok[b] = seq[(int64_t)b * n_pos + p];
+        if ((s = tf_forward(tf, st, tok, 1, TF_LOGITS_ALL, row)))
+            break;
+        for (int b = 0; b < nb; b++)
+            memcpy(logits + ((int64_t)b * n_pos + p) * V, row + b * V, (size_t)V * sizeof *row);
+    }
+    free(tok);
+    free(row);
+    return s;
+}
+
 dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *cp,
                                 const int32_t *text, const int32_t *image, int batch,
-                                int n_image, float cond_scale, float *out)
+                                int n_image, float cond_scale, int incremental, float *out)
 {
     const tf_hparams *hp = &tf->hp;
-    /* Row p predicts token p + 1 of [bos, text, image]: the rows for the
-     * text_seq_len + n_image given tokens, so the last given token is
-     * never fed (DALLE.forward drops it too when the image is complete). */
-    const int n_pos = hp->text_seq_len + n_image;
+    const int step = incremental ? 1 : transformer_logits_rows(tf, n_image);
+    /* Row p predicts token p + 1 of [bos, text, image]. As DALLE.forward,
+     * every given token is fed except the last image token of a complete
+     * image, which predicts nothing. */
+    const int n_pos = transformer_logits_rows(tf, n_image);
     const int64_t V = hp->total_tokens;
     const int guided = cond_scale != 1.0f;
     const int chunk = batch < cp->max_batch ? batch : cp->max_batch;
@@ -325,12 +360,12 @@ dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *c
         tf_state_reset(st);
         build_sequences(tf, text + (int64_t)b0 * hp->text_seq_len, img, nb, n_image, n_pos, 0,
                         seq, zeros);
-        if ((s = tf_forward(tf, st, seq, n_pos, TF_LOGITS_ALL, o)) || !guided)
+        if ((s = feed(tf, st, seq, n_pos, step, o)) || !guided)
             continue;
         st_null->batch = nb;
         tf_state_reset(st_null);
         build_sequences(tf, NULL, img, nb, n_image, n_pos, 1, seq, zeros);
-        if ((s = tf_forward(tf, st_null, seq, n_pos, TF_LOGITS_ALL, buf_null)))
+        if ((s = feed(tf, st_null, seq, n_pos, step, buf_null)))
             continue;
         /* forward_with_cond_scale: null + (cond - null) * cond_scale;
          * masked entries are -FLT_MAX in both and stay so */

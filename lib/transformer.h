@@ -60,10 +60,14 @@ typedef enum tf_logits_mode {
 dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *tokens, int m,
                         tf_logits_mode mode, float *logits);
 
-/* dalle_logits (arguments already validated by lib/context.c). */
+/* Rows of dalle_logits for n_image given image tokens. */
+int transformer_logits_rows(const transformer *tf, int n_image);
+
+/* dalle_logits, or with `incremental` dalle_logits_incremental (arguments
+ * already validated by lib/context.c). */
 dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *cp,
                                 const int32_t *text, const int32_t *image, int batch,
-                                int n_image, float cond_scale, float *out);
+                                int n_image, float cond_scale, int incremental, float *out);
 
 /* dalle_sample (arguments already validated by lib/context.c). lib/sample.c */
 dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *cp,

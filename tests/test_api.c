@@ -6,6 +6,7 @@
  * (the bundles converted from ../shared/golden; without them those checks
  * are skipped and the rest still runs). */
 #include <dalle/dalle.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -185,6 +186,36 @@ static void test_dalle_calls(const char *bundle)
                 DALLE_ERR_INVALID_ARGUMENT, "image[0][0]");
     CHECK_FAILS(dalle_logits(ctx, text, image, 1, 0, INFINITY, logits_out),
                 DALLE_ERR_INVALID_ARGUMENT, "cond_scale");
+
+    /* rows as upstream: <bos> + caption + given image tokens, less the last
+     * token of a complete image */
+    CHECK(dalle_logits_rows(ctx, 0) == tl + 1 && dalle_logits_rows(ctx, 3) == tl + 4 &&
+              dalle_logits_rows(ctx, il) == tl + il && dalle_logits_rows(ctx, il + 1) == 0,
+          "dalle_logits_rows");
+    {
+        /* the teacher-forced and the incremental path agree (3 image tokens, guided) */
+        int rows = dalle_logits_rows(ctx, 3), V = dalle_total_tokens(ctx);
+        int32_t cap[2 * 256] = {0}, img3[6] = {1, 2, 3, 4, 5, 6};
+        for (int i = 0; i < 5; i++)
+            cap[i] = 10 + i, cap[tl + i] = 20 + i;
+        float *full = malloc(sizeof(float) * 2 * rows * V);
+        float *inc = malloc(sizeof(float) * 2 * rows * V);
+        int r1 = dalle_logits(ctx, cap, img3, 2, 3, 2.0f, full);
+        int r2 = dalle_logits_incremental(ctx, cap, img3, 2, 3, 2.0f, inc);
+        double num = 0, den = 0;
+        int masks_same = 1;
+        for (int i = 0; i < 2 * rows * V; i++) {
+            masks_same &= (full[i] == -FLT_MAX) == (inc[i] == -FLT_MAX);
+            if (full[i] != -FLT_MAX) {
+                num += (double)(full[i] - inc[i]) * (full[i] - inc[i]);
+                den += (double)full[i] * full[i];
+            }
+        }
+        CHECK(r1 == DALLE_OK && r2 == DALLE_OK && masks_same && sqrt(num / den) < 1e-5,
+              "dalle_logits_incremental = dalle_logits: rel-L2 %.2e", sqrt(num / den));
+        free(full);
+        free(inc);
+    }
 
     float pixels[4];
     int32_t ids[4096] = {0};

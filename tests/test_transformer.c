@@ -255,13 +255,12 @@ static void check_cfg(const char *bundle)
     int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
     int B = (int)t.dims[0], S = dalle_image_seq_len(ctx), ts = dalle_text_seq_len(ctx);
     int V = dalle_total_tokens(ctx);
-    /* upstream's forward(text, image[:, :5]) returns ts + 1 + 5 rows; ours
-     * covers the given tokens, so 6 given image tokens give the same 16 rows
-     * (row ts + 5 sees image tokens 0..4 only: causal) */
+    /* upstream's forward(text, image[:, :5]) returns ts + 1 + 5 rows, the
+     * last one predicting image token 5; dalle_logits does the same */
     const int k = 5, rows = ts + k + 1;
-    int32_t *img6 = malloc((size_t)B * (k + 1) * sizeof *img6);
+    int32_t *img6 = malloc((size_t)B * k * sizeof *img6);
     for (int b = 0; b < B; b++)
-        memcpy(img6 + b * (k + 1), img + (int64_t)b * S, (size_t)(k + 1) * 4);
+        memcpy(img6 + b * k, img + (int64_t)b * S, (size_t)k * 4);
     float *out = malloc((size_t)B * rows * V * sizeof *out);
     int32_t *zeros = calloc((size_t)B * ts, sizeof *zeros);
     struct {
@@ -273,7 +272,7 @@ static void check_cfg(const char *bundle)
                 {"cfg_null_logits.npy", zeros, 1.0f}};
     for (int r = 0; r < 3; r++) {
         npy want = load(cas, runs[r].file);
-        int s = dalle_logits(ctx, runs[r].text, img6, B, k + 1, runs[r].scale, out);
+        int s = dalle_logits(ctx, runs[r].text, img6, B, k, runs[r].scale, out);
         char what[256];
         snprintf(what, sizeof what, "dalle_cfg: %s (cond_scale %g)", runs[r].file,
                  (double)runs[r].scale);

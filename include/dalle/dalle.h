@@ -358,13 +358,27 @@ DALLE_API dalle_status dalle_sample(dalle_ctx *ctx, const int32_t *text, int bat
                                     const dalle_sample_params *params, int32_t *out);
 
 /* Teacher-forced logits of (text, image) sequences, as DALLE.forward
- * computes them: out [batch][n_image + text_seq_len][total_tokens] where
- * n_image (0 .. image_seq_len) is how many image tokens are given. Masked
- * entries are -FLT_MAX exactly, as upstream. cond_scale != 1 applies
- * classifier-free guidance against the all-padding caption. */
+ * computes them. The sequence is <bos>, the caption (its 0s replaced by
+ * per-position padding ids, as upstream), then n_image (0 .. image_seq_len)
+ * given image tokens; row p holds the logits that predict token p + 1.
+ * out: [batch][dalle_logits_rows(ctx, n_image)][total_tokens], where rows =
+ * text_seq_len + 1 + n_image, except for a complete image, whose last token
+ * predicts nothing (text_seq_len + image_seq_len rows). Masked entries are
+ * -FLT_MAX exactly, as upstream. cond_scale != 1 applies classifier-free
+ * guidance: null + (cond - null) * cond_scale, the null pass with an
+ * all-padding caption. */
 DALLE_API dalle_status dalle_logits(dalle_ctx *ctx, const int32_t *text,
                                     const int32_t *image, int batch, int n_image,
                                     float cond_scale, float *out);
+/* The same logits computed the way generation computes them: one token at a
+ * time through the KV cache (slower; equal to dalle_logits within float
+ * rounding, for every attention type). */
+DALLE_API dalle_status dalle_logits_incremental(dalle_ctx *ctx, const int32_t *text,
+                                                const int32_t *image, int batch, int n_image,
+                                                float cond_scale, float *out);
+/* Rows per sequence of dalle_logits for n_image given image tokens (0 for a
+ * context without a transformer or n_image out of range). */
+DALLE_API int dalle_logits_rows(const dalle_ctx *ctx, int n_image);
 
 /* Image tokens → pixels: ids [batch][image_seq_len] → [batch][3][size][size]
  * in [0, 1]. */

@@ -782,7 +782,7 @@ dalle_status dalle_bundle_open(const char *path, dalle_bundle **out)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     int fd;
     do
-        fd = open(path, O_RDONLY | O_CLOEXEC);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         dalle_status st = dalle_fail(DALLE_ERR_IO, "%s: cannot open: %s", path,

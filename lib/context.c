@@ -10,6 +10,7 @@
 #include "error.h"
 #include "params.h"
 #include "transformer.h"
+#include "vae.h"
 
 /* Remember a failure in the context as well as in the thread's buffer, so
  * dalle_ctx_last_error() can be read later, from any thread. */
@@ -127,6 +128,8 @@ static dalle_status ctx_create(const char *path, const dalle_ctx_params *params,
     }
     if ((s = read_vae_shapes(ctx->bundle, &ctx->shapes)))
         goto fail;
+    if ((s = vae_load(ctx->bundle, &ctx->shapes, &ctx->vae)))
+        goto fail;
     if (ctx->has_transformer && (s = read_dalle_shapes(ctx->bundle, &ctx->shapes)))
         goto fail;
     if (ctx->has_transformer &&
@@ -149,6 +152,7 @@ void dalle_ctx_free(dalle_ctx *ctx)
     if (!ctx)
         return;
     transformer_free(ctx->transformer);
+    vae_free(ctx->vae);
     dalle_bundle_close(ctx->bundle);
     free(ctx);
 }
@@ -305,6 +309,40 @@ dalle_status dalle_sample(dalle_ctx *ctx, const int32_t *text, int batch,
     return remember(ctx, sample(ctx, text, batch, params, out));
 }
 
+static dalle_status generate_text(dalle_ctx *ctx, const int32_t *prefix, int n_prefix,
+                                  const dalle_sample_params *params, int32_t *out)
+{
+    const char *fn = "dalle_generate_text";
+    dalle_status s;
+    if ((s = need_ctx(ctx, fn)) || (s = need_transformer(ctx, fn)) ||
+        (s = need_ptr(out, fn, "out")))
+        return s;
+    const model_shapes *m = &ctx->shapes;
+    if (n_prefix < 0 || n_prefix > m->text_seq_len)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: n_prefix = %d: expected 0..%d", fn,
+                          n_prefix, m->text_seq_len);
+    if (n_prefix > 0 && (s = need_ptr(prefix, fn, "prefix")))
+        return s;
+    dalle_sample_params p = dalle_sample_default_params();
+    if ((s = params_merge(params, sizeof p, sizeof p, "dalle_sample_params", &p)) ||
+        (s = check_sample_params(ctx, &p, 1)))
+        return s;
+    if (p.cond_scale != 1.0f || p.n_prime != 0)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "%s: cond_scale and n_prime apply to images only (got %g, %d)", fn,
+                          (double)p.cond_scale, p.n_prime);
+    if ((s = check_ids(prefix, n_prefix, m->num_text_tokens + m->text_seq_len, fn, "prefix",
+                       m->text_seq_len)))
+        return s;
+    return transformer_generate_text(ctx->transformer, &ctx->params, prefix, n_prefix, &p, out);
+}
+
+dalle_status dalle_generate_text(dalle_ctx *ctx, const int32_t *prefix, int n_prefix,
+                                 const dalle_sample_params *params, int32_t *out)
+{
+    return remember(ctx, generate_text(ctx, prefix, n_prefix, params, out));
+}
+
 static dalle_status logits(dalle_ctx *ctx, const int32_t *text, const int32_t *image, int batch,
                            int n_image, float cond_scale, int incremental, float *out)
 {
@@ -359,8 +397,7 @@ static dalle_status decode(dalle_ctx *ctx, const int32_t *ids, int batch, float 
         (s = check_ids(ids, (int64_t)batch * ctx->shapes.image_seq_len,
                        ctx->shapes.num_image_tokens, fn, "ids", ctx->shapes.image_seq_len)))
         return s;
-    return dalle_fail(DALLE_ERR_NOT_IMPLEMENTED, "%s: the VAE decoder is not in this version",
-                      fn);
+    return vae_decode(ctx->vae, ctx->params.n_threads, ids, batch, pixels);
 }
 
 dalle_status dalle_decode(dalle_ctx *ctx, const int32_t *ids, int batch, float *pixels)
@@ -380,8 +417,7 @@ static dalle_status encode(dalle_ctx *ctx, const float *pixels, int batch, int32
         if (!isfinite(pixels[i]))
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: pixels[%lld] is not finite", fn,
                               (long long)i);
-    return dalle_fail(DALLE_ERR_NOT_IMPLEMENTED, "%s: the VAE encoder is not in this version",
-                      fn);
+    return vae_encode(ctx->vae, ctx->params.n_threads, pixels, batch, ids);
 }
 
 dalle_status dalle_encode(dalle_ctx *ctx, const float *pixels, int batch, int32_t *ids)

@@ -28,6 +28,7 @@ struct dalle_ctx {
     int has_vae;
     model_shapes shapes;
     struct transformer *transformer; /* lib/transformer.h; NULL without one */
+    struct vae *vae;                 /* lib/vae.h; NULL without one */
     char last_error[DALLE_MESSAGE_CAP];
 };
 

@@ -16,87 +16,8 @@
 #include <string.h>
 
 #include "error.h"
-#include "rng.h"
+#include "sampler.h"
 #include "transformer_internal.h"
-
-/* The double a user most likely meant by a float (0.9f -> 0.9), so that
- * int((1 - thres) * total_tokens) truncates as Python does for the same
- * literal: the shortest decimal that reads back as the same float. */
-static double float_as_decimal(float f)
-{
-    char buf[40];
-    for (int digits = 1; digits <= 9; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
-        double d = strtod(buf, NULL);
-        if ((float)d == f)
-            return d;
-    }
-    return (double)f;
-}
-
-/* upstream's top_k(): how many logits survive */
-static int top_k_count(const tf_hparams *hp, float filter_thres)
-{
-    double k = (1.0 - float_as_decimal(filter_thres)) * hp->total_tokens;
-    int ik = k >= 1.0 ? (int)k : 1;
-    return ik > hp->total_tokens ? hp->total_tokens : ik;
-}
-
-typedef struct sampler {
-    const tf_hparams *hp;
-    const dalle_sample_params *p;
-    int k;          /* kept image logits: top-k, less the masked text entries */
-    int32_t *order; /* [num_image_tokens] scratch for the top-k selection */
-} sampler;
-
-/* Descending logit, then ascending id: a fixed order for ties. qsort has
- * no user pointer, so the comparator reads the row through a thread-local. */
-static _Thread_local const float *cmp_row;
-
-static int cmp_desc(const void *a, const void *b)
-{
-    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    float x = cmp_row[i], y = cmp_row[j];
-    if (x != y)
-        return x > y ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
-/* One image token from the image half of a logits row (num_image_tokens
- * entries). The masked text half of upstream's row is -FLT_MAX: topk may
- * keep some of those entries when k exceeds the image vocabulary, but they
- * can never win the Gumbel argmax against a finite logit, so only image
- * logits compete. */
-static int32_t pick(sampler *s, const float *img_logits, uint64_t image, uint64_t t)
-{
-    const tf_hparams *hp = s->hp;
-    const int n = hp->num_image_tokens;
-    if (s->k == 1) {
-        /* top-1: the noise cannot change the pick (greedy) */
-        int32_t best = 0;
-        for (int32_t i = 1; i < n; i++)
-            if (img_logits[i] > img_logits[best])
-                best = i;
-        return best;
-    }
-    for (int32_t i = 0; i < n; i++)
-        s->order[i] = i;
-    cmp_row = img_logits;
-    qsort(s->order, (size_t)n, sizeof *s->order, cmp_desc);
-    int32_t best = -1;
-    double best_score = -INFINITY;
-    for (int c = 0; c < s->k; c++) {
-        int32_t id = s->order[c];
-        /* gumbel_sample: (t / temperature) + noise, in float32 then noise */
-        float scaled = img_logits[id] / s->p->temperature;
-        double score = (double)scaled + rng_gumbel(s->p->seed, image, t, (uint64_t)id);
-        if (best < 0 || score > best_score) {
-            best = id;
-            best_score = score;
-        }
-    }
-    return best;
-}
 
 typedef struct run {
     const transformer *tf;
@@ -173,7 +94,7 @@ static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
     for (int t = p->n_prime; t < S; t++) {
         for (int b = 0; b < nb; b++) {
             const float *row = r->logits + (int64_t)b * hp->total_tokens + hp->text_vocab;
-            r->step[b] = pick(sm, row, (uint64_t)(b0 + b), (uint64_t)t);
+            r->step[b] = sampler_pick(sm, row, hp->num_image_tokens, (uint64_t)(b0 + b), (uint64_t)t);
             res[(int64_t)(b0 + b) * S + t] = r->step[b];
         }
         *done += nb;
@@ -206,7 +127,7 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
     const int prefix = hp->text_len + p->n_prime;
     const int guided = p->cond_scale != 1.0f;
     run r = {.tf = tf};
-    sampler sm = {.hp = hp, .p = p};
+    sampler sm = {0};
     int32_t *res = NULL;
     dalle_status s;
     if ((s = tf_state_create(tf, chunk, prefix, &r.cond)) ||
@@ -217,14 +138,13 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
     r.logits = malloc((size_t)chunk * hp->total_tokens * sizeof *r.logits);
     r.logits_null = malloc((size_t)chunk * hp->total_tokens * sizeof *r.logits_null);
     r.step = malloc((size_t)chunk * sizeof *r.step);
-    sm.order = malloc((size_t)hp->num_image_tokens * sizeof *sm.order);
     res = malloc((size_t)batch * S * sizeof *res);
-    if (!r.seq || !r.zeros || !r.logits || !r.logits_null || !r.step || !sm.order || !res) {
+    if ((s = sampler_init(&sm, hp, p, hp->num_image_tokens)))
+        goto done;
+    if (!r.seq || !r.zeros || !r.logits || !r.logits_null || !r.step || !res) {
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_sample: out of memory");
         goto done;
     }
-    int k = top_k_count(hp, p->filter_thres);
-    sm.k = k < hp->num_image_tokens ? k : hp->num_image_tokens;
     ops_set_threads(cp->n_threads);
     int64_t done_tokens = 0, total = (int64_t)batch * (S - p->n_prime);
     for (int b = 0; b < batch; b++)
@@ -244,7 +164,7 @@ done:
     free(r.logits);
     free(r.logits_null);
     free(r.step);
-    free(sm.order);
+    sampler_free(&sm);
     free(res);
     return s;
 }

@@ -74,4 +74,9 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
                                 const int32_t *text, int batch, const dalle_sample_params *p,
                                 int32_t *out);
 
+/* dalle_generate_text (arguments already validated). lib/sample_text.c */
+dalle_status transformer_generate_text(const transformer *tf, const dalle_ctx_params *cp,
+                                       const int32_t *prefix, int n_prefix,
+                                       const dalle_sample_params *p, int32_t *out);
+
 #endif

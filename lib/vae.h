@@ -99,6 +99,10 @@ typedef struct vae_norm {
  * the tensor. */
 dalle_status vae_load_conv(dalle_bundle *b, const char *wname, const char *bname, int cin,
                            int cout, int k, int stride, int pad, int transposed, vae_conv *out);
+/* Integer metadata `key` within [lo, hi] (def when absent; def < lo makes it
+ * required). Errors name the bundle and the key. */
+dalle_status vae_meta_int(const dalle_bundle *b, const char *key, int64_t def, int64_t lo,
+                          int64_t hi, int *out);
 dalle_status vae_load_norm(dalle_bundle *b, const char *prefix, int c, vae_norm *out);
 
 /* A new activation of c×h×w in `slot`, for family code that fills it

@@ -607,6 +607,72 @@ static void check_sampling(const char *bundle)
     dalle_ctx_free(ctx);
 }
 
+/* ---- text generation (generate_texts) ------------------------------------ */
+
+/* Greedy continuation of a caption computed independently: the whole
+ * sequence through one teacher-forced chunk per step (no cache reuse),
+ * argmax over the text part of the last row. */
+static void greedy_text_reference(dalle_ctx *ctx, const int32_t *prefix, int n_prefix,
+                                  int32_t *out)
+{
+    const transformer *tf = ctx->transformer;
+    const tf_hparams *hp = &tf->hp;
+    int n = hp->text_seq_len;
+    float *row = malloc((size_t)hp->total_tokens * sizeof *row);
+    tf_state *st;
+    tf_state_create(tf, 1, n, &st);
+    memcpy(out, prefix, (size_t)n_prefix * sizeof *out);
+    for (int t = n_prefix; t < n; t++) {
+        tf_state_reset(st);
+        tf_forward(tf, st, out, t, TF_LOGITS_LAST, row);
+        int best = 0;
+        for (int i = 1; i < hp->text_vocab; i++)
+            if (row[i] > row[best])
+                best = i;
+        out[t] = best;
+    }
+    tf_state_free(st);
+    free(row);
+}
+
+static void check_generate_text(const char *bundle)
+{
+    dalle_ctx *ctx = open_ctx(bundle, 1, 8);
+    if (!ctx)
+        return;
+    int n = dalle_text_seq_len(ctx);
+    int32_t prefix[3] = {17, 250, 3}, got[256], want[256], again[256];
+    dalle_sample_params p = dalle_sample_default_params();
+    p.filter_thres = 0.999f; /* k = 1: greedy */
+    int s = dalle_generate_text(ctx, prefix, 3, &p, got);
+    greedy_text_reference(ctx, prefix, 3, want);
+    CHECK(s == DALLE_OK && !memcmp(got, want, (size_t)n * sizeof *got),
+          "generate_text greedy = argmax of the full forward at every step (%d tokens)", n);
+    p = dalle_sample_default_params();
+    p.seed = 7;
+    int s1 = dalle_generate_text(ctx, prefix, 3, &p, got);
+    int s2 = dalle_generate_text(ctx, prefix, 3, &p, again);
+    int in_range = 1;
+    for (int i = 0; i < n; i++)
+        in_range &= got[i] >= 0 && got[i] < dalle_num_text_tokens(ctx) + n;
+    CHECK(s1 == DALLE_OK && s2 == DALLE_OK && !memcmp(got, again, (size_t)n * sizeof *got) &&
+              !memcmp(got, prefix, sizeof prefix) && in_range,
+          "generate_text: a seed repeats, the prefix is kept, ids are text ids");
+    p.seed = 8;
+    dalle_generate_text(ctx, NULL, 0, &p, again);
+    CHECK(again[0] == 0, "generate_text: an empty prefix starts from id 0, as upstream");
+    p.cond_scale = 2.0f;
+    CHECK_FAILS(dalle_generate_text(ctx, prefix, 3, &p, got), DALLE_ERR_INVALID_ARGUMENT,
+                "cond_scale");
+    p = dalle_sample_default_params();
+    prefix[1] = dalle_num_text_tokens(ctx) + n;
+    CHECK_FAILS(dalle_generate_text(ctx, prefix, 3, &p, got), DALLE_ERR_INVALID_ARGUMENT,
+                "prefix[0][1]");
+    CHECK_FAILS(dalle_generate_text(ctx, prefix, n + 1, &p, got), DALLE_ERR_INVALID_ARGUMENT,
+                "n_prefix");
+    dalle_ctx_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 6)
@@ -626,5 +692,6 @@ int main(int argc, char **argv)
     check_cfg(argv[4]);
     check_greedy(argv[2]);
     check_sampling(argv[4]);
+    check_generate_text(argv[2]);
     return check_summary();
 }

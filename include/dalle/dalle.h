@@ -357,6 +357,16 @@ DALLE_API dalle_sample_params dalle_sample_default_params(void);
 DALLE_API dalle_status dalle_sample(dalle_ctx *ctx, const int32_t *text, int batch,
                                     const dalle_sample_params *params, int32_t *out);
 
+/* Continue a caption, as DALLE.generate_texts: prefix holds n_prefix
+ * (0 .. text_seq_len) text ids as the tokenizer writes them (upstream feeds
+ * them without <bos>; an empty prefix starts from id 0). out[text_seq_len]
+ * receives the prefix followed by sampled text ids, which may include the
+ * padding ids num_text_tokens + i (drop them before decoding, as upstream).
+ * Uses seed, filter_thres, temperature, progress and abort of params;
+ * cond_scale must be 1 and n_prime 0. */
+DALLE_API dalle_status dalle_generate_text(dalle_ctx *ctx, const int32_t *prefix, int n_prefix,
+                                           const dalle_sample_params *params, int32_t *out);
+
 /* Teacher-forced logits of (text, image) sequences, as DALLE.forward
  * computes them. The sequence is <bos>, the caption (its 0s replaced by
  * per-position padding ids, as upstream), then n_image (0 .. image_seq_len)
@@ -397,6 +407,19 @@ DALLE_API dalle_status dalle_encode(dalle_ctx *ctx, const float *pixels, int bat
  * batch > 1). */
 DALLE_API dalle_status dalle_write_png(const char *path, const float *pixels, int batch,
                                        int height, int width);
+
+/* Read a PNG or JPEG file as one image for dalle_encode (or priming):
+ * pixels [3][size][size] in [0, 1], size usually dalle_image_size(ctx).
+ * The image is scaled so that its shorter side is `size` (antialiased
+ * bilinear, like torchvision's Resize on a PIL image) and the centre
+ * size × size square is kept (CenterCrop); an image already size × size is
+ * taken pixel for pixel. Grey images fill all three channels; alpha is
+ * ignored; 16-bit PNGs are read at 8 bits. Errors: DALLE_ERR_IO (cannot
+ * open or read the file), DALLE_ERR_FORMAT (empty, not a PNG or JPEG,
+ * truncated or corrupt: the message says why), DALLE_ERR_UNSUPPORTED (more
+ * than 16384 pixels a side, or a file over 1 GiB),
+ * DALLE_ERR_INVALID_ARGUMENT (NULL pointers, size outside 1..16384). */
+DALLE_API dalle_status dalle_read_image(const char *path, int size, float *pixels);
 
 /* ------------------------------------------------------------------------ */
 /* CLIP: score how well images match a caption                              */

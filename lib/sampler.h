@@ -1,0 +1,29 @@
+/* Picking one token from a logits row as upstream's top_k + gumbel_sample
+ * do, shared by image sampling (lib/sample.c) and text generation
+ * (lib/sample_text.c). */
+#ifndef DALLE_SAMPLER_H
+#define DALLE_SAMPLER_H
+
+#include <stdint.h>
+
+#include "dalle/dalle.h"
+#include "transformer_internal.h"
+
+typedef struct sampler {
+    const dalle_sample_params *p;
+    int k;          /* top-k of the whole row (upstream's k), capped at max_n */
+    int32_t *order; /* [max_n] scratch for the top-k selection */
+} sampler;
+
+/* For rows of at most max_n candidate logits. A zeroed sampler may be freed. */
+dalle_status sampler_init(sampler *s, const tf_hparams *hp, const dalle_sample_params *p,
+                          int max_n);
+void sampler_free(sampler *s);
+
+/* One token id in [0, n) from logits[0 .. n): the part of a row that is not
+ * masked at this position. The Gumbel noise of candidate `id` is
+ * rng_gumbel(seed, stream, counter, id): a pure function of where the token
+ * is, never of threads or batching. */
+int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, uint64_t counter);
+
+#endif

@@ -9,6 +9,7 @@
 #include "bundle.h"
 #include "error.h"
 #include "params.h"
+#include "tokenizer.h"
 #include "transformer.h"
 #include "vae.h"
 
@@ -153,6 +154,7 @@ void dalle_ctx_free(dalle_ctx *ctx)
         return;
     transformer_free(ctx->transformer);
     vae_free(ctx->vae);
+    dalle_tokenizer_free(ctx->tokenizer);
     dalle_bundle_close(ctx->bundle);
     free(ctx);
 }
@@ -222,7 +224,8 @@ static dalle_status check_text(const dalle_ctx *ctx, const int32_t *text, int ba
 
 /* ---- tokenizer ------------------------------------------------------------ */
 
-static dalle_status tokenize(dalle_ctx *ctx, const char *text, int32_t *out, int context_length)
+static dalle_status tokenize(dalle_ctx *ctx, const char *text, int32_t *out, int context_length,
+                             int truncate)
 {
     const char *fn = "dalle_tokenize";
     dalle_status s;
@@ -236,15 +239,16 @@ static dalle_status tokenize(dalle_ctx *ctx, const char *text, int32_t *out, int
         return dalle_fail(DALLE_ERR_UNSUPPORTED,
                           "%s: %s has no tokenizer (convert it with --bpe MERGES.txt)", fn,
                           bundle_path(ctx->bundle));
-    return dalle_fail(DALLE_ERR_NOT_IMPLEMENTED, "%s: the BPE tokenizer is not in this version",
-                      fn);
+    /* loaded on first use: most contexts never tokenize (callers pass ids) */
+    if (!ctx->tokenizer && (s = tokenizer_from_bundle(ctx->bundle, &ctx->tokenizer)))
+        return s;
+    return dalle_tokenizer_tokenize(ctx->tokenizer, text, out, context_length, truncate);
 }
 
 dalle_status dalle_tokenize(dalle_ctx *ctx, const char *text, int32_t *out, int context_length,
                             int truncate)
 {
-    (void)truncate;
-    return remember(ctx, tokenize(ctx, text, out, context_length));
+    return remember(ctx, tokenize(ctx, text, out, context_length, truncate));
 }
 
 /* ---- sampling and logits ---------------------------------------------- */

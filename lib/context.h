@@ -29,6 +29,7 @@ struct dalle_ctx {
     model_shapes shapes;
     struct transformer *transformer; /* lib/transformer.h; NULL without one */
     struct vae *vae;                 /* lib/vae.h; NULL without one */
+    struct dalle_tokenizer *tokenizer; /* lib/tokenizer.h; loaded on first dalle_tokenize */
     char last_error[DALLE_MESSAGE_CAP];
 };
 

@@ -4,7 +4,70 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
+
+/* ---- a minimal parallel for ------------------------------------------------
+ * Threads are started per call and joined before it returns: the passes
+ * that use it are large (at least PAR_MIN_WORK elements), so the ~20 µs a
+ * thread costs is noise, and the library keeps no thread pool alive. */
+
+#ifndef PAR_MIN_WORK /* compile-time tunable, for benchmarks */
+#define PAR_MIN_WORK ((int64_t)1 << 20)
+#endif
+#define PAR_MAX_THREADS 64
+
+typedef void (*par_fn)(void *arg, int64_t lo, int64_t hi);
+
+typedef struct par_job {
+    par_fn fn;
+    void *arg;
+    int64_t lo, hi;
+} par_job;
+
+static void *par_run(void *p)
+{
+    par_job *j = p;
+    j->fn(j->arg, j->lo, j->hi);
+    return NULL;
+}
+
+/* fn over [0, n) items of `work` elements each, split in contiguous ranges. */
+static void parallel_for(int n_threads, int64_t n, int64_t work, par_fn fn, void *arg)
+{
+    int t = n_threads;
+    if (t <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        t = cores > 0 ? (int)cores : 1;
+    }
+    if (t > PAR_MAX_THREADS)
+        t = PAR_MAX_THREADS;
+    if (t > n)
+        t = (int)n;
+    if (t > 1 && n * work < PAR_MIN_WORK * 2)
+        t = 1;
+    if (t <= 1) {
+        fn(arg, 0, n);
+        return;
+    }
+    pthread_t th[PAR_MAX_THREADS];
+    par_job jobs[PAR_MAX_THREADS];
+    int started[PAR_MAX_THREADS] = {0};
+    for (int i = 0; i < t; i++) {
+        jobs[i] = (par_job){fn, arg, n * i / t, n * (i + 1) / t};
+        /* a thread that cannot start runs inline: slower, never wrong */
+        if (i > 0)
+            started[i] = pthread_create(&th[i], NULL, par_run, &jobs[i]) == 0;
+    }
+    par_run(&jobs[0]);
+    for (int i = 1; i < t; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            par_run(&jobs[i]);
+    }
+}
 
 conv_geom conv_geom_make(int cin, int cout, int k, int stride, int pad)
 {
@@ -39,20 +102,28 @@ int64_t conv2d_col_need(const conv_geom *g, int h, int w, int64_t col_cap)
 
 /* Columns of output rows [r0, r1): col[(ci·k + ki)·k + kj][(r - r0)·wo + c]
  * is the input pixel under kernel tap (ki, kj) for output (r, c), 0 in the
- * padding. */
-static void im2col(const conv_geom *g, const float *x, int h, int w, int wo, int r0, int r1,
-                   float *col)
+ * padding. One call fills the rows of input channels [c0, c1). */
+typedef struct im2col_args {
+    const conv_geom *g;
+    const float *x;
+    int h, w, wo, r0, r1;
+    float *col;
+} im2col_args;
+
+static void im2col_part(void *p, int64_t c0, int64_t c1)
 {
-    const int k = g->k, s = g->stride;
-    const int64_t n = (int64_t)(r1 - r0) * wo;
-    for (int ci = 0; ci < g->cin; ci++) {
-        const float *xc = x + (int64_t)ci * h * w;
+    const im2col_args *a = p;
+    const conv_geom *g = a->g;
+    const int k = g->k, s = g->stride, h = a->h, w = a->w, wo = a->wo;
+    const int64_t n = (int64_t)(a->r1 - a->r0) * wo;
+    for (int64_t ci = c0; ci < c1; ci++) {
+        const float *xc = a->x + ci * h * w;
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *dst = col + ((int64_t)(ci * k + ki) * k + kj) * n;
-                for (int r = r0; r < r1; r++) {
+                float *dst = a->col + ((ci * k + ki) * k + kj) * n;
+                for (int r = a->r0; r < a->r1; r++) {
                     int iy = r * s - g->pad_top + ki;
-                    float *d = dst + (int64_t)(r - r0) * wo;
+                    float *d = dst + (int64_t)(r - a->r0) * wo;
                     if (iy < 0 || iy >= h) {
                         memset(d, 0, sizeof(float) * (size_t)wo);
                         continue;
@@ -93,7 +164,7 @@ static void fill_bias(float *y, const float *bias, int c, int64_t hw)
 }
 
 void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
-            const float *bias, float *y, float *col, int64_t col_floats)
+            const float *bias, float *y, float *col, int64_t col_floats, int n_threads)
 {
     int ho = conv_out_size(h, g->k, g->stride, g->pad_top, g->pad_bottom);
     int wo = conv_out_size(w, g->k, g->stride, g->pad_left, g->pad_right);
@@ -115,7 +186,8 @@ void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
     for (int r0 = 0; r0 < ho; r0 += tile) {
         int r1 = r0 + tile < ho ? r0 + tile : ho;
         int n = (r1 - r0) * wo;
-        im2col(g, x, h, w, wo, r0, r1, col);
+        im2col_args a = {g, x, h, w, wo, r0, r1, col};
+        parallel_for(n_threads, g->cin, (int64_t)g->k * g->k * n, im2col_part, &a);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, n, kk, 1.0f, wt, kk, col,
                     n, 1.0f, y + (int64_t)r0 * wo, (int)hw);
     }
@@ -130,15 +202,48 @@ int64_t conv_transpose2d_col_need(int cout, int k, int h, int w, int64_t col_cap
     return row > col_cap ? row : (col_cap / row) * row;
 }
 
+/* col2im for input rows [r0, r1): adds every tap's contribution into y.
+ * One call handles output channels [c0, c1). */
+typedef struct col2im_args {
+    int k, stride, pad, w, ho, wo, r0, r1;
+    const float *col;
+    float *y;
+} col2im_args;
+
+static void col2im_part(void *p, int64_t c0, int64_t c1)
+{
+    const col2im_args *a = p;
+    const int k = a->k, w = a->w;
+    const int64_t n = (int64_t)(a->r1 - a->r0) * w, ohw = (int64_t)a->ho * a->wo;
+    for (int64_t co = c0; co < c1; co++) {
+        float *yo = a->y + co * ohw;
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                const float *src = a->col + ((co * k + ki) * k + kj) * n;
+                for (int i = a->r0; i < a->r1; i++) {
+                    int oy = i * a->stride - a->pad + ki;
+                    if (oy < 0 || oy >= a->ho)
+                        continue;
+                    float *yr = yo + (int64_t)oy * a->wo;
+                    const float *sr = src + (int64_t)(i - a->r0) * w;
+                    for (int j = 0; j < w; j++) {
+                        int ox = j * a->stride - a->pad + kj;
+                        if (ox >= 0 && ox < a->wo)
+                            yr[ox] += sr[j];
+                    }
+                }
+            }
+    }
+}
+
 void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float *x, int h,
                       int w, const float *wt, const float *bias, float *y, float *col,
-                      int64_t col_floats)
+                      int64_t col_floats, int n_threads)
 {
     const int ho = (h - 1) * stride - 2 * pad + k, wo = (w - 1) * stride - 2 * pad + k;
     if (ho < 1 || wo < 1)
         return;
-    const int64_t ohw = (int64_t)ho * wo;
-    fill_bias(y, bias, cout, ohw);
+    fill_bias(y, bias, cout, (int64_t)ho * wo);
     const int m = cout * k * k;
     int64_t row = (int64_t)m * w;
     int tile = (int)(col_floats / row);
@@ -153,25 +258,8 @@ void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float
         int n = (r1 - r0) * w;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, cin, 1.0f, wt, m,
                     x + (int64_t)r0 * w, h * w, 0.0f, col, n);
-        for (int co = 0; co < cout; co++) {
-            float *yo = y + (int64_t)co * ohw;
-            for (int ki = 0; ki < k; ki++)
-                for (int kj = 0; kj < k; kj++) {
-                    const float *src = col + ((int64_t)(co * k + ki) * k + kj) * n;
-                    for (int i = r0; i < r1; i++) {
-                        int oy = i * stride - pad + ki;
-                        if (oy < 0 || oy >= ho)
-                            continue;
-                        float *yr = yo + (int64_t)oy * wo;
-                        const float *sr = src + (int64_t)(i - r0) * w;
-                        for (int j = 0; j < w; j++) {
-                            int ox = j * stride - pad + kj;
-                            if (ox >= 0 && ox < wo)
-                                yr[ox] += sr[j];
-                        }
-                    }
-                }
-        }
+        col2im_args a = {k, stride, pad, w, ho, wo, r0, r1, col, y};
+        parallel_for(n_threads, cout, (int64_t)k * k * n, col2im_part, &a);
     }
 }
 
@@ -199,14 +287,21 @@ void conv_residual(const float *x, float *y, float scale, int64_t n)
         y[i] = x[i] + scale * y[i];
 }
 
-void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, const float *gain,
-                     const float *bias, int swish, float *y)
+typedef struct gn_args {
+    const float *x, *gain, *bias;
+    int cg, swish;
+    int64_t hw;
+    float eps;
+    float *y;
+} gn_args;
+
+static void gn_part(void *p, int64_t g0, int64_t g1)
 {
-    const int cg = c / groups;
-    const int64_t n = (int64_t)cg * hw;
-    for (int g = 0; g < groups; g++) {
-        const float *xg = x + (int64_t)g * n;
-        float *yg = y + (int64_t)g * n;
+    const gn_args *a = p;
+    const int64_t n = (int64_t)a->cg * a->hw;
+    for (int64_t g = g0; g < g1; g++) {
+        const float *xg = a->x + g * n;
+        float *yg = a->y + g * n;
         /* Two passes in double: the mean, then the centred variance. */
         double mean = 0.0, var = 0.0;
         for (int64_t i = 0; i < n; i++)
@@ -217,18 +312,29 @@ void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, c
             var += d * d;
         }
         var /= (double)n;
-        const float rstd = (float)(1.0 / sqrt(var + (double)eps)), fmean = (float)mean;
-        for (int j = 0; j < cg; j++) {
-            const int ch = g * cg + j;
-            const float a = rstd * gain[ch], b = bias[ch] - fmean * a;
-            const float *xc = xg + (int64_t)j * hw;
-            float *yc = yg + (int64_t)j * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                float v = xc[i] * a + b;
-                yc[i] = swish ? v / (1.0f + expf(-v)) : v;
-            }
+        const float rstd = (float)(1.0 / sqrt(var + (double)a->eps)), fmean = (float)mean;
+        for (int j = 0; j < a->cg; j++) {
+            const int64_t ch = g * a->cg + j;
+            const float sc = rstd * a->gain[ch], sh = a->bias[ch] - fmean * sc;
+            const float *xc = xg + j * a->hw;
+            float *yc = yg + j * a->hw;
+            if (a->swish)
+                for (int64_t i = 0; i < a->hw; i++) {
+                    float v = xc[i] * sc + sh;
+                    yc[i] = v / (1.0f + expf(-v));
+                }
+            else
+                for (int64_t i = 0; i < a->hw; i++)
+                    yc[i] = xc[i] * sc + sh;
         }
     }
+}
+
+void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, const float *gain,
+                     const float *bias, int swish, float *y, int n_threads)
+{
+    gn_args a = {x, gain, bias, c / groups, swish, hw, eps, y};
+    parallel_for(n_threads, groups, (int64_t)(c / groups) * hw, gn_part, &a);
 }
 
 void conv_max_pool2(const float *x, int c, int h, int w, float *y)

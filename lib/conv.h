@@ -7,6 +7,11 @@
  * a weight tensor is laid out exactly as PyTorch stores it, so bundle
  * tensors are used as they are.
  *
+ * The passes that are not GEMMs (im2col, col2im, GroupNorm) are split over
+ * `n_threads` threads (0 = one per core) when they are large; each output
+ * element is still computed by one thread in one fixed order, so results do
+ * not depend on the thread count. The GEMMs use OpenBLAS's own threads.
+ *
  * Convolutions are im2col + one SGEMM per tile of output rows: the im2col
  * buffer is bounded by the caller's `col_cap` (a few MiB), so a 3×3
  * convolution over a 256×256×256 activation does not need a 600 MB column
@@ -41,7 +46,7 @@ int64_t conv2d_col_need(const conv_geom *g, int h, int w, int64_t col_cap);
  * bias [cout] or NULL. col: scratch of col_floats ≥ conv2d_col_need(). y must
  * not overlap x. */
 void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
-            const float *bias, float *y, float *col, int64_t col_floats);
+            const float *bias, float *y, float *col, int64_t col_floats, int n_threads);
 
 /* nn.ConvTranspose2d with square kernel k, stride s and symmetric padding p:
  * x [cin][h][w] → y [cout][(h-1)s - 2p + k][(w-1)s - 2p + k].
@@ -50,7 +55,7 @@ void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
 int64_t conv_transpose2d_col_need(int cout, int k, int h, int w, int64_t col_cap);
 void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float *x, int h,
                       int w, const float *wt, const float *bias, float *y, float *col,
-                      int64_t col_floats);
+                      int64_t col_floats, int n_threads);
 
 /* Elementwise helpers over n floats (in place allowed where y == x). */
 void conv_relu(const float *x, float *y, int64_t n);
@@ -63,7 +68,7 @@ void conv_residual(const float *x, float *y, float scale, int64_t n);
  * then the swish when `swish` is non-zero. c must be a multiple of groups.
  * In place allowed. */
 void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, const float *gain,
-                     const float *bias, int swish, float *y);
+                     const float *bias, int swish, float *y, int n_threads);
 
 /* nn.MaxPool2d(2) / F.avg_pool2d(2, 2): [c][h][w] → [c][h/2][w/2] (odd edges
  * dropped, as PyTorch floors). */

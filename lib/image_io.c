@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 
@@ -49,12 +50,17 @@ static dalle_status read_file(const char *path, unsigned char **data, long *size
     FILE *f = fopen(path, "rb");
     if (!f)
         return dalle_fail(DALLE_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return dalle_fail(DALLE_ERR_IO, "%s: cannot read '%s': not a regular file", fn, path);
+    }
     long n = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         n = ftell(f);
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return dalle_fail(DALLE_ERR_IO, "%s: cannot read '%s' (not a regular file?)", fn, path);
+        return dalle_fail(DALLE_ERR_IO, "%s: cannot read '%s'", fn, path);
     }
     if (n == 0 || n > MAX_FILE_BYTES) {
         fclose(f);

@@ -68,4 +68,8 @@ typedef struct ops_span {
 void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head,
                 const ops_span *spans, int n_spans, float *scores, float *out);
 
+/* QuickGELU in place over x[0 .. n): x * sigmoid(1.702 x), the activation
+ * of OpenAI CLIP's MLPs (appended for CLIP; see lib/clip_encoder.c). */
+void ops_quick_gelu(float *x, int64_t n);
+
 #endif

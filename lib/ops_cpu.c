@@ -170,3 +170,13 @@ void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head
                 out[d] += w * vp[d];
         }
 }
+
+void ops_quick_gelu(float *x, int64_t n)
+{
+    /* in double, rounded once: within an ulp of PyTorch's float
+     * x * torch.sigmoid(1.702 * x) */
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        x[i] = (float)(v / (1.0 + exp(-1.702 * v)));
+    }
+}

@@ -1,7 +1,9 @@
 /* The CLIP byte-level BPE text tokenizer, as DALLE-pytorch's SimpleTokenizer
  * (docs/tokenizer.md). Internal interface between its parts:
  *
- *   tokenizer.c      the public dalle_tokenizer_* calls, cleaning, splitting
+ *   tokenizer.c      the public dalle_tokenizer_* calls, decode, loading
+ *   tokenizer_text.c cleaning, lower-casing and the split pattern
+ *   utf8.c           code point buffers, strict UTF-8, NFC/NFKC
  *   ftfy.c           the subset of ftfy.fix_text that changes real captions
  *   html_unescape.c  Python's html.unescape and ftfy's stricter variant
  *   bpe.c            the merges file, the BPE itself and its cache
@@ -60,6 +62,9 @@ int ftfy_unescape_html(cpbuf *text);
 /* NFC (or NFKC when compat) through utf8proc. 0 or -1. */
 int unicode_normalize(cpbuf *text, int compat);
 
+/* whitespace_clean(basic_clean(text)).lower(), in place. 0 or -1 (OOM). */
+int tokenizer_clean(cpbuf *text);
+
 /* ---- BPE ------------------------------------------------------------------ */
 
 typedef struct bpe bpe;
@@ -84,5 +89,14 @@ int bpe_word(bpe *b, const uint8_t *word, size_t len, int32_t **ids, size_t *n, 
  * outside the vocabulary. */
 int bpe_token_bytes(const bpe *b, int32_t id, uint8_t *out);
 size_t bpe_max_token_bytes(const bpe *b);
+
+/* re.findall(pat, text) and BPE of each match, appended to *ids. 0 or -1. */
+int tokenizer_split_encode(bpe *b, const cpbuf *text, int32_t **ids, size_t *n, size_t *cap);
+
+/* ---- for the DALL·E context ------------------------------------------------ */
+
+/* The tokenizer stored in a bundle (tensor tokenizer.bpe_merges).
+ * DALLE_ERR_NOT_FOUND when the bundle has none. */
+dalle_status tokenizer_from_bundle(dalle_bundle *b, dalle_tokenizer **out);
 
 #endif

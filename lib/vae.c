@@ -111,7 +111,7 @@ vae_act vae_conv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
     if (r->measure)
         need(&r->need_col, conv2d_col_need(g, x.h, x.w, VAE_COL_CAP));
     else
-        conv2d(g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap);
+        conv2d(g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap, r->n_threads);
     return y;
 }
 
@@ -125,7 +125,7 @@ vae_act vae_deconv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
         need(&r->need_col, conv_transpose2d_col_need(g->cout, g->k, x.h, x.w, VAE_COL_CAP));
     else
         conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, x.d, x.h, x.w, cv->w,
-                         cv->b, y.d, r->col, r->col_cap);
+                         cv->b, y.d, r->col, r->col_cap, r->n_threads);
     return y;
 }
 
@@ -142,7 +142,8 @@ vae_act vae_norm_run(vae_run *r, const vae_norm *n, vae_act x, int swish, int sl
     vae_act y = vae_new(r, slot, x.c, x.h, x.w);
     if (!r->measure)
         /* taming's Normalize: GroupNorm(num_groups=32, eps=1e-6) */
-        conv_group_norm(x.d, x.c, (int64_t)x.h * x.w, 32, 1e-6f, n->gain, n->bias, swish, y.d);
+        conv_group_norm(x.d, x.c, (int64_t)x.h * x.w, 32, 1e-6f, n->gain, n->bias, swish, y.d,
+                        r->n_threads);
     return y;
 }
 
@@ -300,6 +301,7 @@ static dalle_status ensure_workspace(struct vae *v)
 static dalle_status begin(struct vae *v, int n_threads)
 {
     ops_set_threads(n_threads);
+    v->run.n_threads = n_threads;
     return ensure_workspace(v);
 }
 

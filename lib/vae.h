@@ -73,6 +73,7 @@ typedef struct vae_act {
  * sized by the very code that uses it. */
 typedef struct vae_run {
     int measure;
+    int n_threads; /* for conv.c's element-wise passes; set by each call */
     int64_t need_act, need_col, need_aux; /* floats, recorded while measuring */
     float *slot[VAE_SLOTS];
     int64_t act_cap;

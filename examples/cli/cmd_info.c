@@ -75,26 +75,27 @@ static void print_meta(const dalle_bundle *b, int i)
 
 int cmd_info(int argc, char **argv)
 {
-    int verify = 0;
+    cli_args a;
+    cli_args_init(&a, "info", argc, argv);
+    int verify = 0, rc = 0, kind;
     const char *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+    while (!rc && (kind = cli_next(&a)) != CLI_ARG_END) {
+        if (kind == CLI_ARG_POSITIONAL && !path) {
+            path = a.arg;
+        } else if (cli_is(&a, "-h", "--help")) {
             fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--verify")) {
+            return CLI_OK;
+        } else if (cli_is(&a, NULL, "--verify")) {
+            rc = cli_flag(&a);
             verify = 1;
-        } else if (argv[i][0] == '-' || path) {
-            cli_error("info: unexpected argument '%s'", argv[i]);
-            fputs(usage, stderr);
-            return 2;
         } else {
-            path = argv[i];
+            return cli_unexpected(&a);
         }
     }
-    if (!path) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    if (rc)
+        return rc;
+    if (!path)
+        return cli_usage(&a, "a bundle is needed (see dalle info --help)");
     dalle_bundle *b;
     if (dalle_bundle_open(path, &b) != DALLE_OK)
         return cli_error("%s", dalle_last_error());

@@ -13,13 +13,21 @@ static const char usage[] =
     "Text-to-image generation with DALL-E models converted from PyTorch.\n"
     "\n"
     "commands:\n"
-    "  info BUNDLE      kind, hyper-parameters and tensors of a model bundle\n"
+    "  generate -m MODEL CAPTION    caption -> PNG images (optionally reranked by CLIP)\n"
+    "  info BUNDLE                  kind, hyper-parameters and tensors of a model bundle\n"
+    "  tokenize -m BUNDLE TEXT      the token ids of a caption\n"
+    "  encode -m MODEL IMAGE...     image files -> image token ids\n"
+    "  decode -m MODEL -o OUT ID... image token ids -> PNG\n"
+    "  score --clip CLIP CAPTION IMAGE...\n"
+    "                               CLIP scores of images for a caption, best first\n"
+    "  convert INPUT... -o OUT      PyTorch checkpoints -> bundle (python3 -m dalle.convert)\n"
     "\n"
     "options:\n"
     "  -h, --help       this help (COMMAND --help: help on a command)\n"
     "  --version        the library version\n"
     "\n"
-    "Convert PyTorch checkpoints with: python3 -m dalle.convert INPUT... -o OUT.dalle\n";
+    "Errors are one line on stderr; the exit status is 0 on success, 1 on\n"
+    "failure, 2 for a usage error and 130 when Ctrl-C stopped a generation.\n";
 
 int cli_error(const char *fmt, ...)
 {
@@ -29,26 +37,36 @@ int cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    return 1;
+    return CLI_FAIL;
 }
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"generate", cmd_generate}, {"info", cmd_info},     {"tokenize", cmd_tokenize},
+    {"encode", cmd_encode},     {"decode", cmd_decode}, {"score", cmd_score},
+    {"convert", cmd_convert},
+};
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(usage, stderr);
-        return 2;
+        return CLI_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
-        return 0;
+        return CLI_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("dalle %s (libdalle ABI %d)\n", dalle_version(), DALLE_VERSION_MAJOR);
-        return 0;
+        return CLI_OK;
     }
-    if (!strcmp(cmd, "info"))
-        return cmd_info(argc - 2, argv + 2);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].run(argc - 2, argv + 2);
     cli_error("unknown command '%s' (try dalle --help)", cmd);
-    return 2;
+    return CLI_USAGE;
 }

@@ -422,27 +422,155 @@ DALLE_API dalle_status dalle_write_png(const char *path, const float *pixels, in
 DALLE_API dalle_status dalle_read_image(const char *path, int size, float *pixels);
 
 /* ------------------------------------------------------------------------ */
+/* Tokenizer: captions to token ids (docs/tokenizer.md)                     */
+/* ------------------------------------------------------------------------ */
+
+/* The CLIP byte-level BPE tokenizer exactly as DALLE-pytorch's
+ * SimpleTokenizer: ftfy-style text fixing (the subset in docs/tokenizer.md),
+ * HTML unescaping, whitespace clean-up, lower-casing, then BPE of each piece
+ * of the split pattern. Text is UTF-8; invalid UTF-8 (and text over 1 MiB)
+ * is refused with DALLE_ERR_INVALID_ARGUMENT naming the byte at fault.
+ * A handle keeps a bounded cache, so encode/tokenize must not run on one
+ * handle from two threads at once. */
+typedef struct dalle_tokenizer dalle_tokenizer;
+
+/* Load from a bundle holding the tensor tokenizer.bpe_merges (converted
+ * with --bpe) or from a merges file such as bpe_simple_vocab_16e6.txt; the
+ * two are told apart by content. Errors: DALLE_ERR_IO, _FORMAT (a malformed
+ * merges file: the message names the line), _NOT_FOUND (a bundle without a
+ * tokenizer), _MISMATCH, _UNSUPPORTED (another tokenizer.kind). */
+DALLE_API dalle_status dalle_tokenizer_create(const char *path, dalle_tokenizer **out);
+DALLE_API void dalle_tokenizer_free(dalle_tokenizer *tok);
+
+/* 49408 for the CLIP merges: 256 bytes, 256 word-final bytes, the merges,
+ * <|startoftext|> (vocab_size - 2) and <|endoftext|> (vocab_size - 1). */
+DALLE_API int dalle_tokenizer_vocab_size(const dalle_tokenizer *tok);
+
+/* SimpleTokenizer.encode: the ids of a caption, without start/end tokens.
+ * Writes *n ids to ids[0 .. cap); with ids NULL and cap 0 it only sets *n.
+ * More ids than cap: DALLE_ERR_INVALID_ARGUMENT. */
+DALLE_API dalle_status dalle_tokenizer_encode(dalle_tokenizer *tok, const char *text,
+                                              int32_t *ids, int cap, int *n);
+
+/* SimpleTokenizer.decode(ids) with upstream's remove_start_end=True, which
+ * drops the ids 49406, 40407 and 0 (40407 is upstream's typo for 49407: so
+ * <|endoftext|> stays, and the tokens 'berwick' and '!' vanish); word ends
+ * become spaces; byte sequences that are not UTF-8 become U+FFFD. Writes
+ * the text and a NUL to buf (cap bytes) and its length without the NUL to
+ * *len; with buf NULL and cap 0 it only sets *len. Ids outside the
+ * vocabulary, or a buf too small: DALLE_ERR_INVALID_ARGUMENT. */
+DALLE_API dalle_status dalle_tokenizer_decode(const dalle_tokenizer *tok, const int32_t *ids,
+                                              int n, char *buf, size_t cap, size_t *len);
+
+/* DALLE-pytorch's tokenize(text, context_length, truncate_text): the ids
+ * (no start/end tokens) in out[0 .. context_length), padded with 0. More
+ * ids than context_length (1..65536): DALLE_ERR_TOO_LONG, whose message
+ * gives the text's token count, unless truncate is non-zero (then cut). */
+DALLE_API dalle_status dalle_tokenizer_tokenize(dalle_tokenizer *tok, const char *text,
+                                                int32_t *out, int context_length,
+                                                int truncate);
+
+/* OpenAI CLIP's clip.tokenize: <|startoftext|> + ids + <|endoftext|>,
+ * padded with 0; when truncated, the last kept id is <|endoftext|>. */
+DALLE_API dalle_status dalle_tokenizer_tokenize_clip(dalle_tokenizer *tok, const char *text,
+                                                     int32_t *out, int context_length,
+                                                     int truncate);
+
+/* ------------------------------------------------------------------------ */
 /* CLIP: score how well images match a caption                              */
 /* ------------------------------------------------------------------------ */
 
 typedef struct clip_ctx clip_ctx;
 
-/* Load a bundle of kind "clip" (DALLE-pytorch) or "openai_clip".
- * params may be NULL. */
+/* Load a bundle of kind "clip" (DALLE-pytorch's CLIP) or "openai_clip"
+ * (OpenAI's CLIP with the ViT image tower; ModifiedResNet checkpoints give
+ * DALLE_ERR_UNSUPPORTED). params may be NULL; n_threads and max_batch
+ * (images or captions encoded together) are used, and CLIP always computes
+ * on the CPU. Errors as dalle_ctx_create. See docs/clip.md. */
 DALLE_API dalle_status clip_ctx_create(const char *path, const dalle_ctx_params *params,
                                        clip_ctx **out);
 DALLE_API void clip_ctx_free(clip_ctx *ctx);
 DALLE_API const char *clip_ctx_last_error(const clip_ctx *ctx);
+/* The bundle the context was loaded from (owned by the context); its
+ * dalle_bundle_kind tells the two models apart. */
+DALLE_API const dalle_bundle *clip_ctx_bundle(const clip_ctx *ctx);
 
-DALLE_API int clip_text_seq_len(const clip_ctx *ctx);
-DALLE_API int clip_image_size(const clip_ctx *ctx);
+/* Model shapes (0 for a NULL ctx). */
+DALLE_API int clip_text_seq_len(const clip_ctx *ctx);    /* caption tokens per text */
+DALLE_API int clip_num_text_tokens(const clip_ctx *ctx); /* ids are 0 .. this - 1 */
+DALLE_API int clip_image_size(const clip_ctx *ctx);      /* pixels per side */
+DALLE_API int clip_embed_dim(const clip_ctx *ctx);       /* width of a feature vector */
 
-/* Similarity of `batch` images [batch][3][size][size] (in the model's own
- * input range) to one caption text[text_seq_len] (0 = padding): out[batch].
- * DALLE-pytorch CLIP: exp(temperature) · cos(text, image); OpenAI CLIP:
- * logit_scale · cos. */
+/* Conventions of the calls below:
+ *  - text: captions of clip_text_seq_len ids each, [n][text_seq_len], ids in
+ *    [0, clip_num_text_tokens). DALLE-pytorch CLIP: 0 = padding, as
+ *    dalle_tokenize writes. OpenAI CLIP: as clip.tokenize writes, with
+ *    <start_of_text> and <end_of_text>; the features are read at the
+ *    largest id of each caption (the end-of-text token; the first one if
+ *    the largest occurs twice), as upstream.
+ *  - images: [n][3][size][size] float32 in the model's own input range:
+ *    OpenAI CLIP takes normalised images (clip_preprocess writes them);
+ *    DALLE-pytorch CLIP takes images as given (upstream normalises nothing;
+ *    DALLE-pytorch feeds it its generated images in [0, 1]). Every value
+ *    must be finite.
+ *  - A score is scale · cos(text features, image features), scale =
+ *    exp(temperature) (DALLE-pytorch) or exp(logit_scale) (OpenAI), i.e. an
+ *    entry of upstream's logits.
+ *  - Counts (batch, n, n_images, n_texts) are 1 .. 2^20. A failed call
+ *    leaves every output untouched. */
+
+/* Scores of `batch` images against one caption text[text_seq_len]:
+ * out[batch]. DALLE-pytorch CLIP without a text mask, as upstream's
+ * DALLE.generate_images calls it (the mean runs over every position,
+ * padding included); see clip_score_masked. */
 DALLE_API dalle_status clip_score(clip_ctx *ctx, const int32_t *text, const float *images,
                                   int batch, float *out);
+
+/* clip_score with DALLE-pytorch CLIP's text_mask[text_seq_len] (non-zero =
+ * a real token; upstream's `text_mask = text != 0` is the usual choice):
+ * masked tokens are neither attended to nor averaged. The mask must keep at
+ * least one token (else upstream divides by zero): DALLE_ERR_INVALID_ARGUMENT.
+ * text_mask NULL is clip_score. OpenAI CLIP takes no mask: a non-NULL mask
+ * gives DALLE_ERR_UNSUPPORTED. */
+DALLE_API dalle_status clip_score_masked(clip_ctx *ctx, const int32_t *text,
+                                         const uint8_t *text_mask, const float *images,
+                                         int batch, float *out);
+
+/* Image features, unnormalised: features[batch][clip_embed_dim]. OpenAI:
+ * model.encode_image(images); DALLE-pytorch: to_visual_latent(mean of the
+ * visual transformer's outputs), before F.normalize. */
+DALLE_API dalle_status clip_encode_image(clip_ctx *ctx, const float *images, int batch,
+                                         float *features);
+
+/* Text features, unnormalised: features[n_texts][clip_embed_dim]. OpenAI:
+ * model.encode_text(text); DALLE-pytorch: to_text_latent(mean over all
+ * positions) (no mask, as clip_score), before F.normalize. */
+DALLE_API dalle_status clip_encode_text(clip_ctx *ctx, const int32_t *text, int n_texts,
+                                        float *features);
+
+/* Every image against every caption: out[n_images][n_texts] = score.
+ * OpenAI: logits_per_image of model(images, text) (logits_per_text is its
+ * transpose); DALLE-pytorch: the sim matrix of CLIP(..., return_loss=True),
+ * transposed, text without a mask. */
+DALLE_API dalle_status clip_logits_per_image(clip_ctx *ctx, const float *images, int n_images,
+                                             const int32_t *text, int n_texts, float *out);
+
+/* One raw image → the model's input: rgb is 8-bit interleaved RGB
+ * [height][width][3] of any size (sides 1 .. 65536, at most 2^28 pixels);
+ * out[3][size][size], size = clip_image_size. As clip.load()'s transform:
+ * Pillow's BICUBIC resize of the short side to size (bit-exact for 8-bit
+ * RGB), torchvision's CenterCrop, ToTensor, and for OpenAI CLIP Normalize
+ * with CLIP's mean (0.48145466, 0.4578275, 0.40821073) and std
+ * (0.26862954, 0.26130258, 0.27577711); DALLE-pytorch CLIP gets the
+ * cropped image in [0, 1]. */
+DALLE_API dalle_status clip_preprocess(clip_ctx *ctx, const uint8_t *rgb, int height,
+                                       int width, float *out);
+
+/* Rerank n images (say, a batch of generated ones) by one caption:
+ * scores[n] as clip_score, order[n] the image indices best first (equal
+ * scores keep their input order). */
+DALLE_API dalle_status clip_rank(clip_ctx *ctx, const int32_t *text, const float *images,
+                                 int n, float *scores, int *order);
 
 #ifdef __cplusplus
 }

@@ -221,8 +221,19 @@ _SIGNATURES = {
     "dalle_logits_rows": (c_int, [CtxP, c_int]),
     "dalle_decode": (c_int, [CtxP, I32P, c_int, F32P]),
     "dalle_encode": (c_int, [CtxP, F32P, c_int, I32P]),
+    "dalle_generate_text": (c_int, [CtxP, I32P, c_int, POINTER(SampleParams), I32P]),
     # image files
     "dalle_write_png": (c_int, [c_char_p, F32P, c_int, c_int, c_int]),
+    "dalle_read_image": (c_int, [c_char_p, c_int, F32P]),
+    # tokenizer
+    "dalle_tokenizer_create": (c_int, [c_char_p, POINTER(TokenizerP)]),
+    "dalle_tokenizer_free": (None, [TokenizerP]),
+    "dalle_tokenizer_vocab_size": (c_int, [TokenizerP]),
+    "dalle_tokenizer_encode": (c_int, [TokenizerP, c_char_p, I32P, c_int, POINTER(c_int)]),
+    "dalle_tokenizer_decode": (c_int, [TokenizerP, I32P, c_int, c_void_p, c_size_t,
+                                       POINTER(c_size_t)]),
+    "dalle_tokenizer_tokenize": (c_int, [TokenizerP, c_char_p, I32P, c_int, c_int]),
+    "dalle_tokenizer_tokenize_clip": (c_int, [TokenizerP, c_char_p, I32P, c_int, c_int]),
     # CLIP
     "clip_ctx_create": (c_int, [c_char_p, POINTER(CtxParams), POINTER(ClipCtxP)]),
     "clip_ctx_free": (None, [ClipCtxP]),
@@ -230,11 +241,21 @@ _SIGNATURES = {
     "clip_text_seq_len": (c_int, [ClipCtxP]),
     "clip_image_size": (c_int, [ClipCtxP]),
     "clip_score": (c_int, [ClipCtxP, I32P, F32P, c_int, F32P]),
+    "clip_ctx_bundle": (BundleP, [ClipCtxP]),
+    "clip_num_text_tokens": (c_int, [ClipCtxP]),
+    "clip_embed_dim": (c_int, [ClipCtxP]),
+    "clip_score_masked": (c_int, [ClipCtxP, I32P, c_void_p, F32P, c_int, F32P]),
+    "clip_encode_image": (c_int, [ClipCtxP, F32P, c_int, F32P]),
+    "clip_encode_text": (c_int, [ClipCtxP, I32P, c_int, F32P]),
+    "clip_logits_per_image": (c_int, [ClipCtxP, F32P, c_int, I32P, c_int, F32P]),
+    "clip_preprocess": (c_int, [ClipCtxP, c_void_p, c_int, c_int, F32P]),
+    "clip_rank": (c_int, [ClipCtxP, I32P, F32P, c_int, F32P, POINTER(c_int)]),
 }
 
 _LIB = None
 _LIB_PATH = None
 _MISSING = set()
+_DECLARED = set()
 _LOCK = threading.Lock()
 
 
@@ -336,10 +357,12 @@ def require(name: str, what: str = None):
     libdalle lacks it (an older version)."""
     L = lib()
     if not hasattr(L, name):
-        version = _text(L.dalle_version()) if hasattr(L, "dalle_version") else "?"
         raise DalleError(Status.UNSUPPORTED,
-                         f"{what or name}: not available in this libdalle ({version}, "
+                         f"{what or name}: not available in this libdalle ({version()}, "
                          f"{_LIB_PATH}): it has no {name}()")
+    if name not in _SIGNATURES and name not in _DECLARED:
+        raise DalleError(Status.UNSUPPORTED,
+                         f"{what or name}: this Python binding does not know {name}() yet")
     return getattr(L, name)
 
 
@@ -351,12 +374,14 @@ def declare(name: str, restype, argtypes) -> bool:
     f = getattr(L, name)
     f.restype = restype
     f.argtypes = argtypes
+    _DECLARED.add(name)
     return True
 
 
 def version() -> str:
     """The loaded library's version string, e.g. "1.0.0"."""
-    return _text(lib().dalle_version())
+    L = lib()
+    return _text(L.dalle_version()) if hasattr(L, "dalle_version") else "?"
 
 
 def strerror(status: int) -> str:
@@ -398,3 +423,131 @@ def set_log_callback(fn):
     ref = LOG_FN(trampoline)
     L.dalle_set_log_callback(ref, None)
     _log_ref = ref
+
+
+# --------------------------------------------------------------------------
+# Handles
+# --------------------------------------------------------------------------
+
+class Handle:
+    """Base of the classes that own one C handle.
+
+    The handle is private (``_h``); it is released by :meth:`close`, by
+    leaving a ``with`` block, or (as a fallback) when the object is garbage
+    collected. close() twice is harmless; any other call after close()
+    raises DalleError.
+
+    Thread safety: calls on one object are serialised by a lock (the C
+    library allows one thread per handle at a time), so an object may be
+    shared between threads; the GIL is released during C calls, so separate
+    objects compute in parallel. A callback (progress, abort) must not call
+    back into the object that is running it: that raises DalleError.
+    """
+
+    _what = "handle"
+
+    def __init__(self):
+        self._h = None
+        self._lock = threading.Lock()
+        self._owner = None
+
+    # subclasses: the C function that frees the handle, and its last error
+    def _free(self, h):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _handle_error(self, h):
+        return ""
+
+    def _use(self):
+        return _Use(self)
+
+    def _check(self, status, h):
+        if status:
+            check(status, lambda: self._handle_error(h))
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def close(self):
+        """Release the C handle now (idempotent)."""
+        if self._owner == threading.get_ident():
+            raise DalleError(Status.INVALID_ARGUMENT,
+                             f"{self._what}.close(): called from inside its own callback")
+        with self._lock:
+            h, self._h = self._h, None
+            if h is not None:
+                self._free(h)
+
+    def __enter__(self):
+        if self._h is None:
+            raise DalleError(Status.INVALID_ARGUMENT, f"{self._what} is closed")
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h is not None:
+            self._h = None
+            try:
+                self._free(h)
+            except Exception:  # interpreter shutdown: the library may be gone
+                pass
+
+
+class _Use:
+    __slots__ = ("o",)
+
+    def __init__(self, o):
+        self.o = o
+
+    def __enter__(self):
+        o = self.o
+        if o._owner == threading.get_ident():
+            raise DalleError(Status.INVALID_ARGUMENT,
+                             f"{o._what}: called from inside its own callback "
+                             f"(progress/abort); a handle runs one call at a time")
+        o._lock.acquire()
+        if o._h is None:
+            o._lock.release()
+            raise DalleError(Status.INVALID_ARGUMENT, f"{o._what} is closed")
+        o._owner = threading.get_ident()
+        return o._h
+
+    def __exit__(self, *exc):
+        self.o._owner = None
+        self.o._lock.release()
+        return False
+
+
+def ctx_params(n_threads=0, backend="cpu", device=0, max_batch=8):
+    """A dalle_ctx_params from the library's defaults plus these values."""
+    backends = {"cpu": 0, "cuda": 1, "auto": 2}
+    if isinstance(backend, str):
+        if backend.lower() not in backends:
+            raise ValueError(f"backend={backend!r}: expected 'cpu', 'cuda' or 'auto'")
+        backend = backends[backend.lower()]
+    for name, v in (("n_threads", n_threads), ("device", device), ("max_batch", max_batch),
+                    ("backend", backend)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        if not -(1 << 31) <= v < (1 << 31):
+            raise ValueError(f"{name} = {v}: outside the C int range")
+    p = lib().dalle_ctx_default_params()
+    p.n_threads, p.backend, p.device, p.max_batch = n_threads, backend, device, max_batch
+    return p
+
+
+def fspath(path, what="path") -> bytes:
+    """A file path as the bytes C wants (str, bytes or os.PathLike)."""
+    try:
+        b = os.fsencode(path)
+    except TypeError:
+        raise TypeError(f"{what}: expected a str, bytes or os.PathLike path, "
+                        f"got {type(path).__name__}") from None
+    if b"\0" in b:
+        raise ValueError(f"{what}: a NUL character in the path")
+    return b

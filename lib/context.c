@@ -22,16 +22,15 @@ static dalle_status remember(dalle_ctx *ctx, dalle_status status)
     return status;
 }
 
-dalle_ctx_params dalle_ctx_default_params(void)
+void dalle_ctx_params_init(dalle_ctx_params *params, size_t struct_size)
 {
     dalle_ctx_params p;
     memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
     p.n_threads = 0;
     p.backend = DALLE_BACKEND_CPU;
     p.device = 0;
     p.max_batch = 8;
-    return p;
+    params_fill(params, struct_size, &p, sizeof p);
 }
 
 static dalle_status check_ctx_params(const dalle_ctx_params *p)
@@ -253,16 +252,15 @@ dalle_status dalle_tokenize(dalle_ctx *ctx, const char *text, int32_t *out, int 
 
 /* ---- sampling and logits ---------------------------------------------- */
 
-dalle_sample_params dalle_sample_default_params(void)
+void dalle_sample_params_init(dalle_sample_params *params, size_t struct_size)
 {
     dalle_sample_params p;
     memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
     p.seed = 0;
     p.filter_thres = 0.5f;
     p.temperature = 1.0f;
     p.cond_scale = 1.0f;
-    return p;
+    params_fill(params, struct_size, &p, sizeof p);
 }
 
 static dalle_status check_sample_params(const dalle_ctx *ctx, const dalle_sample_params *p,
@@ -278,6 +276,10 @@ static dalle_status check_sample_params(const dalle_ctx *ctx, const dalle_sample
                           (double)p->temperature);
     if (!isfinite(p->cond_scale))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "dalle_sample: cond_scale is not finite");
+    if (p->first_image > ((uint64_t)1 << 62))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "dalle_sample: first_image = %llu: expected at most 2^62",
+                          (unsigned long long)p->first_image);
     if (p->n_prime < 0 || p->n_prime > ctx->shapes.image_seq_len)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "dalle_sample: n_prime = %d: expected 0..%d",
                           p->n_prime, ctx->shapes.image_seq_len);

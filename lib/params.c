@@ -19,3 +19,12 @@ dalle_status params_merge(const void *caller, size_t ours, size_t min_size, cons
     memcpy(out, &ours, sizeof ours);
     return DALLE_OK;
 }
+
+void params_fill(void *out, size_t theirs, const void *defaults, size_t ours)
+{
+    if (!out || theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
+        return;
+    memset(out, 0, theirs);
+    memcpy(out, defaults, theirs < ours ? theirs : ours);
+    memcpy(out, &theirs, sizeof theirs);
+}

@@ -16,4 +16,10 @@
 dalle_status params_merge(const void *caller, size_t ours, size_t min_size, const char *name,
                           void *out);
 
+/* Write `defaults` (ours bytes, struct_size field ignored) into a caller's
+ * struct of `theirs` bytes: the fields both know, zero for the rest, and
+ * struct_size = theirs. Nothing is written for NULL or a size too small to
+ * hold struct_size. */
+void params_fill(void *out, size_t theirs, const void *defaults, size_t ours);
+
 #endif

@@ -94,7 +94,8 @@ static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
     for (int t = p->n_prime; t < S; t++) {
         for (int b = 0; b < nb; b++) {
             const float *row = r->logits + (int64_t)b * hp->total_tokens + hp->text_vocab;
-            r->step[b] = sampler_pick(sm, row, hp->num_image_tokens, (uint64_t)(b0 + b), (uint64_t)t);
+            r->step[b] = sampler_pick(sm, row, hp->num_image_tokens, p->first_image + (uint64_t)(b0 + b),
+                                      (uint64_t)t);
             res[(int64_t)(b0 + b) * S + t] = r->step[b];
         }
         *done += nb;

@@ -86,9 +86,11 @@ static void need(int64_t *slot, int64_t v)
 vae_act vae_new(vae_run *r, int slot, int c, int h, int w)
 {
     vae_act a = {NULL, slot, c, h, w};
-    if (r->measure)
+    if (r->measure) {
         need(&r->need_act, (int64_t)c * h * w);
-    else
+        if (slot + 1 > r->need_slots)
+            r->need_slots = slot + 1;
+    } else
         a.d = r->slot[slot];
     return a;
 }
@@ -274,7 +276,7 @@ static dalle_status ensure_workspace(struct vae *v)
         return DALLE_OK;
     vae_run *r = &v->run;
     int ok = 1;
-    for (int i = 0; i < VAE_SLOTS; i++)
+    for (int i = 0; i < r->need_slots; i++) /* only the slots the networks use */
         ok &= (r->slot[i] = alloc_floats(r->need_act)) != NULL;
     ok &= (r->col = alloc_floats(r->need_col)) != NULL;
     ok &= (r->aux = alloc_floats(r->need_aux)) != NULL;
@@ -288,7 +290,7 @@ static dalle_status ensure_workspace(struct vae *v)
         r->col = r->aux = NULL;
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
                           "VAE workspace: out of memory (%lld MiB)",
-                          (long long)((VAE_SLOTS * r->need_act + r->need_col + r->need_aux) *
+                          (long long)((r->need_slots * r->need_act + r->need_col + r->need_aux) *
                                       (int64_t)sizeof(float) >> 20));
     }
     r->act_cap = r->need_act;

@@ -75,6 +75,7 @@ typedef struct vae_run {
     int measure;
     int n_threads; /* for conv.c's element-wise passes; set by each call */
     int64_t need_act, need_col, need_aux; /* floats, recorded while measuring */
+    int need_slots;                       /* slots used, recorded while measuring */
     float *slot[VAE_SLOTS];
     int64_t act_cap;
     float *col;

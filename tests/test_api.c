@@ -7,6 +7,7 @@
  * are skipped and the rest still runs). */
 #include <dalle/dalle.h>
 #include <float.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,6 +124,31 @@ static void test_ctx_errors(void)
     dalle_bundle_close(NULL);
     CHECK(dalle_text_seq_len(NULL) == 0 && !strcmp(dalle_ctx_last_error(NULL), ""),
           "queries on NULL");
+}
+
+/* A caller built against an older header: its struct ends before the
+ * fields added later. The library must not write past it, and must accept
+ * it with the later fields at their defaults. */
+static void test_old_callers(void)
+{
+    struct {
+        dalle_sample_params p;
+        unsigned char guard[64];
+    } big;
+    size_t old_size = offsetof(dalle_sample_params, first_image);
+    memset(&big, 0xAB, sizeof big);
+    dalle_sample_params_init(&big.p, old_size);
+    int guard_ok = 1;
+    for (size_t i = old_size; i < sizeof big.p; i++)
+        guard_ok &= ((unsigned char *)&big.p)[i] == 0xAB;
+    for (size_t i = 0; i < sizeof big.guard; i++)
+        guard_ok &= big.guard[i] == 0xAB;
+    CHECK(guard_ok && big.p.struct_size == old_size && big.p.temperature == 1.0f,
+          "params_init writes only the caller's %zu bytes and records that size", old_size);
+    dalle_ctx_params cp;
+    memset(&cp, 0xCD, sizeof cp);
+    dalle_ctx_params_init(&cp, 3); /* too small to hold struct_size: nothing written */
+    CHECK(((unsigned char *)&cp)[0] == 0xCD, "params_init ignores a size below sizeof(size_t)");
 }
 
 static void test_dalle_calls(const char *bundle)
@@ -295,6 +321,7 @@ int main(int argc, char **argv)
     test_version_and_errors();
     test_ctx_errors();
     test_png();
+    test_old_callers();
     if (argc >= 4) {
         test_dalle_calls(argv[2]);
         test_clip_calls(argv[3]);

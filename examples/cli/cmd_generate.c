@@ -16,8 +16,8 @@ static const char usage[] =
     "\n"
     "  -m, --model FILE       DALL-E bundle (kind dalle), with its tokenizer\n"
     "  -n, --num-images N     images to make (default 1)\n"
-    "  -b, --batch B          images sampled together (default 8); the images\n"
-    "                         depend on --seed, -n and --batch\n"
+    "  -b, --batch B          images sampled together (default 8); image i\n"
+    "                         depends only on --seed and i\n"
     "  --seed S               random seed, 0..2^64-1 (default: from the clock)\n"
     "  --filter-thres F       top-k filter: keep the (1 - F) share of logits,\n"
     "                         0 <= F < 1 (default 0.5)\n"
@@ -104,6 +104,8 @@ static int parse(int argc, char **argv, gen_opts *o)
         return cli_usage(&a, "a caption is needed");
     if (o->prime_tokens >= 0 && !o->prime)
         return cli_usage(&a, "--prime-tokens needs --prime IMAGE");
+    if (o->grid && o->n > 4096)
+        return cli_usage(&a, "--grid takes at most 4096 images (-n %lld)", o->n);
     if (!o->prefix && !o->grid)
         o->prefix = "dalle";
     if (o->batch > o->n)
@@ -111,14 +113,9 @@ static int parse(int argc, char **argv, gen_opts *o)
     return 0;
 }
 
-/* The seed of batch k: the given seed for the first (so -n B equals one
- * dalle_sample call), then well-mixed values (splitmix64), so that
- * neighbouring seeds do not share batches. */
-static uint64_t batch_seed(uint64_t seed, long long k)
+/* splitmix64's finaliser: a well-mixed seed from the clock. */
+static uint64_t mix64(uint64_t z)
 {
-    if (k == 0)
-        return seed;
-    uint64_t z = seed + (uint64_t)k * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
@@ -128,9 +125,8 @@ static uint64_t clock_seed(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return batch_seed((uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
-                          ((uint64_t)getpid() << 32),
-                      1);
+    return mix64((uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
+                 ((uint64_t)getpid() << 32));
 }
 
 /* The image tokens of --prime: the first k tokens of the image encoded by
@@ -193,9 +189,12 @@ static int sample_all(run *r)
     sp.abort = cli_abort_cb;
     sp.user = &bar;
     int rc = 0;
-    for (long long b0 = 0, kb = 0; b0 < o->n && !rc && !cli_interrupted(); b0 += o->batch, kb++) {
+    for (long long b0 = 0; b0 < o->n && !rc && !cli_interrupted(); b0 += o->batch) {
         int nb = (int)(o->n - b0 < o->batch ? o->n - b0 : o->batch);
-        sp.seed = batch_seed(o->seed, kb);
+        /* one seed; each batch continues the image numbering, so the images
+         * do not depend on --batch */
+        sp.seed = o->seed;
+        sp.first_image = (uint64_t)b0;
         dalle_status s = dalle_sample(r->ctx, r->text, nb, &sp, r->ids + (size_t)b0 * seq);
         if (s == DALLE_OK) {
             r->n_done += nb;

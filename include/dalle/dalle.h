@@ -39,7 +39,10 @@
  *  - Parameter structs come from a *_default_params() function and carry
  *    their own size (first field), so fields added in later versions never
  *    break callers built against an older header: always start from the
- *    defaults and change what you need.
+ *    defaults and change what you need. The defaults functions are inline:
+ *    they pass the caller's sizeof to *_params_init, so the library never
+ *    writes past an older, smaller struct (no struct is returned by value
+ *    across the ABI).
  *  - Thread safety: different handles may be used from different threads at
  *    the same time. One handle must not be used by two threads at once; the
  *    read-only dalle_bundle is the exception (any number of threads may read
@@ -300,7 +303,17 @@ typedef struct dalle_ctx_params {
     int max_batch;         /* images computed together; default 8 */
 } dalle_ctx_params;
 
-DALLE_API dalle_ctx_params dalle_ctx_default_params(void);
+/* Fill *params (a struct of `struct_size` bytes, as the caller's header
+ * declares it) with the defaults. Use dalle_ctx_default_params(), which
+ * passes your sizeof: the library never writes past the struct you have. */
+DALLE_API void dalle_ctx_params_init(dalle_ctx_params *params, size_t struct_size);
+
+static inline dalle_ctx_params dalle_ctx_default_params(void)
+{
+    dalle_ctx_params p;
+    dalle_ctx_params_init(&p, sizeof p);
+    return p;
+}
 
 /* Load a bundle of kind "dalle" (transformer + VAE) or of a VAE kind
  * ("dvae", "openai_dvae", "vqgan": decode/encode only). params may be NULL
@@ -347,9 +360,21 @@ typedef struct dalle_sample_params {
     dalle_progress_fn progress; /* optional: done/total image tokens */
     dalle_abort_fn abort;       /* optional */
     void *user;                 /* passed to progress and abort */
+    uint64_t first_image;       /* index of out[0] in a longer run: image i of a
+                                   call draws the random stream of image
+                                   first_image + i, so N images made in several
+                                   calls equal those of one call (default 0) */
 } dalle_sample_params;
 
-DALLE_API dalle_sample_params dalle_sample_default_params(void);
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
+DALLE_API void dalle_sample_params_init(dalle_sample_params *params, size_t struct_size);
+
+static inline dalle_sample_params dalle_sample_default_params(void)
+{
+    dalle_sample_params p;
+    dalle_sample_params_init(&p, sizeof p);
+    return p;
+}
 
 /* Sample `batch` images' tokens. text: [batch][text_seq_len] caption ids
  * (0 = padding, as dalle_tokenize writes them). out: [batch][image_seq_len]

@@ -142,6 +142,7 @@ class CliBasics(CliCase):
             (["--prime-tokens", "3"], "--prime-tokens needs --prime IMAGE"),
             (["--seed"], "--seed needs a value"),
             (["extra"], "one caption only"),
+            (["-n", "5000", "--grid", "g.png"], "--grid takes at most 4096 images (-n 5000)"),
         ]:
             self.fails(2, "generate: " + msg, *base, *args)
         self.fails(2, "tokenize: --context-length: 0 is out of range 1..65536",
@@ -316,12 +317,18 @@ class CliModels(CliCase):
         for f in files[:3]:
             self.assertEqual(png_size(f), (32, 32))
         self.assertEqual(png_size(self.path("grid.png")), (64, 64))  # 2x2 grid, one cell empty
-        # the same seed gives the same images; the first batch does not
-        # depend on the batch size
+        # the same seed gives the same images whatever the batch size and
+        # thread count: image i depends only on the seed and i
         again = self.generate("a b c", "-n", "3", "-b", "1", "--seed", "7", "-o", self.path("h"),
                               "--filter-thres", "0.5", "--temperature", "1", "--cond-scale", "1", "-t", "1")
-        with open(files[0], "rb") as f1, open(again[0], "rb") as f2:
-            self.assertEqual(f1.read(), f2.read())
+        for a, b in zip(files[:3], again):
+            with open(a, "rb") as f1, open(b, "rb") as f2:
+                self.assertEqual(f1.read(), f2.read())
+        images = set()
+        for f in files[:3]:
+            with open(f, "rb") as fh:
+                images.add(fh.read())
+        self.assertEqual(len(images), 3, "three different images")
         # the default seed comes from the clock and is printed
         self.generate("a", "--grid", self.path("one.png"))
         self.assertEqual(png_size(self.path("one.png")), (32, 32))

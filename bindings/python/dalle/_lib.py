@@ -30,7 +30,7 @@ import enum
 import os
 import sys
 import threading
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_float, c_int,
+from ctypes import (CFUNCTYPE, byref, sizeof, POINTER, Structure, c_char_p, c_double, c_float, c_int,
                     c_int32, c_int64, c_size_t, c_uint64, c_void_p)
 
 __all__ = ["DalleError", "Status", "lib", "library_path", "has", "require", "check",
@@ -132,7 +132,8 @@ class SampleParams(Structure):
     _fields_ = [("struct_size", c_size_t), ("seed", c_uint64), ("filter_thres", c_float),
                 ("temperature", c_float), ("cond_scale", c_float),
                 ("prime", POINTER(c_int32)), ("n_prime", c_int),
-                ("progress", PROGRESS_FN), ("abort", ABORT_FN), ("user", c_void_p)]
+                ("progress", PROGRESS_FN), ("abort", ABORT_FN), ("user", c_void_p),
+                ("first_image", c_uint64)]
 
 
 class TensorInfo(Structure):
@@ -202,7 +203,7 @@ _SIGNATURES = {
     "dalle_bundle_meta_str_array": (c_int, [BundleP, c_char_p, POINTER(c_char_p), c_int64,
                                             I64P]),
     # DALL-E / VAE contexts
-    "dalle_ctx_default_params": (CtxParams, []),
+    "dalle_ctx_params_init": (None, [POINTER(CtxParams), c_size_t]),
     "dalle_ctx_create": (c_int, [c_char_p, POINTER(CtxParams), POINTER(CtxP)]),
     "dalle_ctx_free": (None, [CtxP]),
     "dalle_ctx_last_error": (c_char_p, [CtxP]),
@@ -214,7 +215,7 @@ _SIGNATURES = {
     "dalle_image_size": (c_int, [CtxP]),
     "dalle_total_tokens": (c_int, [CtxP]),
     "dalle_tokenize": (c_int, [CtxP, c_char_p, I32P, c_int, c_int]),
-    "dalle_sample_default_params": (SampleParams, []),
+    "dalle_sample_params_init": (None, [POINTER(SampleParams), c_size_t]),
     "dalle_sample": (c_int, [CtxP, I32P, c_int, POINTER(SampleParams), I32P]),
     "dalle_logits": (c_int, [CtxP, I32P, I32P, c_int, c_int, c_float, F32P]),
     "dalle_logits_incremental": (c_int, [CtxP, I32P, I32P, c_int, c_int, c_float, F32P]),
@@ -523,6 +524,13 @@ class _Use:
         return False
 
 
+def sample_params():
+    """A dalle_sample_params holding the library's defaults."""
+    p = SampleParams()
+    lib().dalle_sample_params_init(byref(p), sizeof(p))
+    return p
+
+
 def ctx_params(n_threads=0, backend="cpu", device=0, max_batch=8):
     """A dalle_ctx_params from the library's defaults plus these values."""
     backends = {"cpu": 0, "cuda": 1, "auto": 2}
@@ -536,7 +544,8 @@ def ctx_params(n_threads=0, backend="cpu", device=0, max_batch=8):
             raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
         if not -(1 << 31) <= v < (1 << 31):
             raise ValueError(f"{name} = {v}: outside the C int range")
-    p = lib().dalle_ctx_default_params()
+    p = CtxParams()
+    lib().dalle_ctx_params_init(byref(p), sizeof(p))
     p.n_threads, p.backend, p.device, p.max_batch = n_threads, backend, device, max_batch
     return p
 

@@ -285,7 +285,7 @@ class Dalle(Vae):
             raise TypeError(f"sample: seed must be an int, got {type(seed).__name__}")
         if not 0 <= seed < (1 << 64):
             raise ValueError("sample: seed must be in [0, 2**64)")
-        p = _lib.lib().dalle_sample_default_params()
+        p = _lib.sample_params()
         p.seed = seed
         p.filter_thres = _real(filter_thres, "sample: filter_thres")
         p.temperature = _real(temperature, "sample: temperature")
@@ -359,7 +359,7 @@ class Dalle(Vae):
             raise ValueError(f"generate_text: a prefix of {n} ids, at most {self.text_seq_len}")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < (1 << 64):
             raise ValueError("generate_text: seed must be an int in [0, 2**64)")
-        p = _lib.lib().dalle_sample_default_params()
+        p = _lib.sample_params()
         p.seed = seed
         p.filter_thres = _real(filter_thres, "generate_text: filter_thres")
         p.temperature = _real(temperature, "generate_text: temperature")

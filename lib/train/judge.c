@@ -1,0 +1,567 @@
+/* The judge of the synthetic world: read a caption into the scene it asks
+ * for, and read a scene back from pixels with plain image analysis, robust
+ * to the blur, noise and colour drift of a VAE's output
+ * (docs/synthetic-world.md explains each feature and its thresholds). */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "train/synth.h"
+
+/* ---------------------------------------------------------------------- */
+/* Captions                                                               */
+/* ---------------------------------------------------------------------- */
+
+enum { MAX_WORDS = 256, MAX_WORD = 24 };
+
+static int word_index(const char *w, const char *const *list, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(w, list[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int color_word(const char *w)
+{
+    for (int c = 0; c < SYNTH_N_COLORS; c++)
+        if (strcmp(w, synth_color_name(c)) == 0)
+            return c;
+    return -1;
+}
+
+static int shape_word(const char *w)
+{
+    for (int s = 0; s < SYNTH_N_SHAPES; s++)
+        if (strcmp(w, synth_shape_name(s)) == 0)
+            return s;
+    return -1;
+}
+
+/* Split into lower-case words of letters; anything else separates. */
+static dalle_status split_words(const char *caption, char (*words)[MAX_WORD], int *n)
+{
+    int count = 0;
+    const unsigned char *p = (const unsigned char *)caption;
+    while (*p) {
+        while (*p && !isalpha(*p))
+            p++;
+        if (!*p)
+            break;
+        if (count == MAX_WORDS)
+            return dalle_fail(DALLE_ERR_TOO_LONG, "synth_parse_caption: more than %d words",
+                              MAX_WORDS);
+        int len = 0;
+        while (isalpha(*p)) {
+            if (len < MAX_WORD - 1) /* longer words match nothing anyway */
+                words[count][len++] = (char)tolower(*p);
+            p++;
+        }
+        words[count][len] = '\0';
+        count++;
+    }
+    *n = count;
+    return DALLE_OK;
+}
+
+dalle_status synth_parse_caption(const char *caption, synth_scene *scene)
+{
+    static const char *const sizes[] = {"small", "little", "tiny", "large", "big", "huge"};
+    if (!caption || !scene)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_parse_caption: %s is NULL",
+                          caption ? "scene" : "caption");
+    static _Thread_local char words[MAX_WORDS][MAX_WORD];
+    int n;
+    dalle_status st = split_words(caption, words, &n);
+    if (st != DALLE_OK)
+        return st;
+
+    synth_scene s;
+    memset(&s, 0, sizeof s);
+    s.relation = -1;
+    int color = -1, size = -1, row = -1, col = -1, centred = 0;
+    for (int i = 0; i < n; i++) {
+        const char *w = words[i], *next = i + 1 < n ? words[i + 1] : "";
+        int k;
+        if ((k = color_word(w)) >= 0) {
+            if (strcmp(next, "background") == 0) {
+                s.background = k;
+                s.says |= SYNTH_SAYS_BACKGROUND;
+                i++;
+            } else {
+                color = k;
+            }
+        } else if ((k = word_index(w, sizes, 6)) >= 0) {
+            size = k >= 3 ? SYNTH_LARGE : SYNTH_SMALL;
+        } else if ((k = shape_word(w)) >= 0) {
+            if (s.n_objects == 2)
+                return dalle_fail(DALLE_ERR_FORMAT, "synth_parse_caption: '%s' names more than "
+                                  "two objects", caption);
+            if (color < 0)
+                return dalle_fail(DALLE_ERR_FORMAT, "synth_parse_caption: '%s': the %s has no "
+                                  "colour", caption, w);
+            synth_object *o = &s.objects[s.n_objects++];
+            o->color = color;
+            o->shape = k;
+            o->size = size >= 0 ? size : SYNTH_SMALL;
+            if (size >= 0 && s.n_objects == 1)
+                s.says |= SYNTH_SAYS_SIZE;
+            color = size = -1;
+        } else if (!strcmp(w, "above") || !strcmp(w, "over")) {
+            s.relation = SYNTH_ABOVE;
+        } else if (!strcmp(w, "below") || !strcmp(w, "under") || !strcmp(w, "beneath")) {
+            s.relation = SYNTH_BELOW;
+        } else if ((!strcmp(w, "left") || !strcmp(w, "right")) && !strcmp(next, "of")) {
+            s.relation = w[0] == 'l' ? SYNTH_LEFT_OF : SYNTH_RIGHT_OF;
+            i++;
+        } else if (!strcmp(w, "top") || !strcmp(w, "upper")) {
+            row = 0;
+        } else if (!strcmp(w, "bottom") || !strcmp(w, "lower")) {
+            row = 2;
+        } else if (!strcmp(w, "left")) {
+            col = 0;
+        } else if (!strcmp(w, "right")) {
+            col = 2;
+        } else if (!strcmp(w, "center") || !strcmp(w, "centre") || !strcmp(w, "middle")) {
+            centred = 1;
+        }
+    }
+    if (s.n_objects == 0)
+        return dalle_fail(DALLE_ERR_FORMAT, "synth_parse_caption: '%s' names no object (a "
+                          "colour then one of circle, square, triangle, cross)", caption);
+    if (s.n_objects == 2 && s.relation < 0)
+        return dalle_fail(DALLE_ERR_FORMAT, "synth_parse_caption: '%s' names two objects but "
+                          "no relation (above, below, left of, right of)", caption);
+    if (s.n_objects == 1 && s.relation >= 0)
+        return dalle_fail(DALLE_ERR_FORMAT, "synth_parse_caption: '%s' has a relation but one "
+                          "object", caption);
+    if (s.n_objects == 2) {
+        s.says |= SYNTH_SAYS_POSITION;
+    } else {
+        s.relation = 0;
+        if (row >= 0 || col >= 0 || centred) {
+            s.objects[0].position = (row >= 0 ? row : 1) * 3 + (col >= 0 ? col : 1);
+            s.says |= SYNTH_SAYS_POSITION;
+        }
+    }
+    *scene = s;
+    return DALLE_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pixels                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* A pixel is a candidate object pixel when it is this far (RGB distance)
+ * from the background colour: under half the closest palette pair's
+ * distance (0.52), and 4 σ of noise at σ = 0.05. */
+#define SEED_DISTANCE 0.2f
+#define GRID 16              /* shapes are rescaled to GRID × GRID */
+#define LARGE_EXTENT 0.41f   /* small objects span 0.24..0.32, large 0.50..0.60 */
+
+typedef struct region {
+    int label, area;
+    int x0, y0, x1, y1;  /* bounding box of the refined mask, inclusive */
+    float core[3];       /* median colour of its core */
+    int color, shape;
+    float cx, cy, extent; /* image fractions */
+} region;
+
+static float clamp01(float v) { return v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; } /* NaN → 0 */
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static float median(float *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_float);
+    return n % 2 ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int nearest_color(const float *rgb)
+{
+    int best = 0;
+    float best_d = INFINITY;
+    for (int c = 0; c < SYNTH_N_COLORS; c++) {
+        const float *p = synth_palette(c);
+        float d = 0.0f;
+        for (int k = 0; k < 3; k++)
+            d += (rgb[k] - p[k]) * (rgb[k] - p[k]);
+        if (d < best_d) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
+/* Working memory of one judgement. */
+typedef struct scratch {
+    int size;
+    float *img;   /* [3][size²], clamped */
+    float *dist;  /* distance to the background; later the object coordinate t */
+    int *label;   /* 0 background, k > 0 the k-th seed region */
+    int *queue;
+    float *values;
+} scratch;
+
+static void pixel(const scratch *s, int i, float *rgb)
+{
+    const size_t plane = (size_t)s->size * s->size;
+    for (int c = 0; c < 3; c++)
+        rgb[c] = s->img[c * plane + i];
+}
+
+/* Label 8-connected regions of dist > SEED_DISTANCE; returns the count. */
+static int label_regions(scratch *s)
+{
+    const int n = s->size, total = n * n;
+    int regions = 0;
+    memset(s->label, 0, sizeof(int) * (size_t)total);
+    for (int start = 0; start < total; start++) {
+        if (s->label[start] || !(s->dist[start] > SEED_DISTANCE))
+            continue;
+        regions++;
+        int head = 0, tail = 0;
+        s->queue[tail++] = start;
+        s->label[start] = regions;
+        while (head < tail) {
+            const int i = s->queue[head++], x = i % n, y = i / n;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    const int xx = x + dx, yy = y + dy;
+                    if (xx < 0 || yy < 0 || xx >= n || yy >= n)
+                        continue;
+                    const int j = yy * n + xx;
+                    if (!s->label[j] && s->dist[j] > SEED_DISTANCE) {
+                        s->label[j] = regions;
+                        s->queue[tail++] = j;
+                    }
+                }
+        }
+    }
+    return regions;
+}
+
+/* t of pixel (x, y) for region r: 0 outside it. */
+static float t_at(const scratch *s, const region *r, int x, int y)
+{
+    if (x < 0 || y < 0 || x >= s->size || y >= s->size)
+        return 0.0f;
+    const int i = y * s->size + x;
+    return s->label[i] == r->label ? s->dist[i] : 0.0f;
+}
+
+/* Shape from the region rescaled to GRID × GRID (bilinear on t, cut at ½):
+ *  - a triangle (apex up) is narrow in its top quarter, wide in its bottom;
+ *  - a cross leaves the diagonal points a quarter in from each corner empty,
+ *    where a circle and a square are solid;
+ *  - a square fills its box (fill ≈ 1), a circle ≈ π/4. */
+static int classify_shape(const scratch *s, const region *r)
+{
+    unsigned char g[GRID][GRID];
+    const float w = (float)(r->x1 - r->x0 + 1), h = (float)(r->y1 - r->y0 + 1);
+    int filled = 0;
+    for (int gy = 0; gy < GRID; gy++)
+        for (int gx = 0; gx < GRID; gx++) {
+            const float fx = r->x0 + (gx + 0.5f) / GRID * w - 0.5f;
+            const float fy = r->y0 + (gy + 0.5f) / GRID * h - 0.5f;
+            const int ix = (int)floorf(fx), iy = (int)floorf(fy);
+            const float ax = fx - ix, ay = fy - iy;
+            const float t = (1 - ay) * ((1 - ax) * t_at(s, r, ix, iy) + ax * t_at(s, r, ix + 1, iy)) +
+                            ay * ((1 - ax) * t_at(s, r, ix, iy + 1) + ax * t_at(s, r, ix + 1, iy + 1));
+            g[gy][gx] = t > 0.5f;
+            filled += g[gy][gx];
+        }
+    const float fill = (float)filled / (GRID * GRID);
+    int top = 0, bottom = 0, diag = 0;
+    for (int gy = 0; gy < GRID / 4; gy++)
+        for (int gx = 0; gx < GRID; gx++) {
+            top += g[gy][gx];
+            bottom += g[GRID - 1 - gy][gx];
+        }
+    const float taper = (float)(bottom - top) / (GRID * GRID / 4);
+    static const int at[2] = {GRID / 4 - 1, GRID / 4}; /* about a quarter in */
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int qy = 0; qy < 2; qy++)
+                for (int qx = 0; qx < 2; qx++) {
+                    const int yy = qy ? GRID - 1 - at[a] : at[a];
+                    const int xx = qx ? GRID - 1 - at[b] : at[b];
+                    diag += g[yy][xx];
+                }
+    const float diagonal = diag / 16.0f;
+    if (taper > 0.3f)
+        return SYNTH_TRIANGLE;
+    if (diagonal < 0.5f)
+        return SYNTH_CROSS;
+    return fill > 0.89f ? SYNTH_SQUARE : SYNTH_CIRCLE;
+}
+
+/* Colour, refined box, geometry and shape of seed region `label`. */
+static void read_region(scratch *s, const float *bg, int label, region *r)
+{
+    const int n = s->size, total = n * n;
+    memset(r, 0, sizeof *r);
+    r->label = label;
+    /* the core: pixels at least 0.6 of the region's largest distance from
+     * the background, so that edges mixed with the background stay out */
+    float maxd = 0.0f;
+    for (int i = 0; i < total; i++)
+        if (s->label[i] == label && s->dist[i] > maxd)
+            maxd = s->dist[i];
+    for (int c = 0; c < 3; c++) {
+        int m = 0;
+        for (int i = 0; i < total; i++)
+            if (s->label[i] == label && s->dist[i] >= 0.6f * maxd)
+                s->values[m++] = s->img[(size_t)c * total + i];
+        r->core[c] = median(s->values, m);
+    }
+    r->color = nearest_color(r->core);
+    /* t: where a pixel lies between the background (0) and the core (1);
+     * a blurred edge crosses ½ where the sharp edge was */
+    float axis[3], len2 = 0.0f;
+    for (int c = 0; c < 3; c++) {
+        axis[c] = r->core[c] - bg[c];
+        len2 += axis[c] * axis[c];
+    }
+    r->x0 = r->y0 = n;
+    r->x1 = r->y1 = -1;
+    for (int i = 0; i < total; i++) {
+        if (s->label[i] != label)
+            continue;
+        float rgb[3], t = 0.0f;
+        pixel(s, i, rgb);
+        for (int c = 0; c < 3; c++)
+            t += (rgb[c] - bg[c]) * axis[c];
+        t = len2 > 0.0f ? t / len2 : 0.0f;
+        s->dist[i] = t; /* the seed distance is not needed again for this label */
+        if (t > 0.5f) {
+            const int x = i % n, y = i / n;
+            r->area++;
+            r->x0 = x < r->x0 ? x : r->x0;
+            r->x1 = x > r->x1 ? x : r->x1;
+            r->y0 = y < r->y0 ? y : r->y0;
+            r->y1 = y > r->y1 ? y : r->y1;
+        }
+    }
+    if (r->area == 0) { /* a faint region: no pixel past halfway */
+        r->shape = SYNTH_CIRCLE;
+        return;
+    }
+    const float w = (float)(r->x1 - r->x0 + 1), h = (float)(r->y1 - r->y0 + 1);
+    r->cx = (r->x0 + r->x1 + 1) * 0.5f / n;
+    r->cy = (r->y0 + r->y1 + 1) * 0.5f / n;
+    r->extent = (w > h ? w : h) / n;
+    r->shape = classify_shape(s, r);
+}
+
+static int cell_of(float cx, float cy)
+{
+    int col = (int)(cx * 3.0f), row = (int)(cy * 3.0f);
+    col = col < 0 ? 0 : col > 2 ? 2 : col;
+    row = row < 0 ? 0 : row > 2 ? 2 : row;
+    return row * 3 + col;
+}
+
+/* The relation of a to b that their centres show, -1 if none is clear:
+ * the larger offset decides, and must be a tenth of the image. */
+static int relation_of(const region *a, const region *b)
+{
+    const float dx = a->cx - b->cx, dy = a->cy - b->cy;
+    if (fabsf(dy) >= fabsf(dx))
+        return dy <= -0.1f ? SYNTH_ABOVE : dy >= 0.1f ? SYNTH_BELOW : -1;
+    return dx <= -0.1f ? SYNTH_LEFT_OF : dx >= 0.1f ? SYNTH_RIGHT_OF : -1;
+}
+
+static dalle_status check_want(const synth_scene *w)
+{
+    if (w->n_objects < 1 || w->n_objects > 2 || w->background < 0 ||
+        w->background >= SYNTH_N_COLORS ||
+        (w->n_objects == 2 && (w->relation < 0 || w->relation >= SYNTH_N_RELATIONS)))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_judge: scene out of range");
+    for (int k = 0; k < w->n_objects; k++) {
+        const synth_object *o = &w->objects[k];
+        if (o->color < 0 || o->color >= SYNTH_N_COLORS || o->shape < 0 ||
+            o->shape >= SYNTH_N_SHAPES || o->size < 0 || o->size > 1 || o->position < 0 ||
+            o->position >= SYNTH_N_POSITIONS)
+            return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_judge: object %d out of range",
+                              k);
+    }
+    return DALLE_OK;
+}
+
+static void verdict_from(const synth_scene *want, const region *found, int n_found, int bg,
+                         synth_verdict *v)
+{
+    const int n = want->n_objects;
+    /* match found regions to wanted objects: colours first, then shapes */
+    int order[2] = {0, 1};
+    if (n == 2 && n_found == 2) {
+        int keep = 0, swap = 0;
+        for (int k = 0; k < 2; k++) {
+            keep += 2 * (found[k].color == want->objects[k].color) +
+                    (found[k].shape == want->objects[k].shape);
+            swap += 2 * (found[1 - k].color == want->objects[k].color) +
+                    (found[1 - k].shape == want->objects[k].shape);
+        }
+        if (swap > keep) {
+            order[0] = 1;
+            order[1] = 0;
+        }
+    }
+    int colors = 1, shapes = 1;
+    for (int k = 0; k < n; k++) {
+        if (order[k] >= n_found) {
+            colors = shapes = 0;
+            continue;
+        }
+        const region *r = &found[order[k]];
+        colors &= r->color == want->objects[k].color;
+        shapes &= r->shape == want->objects[k].shape;
+    }
+    v->color = colors;
+    v->shape = shapes;
+    v->background = (want->says & SYNTH_SAYS_BACKGROUND) ? bg == want->background : -1;
+    v->size = -1;
+    v->position = -1;
+    if (n == 1 && (want->says & SYNTH_SAYS_SIZE))
+        v->size = n_found >= 1 &&
+                  (found[0].extent > LARGE_EXTENT ? SYNTH_LARGE : SYNTH_SMALL) ==
+                      want->objects[0].size;
+    if (want->says & SYNTH_SAYS_POSITION) {
+        if (n == 1)
+            v->position = n_found >= 1 &&
+                          cell_of(found[0].cx, found[0].cy) == want->objects[0].position;
+        else
+            v->position = n_found == 2 &&
+                          relation_of(&found[order[0]], &found[order[1]]) == want->relation;
+    }
+
+    synth_scene *seen = &v->seen;
+    memset(seen, 0, sizeof *seen);
+    seen->background = bg;
+    seen->n_objects = n_found;
+    for (int k = 0; k < n_found; k++) {
+        const region *r = &found[n == 2 && n_found == 2 ? order[k] : k];
+        synth_object *o = &seen->objects[k];
+        o->color = r->color;
+        o->shape = r->shape;
+        o->size = r->extent > LARGE_EXTENT ? SYNTH_LARGE : SYNTH_SMALL;
+        o->position = cell_of(r->cx, r->cy);
+        o->cx = r->cx;
+        o->cy = r->cy;
+        o->extent = r->extent;
+    }
+    if (n_found == 2) {
+        const int rel = relation_of(&found[order[0]], &found[order[1]]);
+        seen->relation = rel < 0 ? 0 : rel;
+    }
+}
+
+dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
+                         synth_verdict *verdict)
+{
+    if (!pixels || !want || !verdict)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_judge: %s is NULL",
+                          !pixels ? "pixels" : !want ? "want" : "verdict");
+    if (size < SYNTH_MIN_SIZE || size > SYNTH_MAX_SIZE)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_judge: size %d outside %d..%d", size,
+                          SYNTH_MIN_SIZE, SYNTH_MAX_SIZE);
+    dalle_status st = check_want(want);
+    if (st != DALLE_OK)
+        return st;
+    const int total = size * size;
+    scratch s = {size, NULL, NULL, NULL, NULL, NULL};
+    s.img = malloc(sizeof(float) * (size_t)total * 3);
+    s.dist = malloc(sizeof(float) * (size_t)total);
+    s.label = malloc(sizeof(int) * (size_t)total);
+    s.queue = malloc(sizeof(int) * (size_t)total);
+    s.values = malloc(sizeof(float) * (size_t)total);
+    if (!s.img || !s.dist || !s.label || !s.queue || !s.values) {
+        st = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "synth_judge: out of memory (%d px)", size);
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)total * 3; i++)
+        s.img[i] = clamp01(pixels[i]);
+
+    /* Background: the median of the outermost ring, which objects never
+     * reach by more than a blurred edge. */
+    float bg[3];
+    const int ring = 4 * (size - 1);
+    for (int c = 0; c < 3; c++) {
+        int m = 0;
+        for (int k = 0; k < size; k++) {
+            s.values[m++] = s.img[(size_t)c * total + k];                         /* top */
+            s.values[m++] = s.img[(size_t)c * total + (size_t)(size - 1) * size + k]; /* bottom */
+        }
+        for (int k = 1; k < size - 1; k++) {
+            s.values[m++] = s.img[(size_t)c * total + (size_t)k * size];            /* left */
+            s.values[m++] = s.img[(size_t)c * total + (size_t)k * size + size - 1]; /* right */
+        }
+        (void)ring;
+        bg[c] = median(s.values, m);
+    }
+    const int bg_color = nearest_color(bg);
+    for (int i = 0; i < total; i++) {
+        float rgb[3], d = 0.0f;
+        pixel(&s, i, rgb);
+        for (int c = 0; c < 3; c++)
+            d += (rgb[c] - bg[c]) * (rgb[c] - bg[c]);
+        s.dist[i] = sqrtf(d);
+    }
+    const int regions = label_regions(&s);
+
+    /* The (up to) two largest seed regions are the objects; specks of noise
+     * are far smaller. */
+    int best[2] = {0, 0}, best_area[2] = {0, 0};
+    {
+        int *area = calloc((size_t)regions + 1, sizeof(int));
+        if (!area) {
+            st = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "synth_judge: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < total; i++)
+            area[s.label[i]]++;
+        for (int k = 1; k <= regions; k++) {
+            if (area[k] > best_area[0]) {
+                best[1] = best[0];
+                best_area[1] = best_area[0];
+                best[0] = k;
+                best_area[0] = area[k];
+            } else if (area[k] > best_area[1]) {
+                best[1] = k;
+                best_area[1] = area[k];
+            }
+        }
+        free(area);
+    }
+    region found[2];
+    int n_found = 0;
+    const int min_area = total / 400 > 3 ? total / 400 : 3; /* ¼ of a 1/20-side square */
+    for (int k = 0; k < 2; k++) {
+        if (!best[k] || best_area[k] < min_area || best_area[k] * 8 < best_area[0])
+            continue;
+        read_region(&s, bg, best[k], &found[n_found]);
+        if (found[n_found].area > 0)
+            n_found++;
+    }
+    /* a single wanted object: the largest region only; two: the pair in
+     * left-to-right reading order does not matter (matched by colour) */
+    if (want->n_objects == 1 && n_found > 1)
+        n_found = 1;
+    memset(verdict, 0, sizeof *verdict);
+    verdict_from(want, found, n_found, bg_color, verdict);
+done:
+    free(s.img);
+    free(s.dist);
+    free(s.label);
+    free(s.queue);
+    free(s.values);
+    return st;
+}

@@ -1,0 +1,118 @@
+/* Training the DALL·E transformer: DALLE.forward(text, image,
+ * return_loss=True) with its activations kept, and the backward pass into
+ * one gradient per weight.
+ *
+ * Weights are plain float tensors named and shaped exactly as the bundle's
+ * (the state-dict names lib/transformer_load.c reads), stored back to back
+ * in one vector (tr->w) with the gradients beside them (tr->g), so that
+ *   - the optimizer (adamw.h) sees one flat vector;
+ *   - a checkpoint is written with dalle_bundle_writer and the inference
+ *     side (dalle_ctx_create) loads it as it is.
+ *
+ * The forward is written against the same operations as inference
+ * (ops_linear, ops_layer_norm, ops_geglu, ops_rotary, ops_attend,
+ * attention_spans, the rotary table), the backward against their backward
+ * passes (ops_backward.h).
+ *
+ * Supported: full / axial_row / axial_col / conv_like attention (cycled
+ * over the layers as attn_types), rotary or learned positions, token shift
+ * on or off. Not supported (refused by tf_train_create): reversible,
+ * stable, sandwich_norm, shared layers, share_input_output_emb, dropout.
+ */
+#ifndef DALLE_TRAIN_TF_TRAIN_H
+#define DALLE_TRAIN_TF_TRAIN_H
+
+#include <stdint.h>
+
+#include "../transformer_internal.h"
+#include "dalle/dalle.h"
+
+#define TF_TRAIN_MAX_TYPES 16
+
+typedef struct tf_train_config {
+    int dim, depth, heads, dim_head;
+    int num_text_tokens, text_seq_len; /* DALLE's kwargs */
+    int num_image_tokens, fmap;        /* the VAE's codebook, tokens per side */
+    int shift_tokens, rotary_emb;      /* upstream defaults: 1, 1 */
+    int n_attn_types;                  /* 0: ("full",) */
+    attn_type attn_types[TF_TRAIN_MAX_TYPES];
+    double loss_img_weight;            /* upstream default 7 */
+    uint64_t seed;                     /* weight initialisation */
+} tf_train_config;
+
+/* One named weight tensor: tr->w + offset, numel floats. */
+typedef struct tf_param {
+    char name[128];
+    int ndim;
+    int64_t dims[4];
+    int64_t offset, numel;
+    int decay; /* a Linear weight: weight decay applies */
+} tf_param;
+
+/* Pointers of one layer into w (or g). */
+typedef struct tf_layer_ptrs {
+    float *attn_scale, *attn_norm_w, *attn_norm_b, *to_qkv, *to_out_w, *to_out_b;
+    float *ff_scale, *ff_norm_w, *ff_norm_b, *ff_w1, *ff_b1, *ff_w2, *ff_b2;
+} tf_layer_ptrs;
+
+typedef struct tf_model_ptrs {
+    tf_layer_ptrs *layers;
+    float *text_emb, *image_emb, *text_pos_emb, *axial_rows, *axial_cols;
+    float *norm_w, *norm_b, *logits_w, *logits_b;
+} tf_model_ptrs;
+
+typedef struct tf_train tf_train;
+struct tf_train {
+    tf_train_config cfg;
+    tf_hparams hp;      /* as transformer_load would derive it */
+    attn_type *types;   /* [depth] */
+    int n_params;
+    tf_param *params;
+    int64_t n_weights;
+    float *w, *g;       /* weights, gradients [n_weights] */
+    uint8_t *decay;     /* [n_weights]: 1 where weight decay applies */
+    tf_model_ptrs pw, pg; /* the tensors of w and of g */
+    float *rot_cos, *rot_sin, *rot_table; /* [n_pos][rot_cols] */
+    int max_batch, batch;
+    void *act;          /* activations and scratch (tf_train.c) */
+};
+
+/* A fresh model initialised as upstream does (nn.Linear's uniform,
+ * N(0, 1) embeddings, LayerNorm 1/0, LayerScale by depth), from cfg->seed.
+ * max_batch: sequences per step. */
+dalle_status tf_train_create(const tf_train_config *cfg, int max_batch, tf_train **out);
+void tf_train_free(tf_train *tr);
+
+/* The tensor `name`, or NULL. */
+const tf_param *tf_train_find(const tf_train *tr, const char *name);
+
+/* Forward over `batch` (1..max_batch) training pairs: text [batch][text_seq_len]
+ * caption ids (0 = padding), image [batch][fmap²] image ids. Keeps the
+ * activations for tf_train_backward and returns the loss of
+ * DALLE.forward(return_loss=True) (lossparts, when not NULL: text, image).
+ * Logits [batch][n_pos][total_tokens] are readable at tf_train_logits
+ * afterwards (masked entries -FLT_MAX, as dalle_logits). */
+dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *image, int batch,
+                              double *loss, double lossparts[2]);
+const float *tf_train_logits(const tf_train *tr);
+
+/* Backward of the last forward: ADDS d loss / d w into tr->g (zero it with
+ * tf_train_zero_grad first). */
+void tf_train_backward(tf_train *tr);
+void tf_train_zero_grad(tf_train *tr);
+
+/* dalle.* metadata and every weight tensor (+ transformer.pos_emb with
+ * rotary, as upstream's state dict carries it) into a writer of kind
+ * "dalle". The caller adds the VAE (vae.* metadata and tensors). */
+dalle_status tf_train_write(const tf_train *tr, dalle_bundle_writer *w);
+/* Copy every weight from a bundle (e.g. a checkpoint tf_train_write made):
+ * every tensor is checked first (DALLE_ERR_MISMATCH names a missing or
+ * mis-shaped one) and nothing is copied on failure. */
+dalle_status tf_train_load_weights(tf_train *tr, dalle_bundle *b);
+
+/* Between tf_train.c and tf_train_pass.c: the activation buffers for
+ * max_batch sequences. */
+dalle_status tf_train_acts_create(tf_train *tr);
+void tf_train_acts_free(tf_train *tr);
+
+#endif

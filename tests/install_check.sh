@@ -43,6 +43,16 @@ else
     result app-opens-golden-bundle SKIP "(no golden bundle: ../shared/golden absent)"
 fi
 
+exe=$(find "$root" -path '*/bin/dalle' | head -n 1)
+# `dalle convert` runs the Python package installed beside it
+# (PREFIX/share/libdalle/python): --info reads a bundle with it.
+if [ -n "$exe" ] && [ -d "$(dirname "$exe")/../share/libdalle/python/dalle" ] &&
+   LD_LIBRARY_PATH=$(dirname "$lib") "$exe" convert --info tests/fuzz/corpus/small.dalle | grep -q 'libdalle bundle'; then
+    result installed-dalle-convert OK
+else
+    result installed-dalle-convert FAIL "(the installed dalle cannot run the installed converter)"
+fi
+
 soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = libdalle.so.1 ] && result soname OK || result soname FAIL "($soname)"
 

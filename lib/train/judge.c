@@ -158,15 +158,16 @@ dalle_status synth_parse_caption(const char *caption, synth_scene *scene)
  * from the background colour: under half the closest palette pair's
  * distance (0.52), and 4 σ of noise at σ = 0.05. */
 #define SEED_DISTANCE 0.2f
-#define GRID 16              /* shapes are rescaled to GRID × GRID */
-#define LARGE_EXTENT 0.41f   /* small objects span 0.24..0.32, large 0.50..0.60 */
+#define LARGE_EXTENT 0.41f /* small objects span 0.24..0.32, large 0.50..0.60 */
+#define MAX_BLUR 3         /* the widest box blur a template is tried with */
 
 typedef struct region {
-    int label, area;
-    int x0, y0, x1, y1;  /* bounding box of the refined mask, inclusive */
-    float core[3];       /* median colour of its core */
+    int label;
+    float mass;           /* Σ t: the object's area in pixels, blur or not */
+    float mx, my;         /* centre of mass, pixels */
+    float core[3];        /* median colour of its core */
     int color, shape;
-    float cx, cy, extent; /* image fractions */
+    float cx, cy, extent; /* the fitted bounding square, image fractions */
 } region;
 
 static float clamp01(float v) { return v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; } /* NaN → 0 */
@@ -203,11 +204,13 @@ static int nearest_color(const float *rgb)
 /* Working memory of one judgement. */
 typedef struct scratch {
     int size;
-    float *img;   /* [3][size²], clamped */
-    float *dist;  /* distance to the background; later the object coordinate t */
-    int *label;   /* 0 background, k > 0 the k-th seed region */
+    float *img;    /* [3][size²], clamped */
+    float *dist;   /* distance to the background */
+    int *label;    /* 0 background, k > 0 the k-th seed region */
     int *queue;
     float *values;
+    float *t;      /* the object coordinate of every pixel, for one region */
+    float *tmpl, *tmp; /* a template and a blur buffer, size² each */
 } scratch;
 
 static void pixel(const scratch *s, int i, float *rgb)
@@ -248,62 +251,82 @@ static int label_regions(scratch *s)
     return regions;
 }
 
-/* t of pixel (x, y) for region r: 0 outside it. */
-static float t_at(const scratch *s, const region *r, int x, int y)
-{
-    if (x < 0 || y < 0 || x >= s->size || y >= s->size)
-        return 0.0f;
-    const int i = y * s->size + x;
-    return s->label[i] == r->label ? s->dist[i] : 0.0f;
-}
+/* Area of each shape in its unit bounding square, and how far its centre of
+ * mass lies below the square's centre (a fraction of the side). */
+static const float shape_fill[SYNTH_N_SHAPES] = {0.78539816f, 1.0f, 0.5f, 5.0f / 9.0f};
+static const float shape_drop[SYNTH_N_SHAPES] = {0.0f, 0.0f, 1.0f / 6.0f, 0.0f};
 
-/* Shape from the region rescaled to GRID × GRID (bilinear on t, cut at ½):
- *  - a triangle (apex up) is narrow in its top quarter, wide in its bottom;
- *  - a cross leaves the diagonal points a quarter in from each corner empty,
- *    where a circle and a square are solid;
- *  - a square fills its box (fill ≈ 1), a circle ≈ π/4. */
-static int classify_shape(const scratch *s, const region *r)
+/* Box blur of radius r over the window [x0, x1] × [y0, y1] of buf, in
+ * place (zero outside the window, which is wider than any object). */
+static void box_blur(scratch *s, float *buf, int x0, int y0, int x1, int y1, int r)
 {
-    unsigned char g[GRID][GRID];
-    const float w = (float)(r->x1 - r->x0 + 1), h = (float)(r->y1 - r->y0 + 1);
-    int filled = 0;
-    for (int gy = 0; gy < GRID; gy++)
-        for (int gx = 0; gx < GRID; gx++) {
-            const float fx = r->x0 + (gx + 0.5f) / GRID * w - 0.5f;
-            const float fy = r->y0 + (gy + 0.5f) / GRID * h - 0.5f;
-            const int ix = (int)floorf(fx), iy = (int)floorf(fy);
-            const float ax = fx - ix, ay = fy - iy;
-            const float t = (1 - ay) * ((1 - ax) * t_at(s, r, ix, iy) + ax * t_at(s, r, ix + 1, iy)) +
-                            ay * ((1 - ax) * t_at(s, r, ix, iy + 1) + ax * t_at(s, r, ix + 1, iy + 1));
-            g[gy][gx] = t > 0.5f;
-            filled += g[gy][gx];
-        }
-    const float fill = (float)filled / (GRID * GRID);
-    int top = 0, bottom = 0, diag = 0;
-    for (int gy = 0; gy < GRID / 4; gy++)
-        for (int gx = 0; gx < GRID; gx++) {
-            top += g[gy][gx];
-            bottom += g[GRID - 1 - gy][gx];
-        }
-    const float taper = (float)(bottom - top) / (GRID * GRID / 4);
-    static const int at[2] = {GRID / 4 - 1, GRID / 4}; /* about a quarter in */
-    for (int a = 0; a < 2; a++)
-        for (int b = 0; b < 2; b++)
-            for (int qy = 0; qy < 2; qy++)
-                for (int qx = 0; qx < 2; qx++) {
-                    const int yy = qy ? GRID - 1 - at[a] : at[a];
-                    const int xx = qx ? GRID - 1 - at[b] : at[b];
-                    diag += g[yy][xx];
+    const int n = s->size;
+    for (int pass = 0; pass < 2; pass++) {
+        float *src = pass ? s->tmp : buf, *dst = pass ? buf : s->tmp;
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) {
+                float sum = 0.0f;
+                for (int k = -r; k <= r; k++) {
+                    const int xx = pass ? x : x + k, yy = pass ? y + k : y;
+                    if (xx >= x0 && xx <= x1 && yy >= y0 && yy <= y1)
+                        sum += src[yy * n + xx];
                 }
-    const float diagonal = diag / 16.0f;
-    if (taper > 0.3f)
-        return SYNTH_TRIANGLE;
-    if (diagonal < 0.5f)
-        return SYNTH_CROSS;
-    return fill > 0.89f ? SYNTH_SQUARE : SYNTH_CIRCLE;
+                dst[y * n + x] = sum / (float)(2 * r + 1);
+            }
+    }
 }
 
-/* Colour, refined box, geometry and shape of seed region `label`. */
+/* Fit each shape to the region: the size that holds its mass, the place of
+ * its centre of mass; render it (anti-aliased, then box-blurred by 0..3
+ * pixels, since the image's own blur is unknown) and keep the shape whose
+ * template is closest to t in squared error. Mass and centre of mass survive
+ * blur and average out noise, so the fit stays put where edges do not. */
+static void fit_shape(scratch *s, region *r)
+{
+    const int n = s->size;
+    const float widest = sqrtf(r->mass / shape_fill[SYNTH_TRIANGLE]);
+    const int margin = (int)(widest * 0.5f) + MAX_BLUR + 3;
+    int x0 = (int)r->mx - margin, x1 = (int)r->mx + margin;
+    int y0 = (int)r->my - margin, y1 = (int)r->my + margin;
+    x0 = x0 < 0 ? 0 : x0;
+    y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > n - 1 ? n - 1 : x1;
+    y1 = y1 > n - 1 ? n - 1 : y1;
+    float best = INFINITY;
+    enum { SS = 4 };
+    for (int shape = 0; shape < SYNTH_N_SHAPES; shape++) {
+        const float side = sqrtf(r->mass / shape_fill[shape]), half = 0.5f * side;
+        const float cx = r->mx, cy = r->my - shape_drop[shape] * side;
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) {
+                int hits = 0;
+                for (int sy = 0; sy < SS; sy++)
+                    for (int sx = 0; sx < SS; sx++)
+                        hits += synth_shape_covers(shape, ((float)x + (sx + 0.5f) / SS - cx) / half,
+                                                   ((float)y + (sy + 0.5f) / SS - cy) / half);
+                s->tmpl[y * n + x] = (float)hits / (SS * SS);
+            }
+        for (int blur = 0; blur <= MAX_BLUR; blur++) {
+            if (blur > 0)
+                box_blur(s, s->tmpl, x0, y0, x1, y1, 1); /* r = 1 again: about √blur wider */
+            float err = 0.0f;
+            for (int y = y0; y <= y1; y++)
+                for (int x = x0; x <= x1; x++) {
+                    const float d = s->t[y * n + x] - s->tmpl[y * n + x];
+                    err += d * d;
+                }
+            if (err < best) {
+                best = err;
+                r->shape = shape;
+                r->extent = side / (float)n;
+                r->cx = cx / (float)n;
+                r->cy = cy / (float)n;
+            }
+        }
+    }
+}
+
+/* Colour, mass, centre and shape of seed region `label`. */
 static void read_region(scratch *s, const float *bg, int label, region *r)
 {
     const int n = s->size, total = n * n;
@@ -323,42 +346,61 @@ static void read_region(scratch *s, const float *bg, int label, region *r)
         r->core[c] = median(s->values, m);
     }
     r->color = nearest_color(r->core);
-    /* t: where a pixel lies between the background (0) and the core (1);
-     * a blurred edge crosses ½ where the sharp edge was */
+    /* t: where a pixel lies on the line from the background (0) to the core
+     * (1), for the region and a ring around it wide enough for blurred
+     * edges; pixels of other regions count as background */
     float axis[3], len2 = 0.0f;
     for (int c = 0; c < 3; c++) {
         axis[c] = r->core[c] - bg[c];
         len2 += axis[c] * axis[c];
     }
-    r->x0 = r->y0 = n;
-    r->x1 = r->y1 = -1;
+    const int ring = MAX_BLUR + 1;
+    int bx0 = n, by0 = n, bx1 = -1, by1 = -1; /* the region's box, plus the ring */
     for (int i = 0; i < total; i++) {
-        if (s->label[i] != label)
-            continue;
-        float rgb[3], t = 0.0f;
-        pixel(s, i, rgb);
-        for (int c = 0; c < 3; c++)
-            t += (rgb[c] - bg[c]) * axis[c];
-        t = len2 > 0.0f ? t / len2 : 0.0f;
-        s->dist[i] = t; /* the seed distance is not needed again for this label */
-        if (t > 0.5f) {
+        s->t[i] = 0.0f;
+        if (s->label[i] == label) {
             const int x = i % n, y = i / n;
-            r->area++;
-            r->x0 = x < r->x0 ? x : r->x0;
-            r->x1 = x > r->x1 ? x : r->x1;
-            r->y0 = y < r->y0 ? y : r->y0;
-            r->y1 = y > r->y1 ? y : r->y1;
+            bx0 = x < bx0 ? x : bx0;
+            bx1 = x > bx1 ? x : bx1;
+            by0 = y < by0 ? y : by0;
+            by1 = y > by1 ? y : by1;
         }
     }
-    if (r->area == 0) { /* a faint region: no pixel past halfway */
-        r->shape = SYNTH_CIRCLE;
+    bx0 = bx0 - ring < 0 ? 0 : bx0 - ring;
+    by0 = by0 - ring < 0 ? 0 : by0 - ring;
+    bx1 = bx1 + ring > n - 1 ? n - 1 : bx1 + ring;
+    by1 = by1 + ring > n - 1 ? n - 1 : by1 + ring;
+    float mass = 0.0f, sx = 0.0f, sy = 0.0f;
+    for (int y = by0; y <= by1; y++)
+        for (int x = bx0; x <= bx1; x++) {
+            const int i = y * n + x;
+            if (s->label[i] && s->label[i] != label)
+                continue;
+            int near = 0; /* within `ring` pixels of the region */
+            for (int dy = -ring; dy <= ring && !near; dy++)
+                for (int dx = -ring; dx <= ring && !near; dx++) {
+                    const int xx = x + dx, yy = y + dy;
+                    near = xx >= 0 && yy >= 0 && xx < n && yy < n && s->label[yy * n + xx] == label;
+                }
+            if (!near)
+                continue;
+            float rgb[3], t = 0.0f;
+            pixel(s, i, rgb);
+            for (int c = 0; c < 3; c++)
+                t += (rgb[c] - bg[c]) * axis[c];
+            t = len2 > 0.0f ? t / len2 : 0.0f;
+            t = t < -0.5f ? -0.5f : t > 1.5f ? 1.5f : t; /* outliers; noise stays unbiased */
+            s->t[i] = t;
+            mass += t;
+            sx += t * ((float)x + 0.5f);
+            sy += t * ((float)y + 0.5f);
+        }
+    r->mass = mass;
+    if (!(mass > 1.0f)) /* not even one pixel's worth: nothing to fit */
         return;
-    }
-    const float w = (float)(r->x1 - r->x0 + 1), h = (float)(r->y1 - r->y0 + 1);
-    r->cx = (r->x0 + r->x1 + 1) * 0.5f / n;
-    r->cy = (r->y0 + r->y1 + 1) * 0.5f / n;
-    r->extent = (w > h ? w : h) / n;
-    r->shape = classify_shape(s, r);
+    r->mx = sx / mass;
+    r->my = sy / mass;
+    fit_shape(s, r);
 }
 
 static int cell_of(float cx, float cy)
@@ -477,13 +519,16 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
     if (st != DALLE_OK)
         return st;
     const int total = size * size;
-    scratch s = {size, NULL, NULL, NULL, NULL, NULL};
+    scratch s = {size, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     s.img = malloc(sizeof(float) * (size_t)total * 3);
     s.dist = malloc(sizeof(float) * (size_t)total);
     s.label = malloc(sizeof(int) * (size_t)total);
     s.queue = malloc(sizeof(int) * (size_t)total);
     s.values = malloc(sizeof(float) * (size_t)total);
-    if (!s.img || !s.dist || !s.label || !s.queue || !s.values) {
+    s.t = malloc(sizeof(float) * (size_t)total);
+    s.tmpl = malloc(sizeof(float) * (size_t)total);
+    s.tmp = malloc(sizeof(float) * (size_t)total);
+    if (!s.img || !s.dist || !s.label || !s.queue || !s.values || !s.t || !s.tmpl || !s.tmp) {
         st = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "synth_judge: out of memory (%d px)", size);
         goto done;
     }
@@ -548,7 +593,7 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
         if (!best[k] || best_area[k] < min_area || best_area[k] * 8 < best_area[0])
             continue;
         read_region(&s, bg, best[k], &found[n_found]);
-        if (found[n_found].area > 0)
+        if (found[n_found].mass > 1.0f)
             n_found++;
     }
     /* a single wanted object: the largest region only; two: the pair in
@@ -563,5 +608,8 @@ done:
     free(s.label);
     free(s.queue);
     free(s.values);
+    free(s.t);
+    free(s.tmpl);
+    free(s.tmp);
     return st;
 }

@@ -257,8 +257,7 @@ dalle_status synth_sample(const synth_world *world, uint64_t seed, uint64_t inde
 /* Rendering                                                              */
 /* ---------------------------------------------------------------------- */
 
-/* (u, v) in the object's bounding square, [-1, 1]², v down. */
-static int inside(int shape, float u, float v)
+int synth_shape_covers(int shape, float u, float v)
 {
     const float au = u < 0 ? -u : u, av = v < 0 ? -v : v;
     switch (shape) {
@@ -331,7 +330,7 @@ dalle_status synth_render(const synth_scene *s, int size, float *pixels)
                     for (int sx = 0; sx < SS; sx++) {
                         float u = ((float)x + (sx + 0.5f) / SS - cx) / half;
                         float v = ((float)y + (sy + 0.5f) / SS - cy) / half;
-                        hits += inside(o->shape, u, v);
+                        hits += synth_shape_covers(o->shape, u, v);
                     }
                 if (!hits)
                     continue;

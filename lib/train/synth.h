@@ -112,6 +112,10 @@ dalle_status synth_sample(const synth_world *world, uint64_t seed, uint64_t inde
                           synth_split split, int size, float *pixels, char *caption,
                           size_t cap, synth_scene *scene);
 
+/* Whether point (u, v) of an object's bounding square, [-1, 1]² with v
+ * down, is inside `shape` (the triangle's apex is up). */
+int synth_shape_covers(int shape, float u, float v);
+
 /* Draw `scene` into pixels [3][size][size]. */
 dalle_status synth_render(const synth_scene *scene, int size, float *pixels);
 

@@ -74,7 +74,7 @@ void attention_forward(const transformer *tf, tf_state *st, int l, const float *
     float *K = st->k + (int64_t)l * st->batch * hp->heads * P * dh;
     float *V = st->v + (int64_t)l * st->batch * hp->heads * P * dh;
 
-    ops_linear(src, rows, hp->dim, L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
+    ops_linear_pool(tf->pool, src, rows, hp->dim, L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
 
     /* rotary on q, k, v; scale q; append k, v to the cache */
     for (int b = 0; b < st->batch; b++)
@@ -112,5 +112,6 @@ void attention_forward(const transformer *tf, tf_state *st, int l, const float *
             }
         }
 
-    ops_linear(st->att, rows, inner, L->to_out_w, L->to_out_b, hp->dim, out, hp->dim);
+    ops_linear_pool(tf->pool, st->att, rows, inner, L->to_out_w, L->to_out_b, hp->dim, out,
+                    hp->dim);
 }

@@ -19,6 +19,7 @@
 #include "context.h"
 #include "error.h"
 #include "params.h"
+#include "threadpool.h"
 
 #define MAX_COUNT (1 << 20) /* images or captions per call */
 
@@ -28,6 +29,7 @@ struct clip_ctx {
     dalle_backend backend; /* recorded; CLIP computes on the CPU */
     clip_model model;
     clip_work work;
+    struct tpool *pool; /* lib/threadpool.h: params.n_threads threads */
     char last_error[DALLE_MESSAGE_CAP];
 };
 
@@ -75,8 +77,9 @@ static dalle_status create(const char *path, const dalle_ctx_params *params, cli
         s = dalle_fail(DALLE_ERR_MISMATCH, "%s: a bundle of kind '%s' is not a CLIP model", path,
                        kind);
     }
-    if (s)
+    if (s || (s = tpool_create(p.n_threads, &ctx->pool)))
         goto fail;
+    ctx->work.pool = ctx->pool;
     *out = ctx;
     return DALLE_OK;
 fail:
@@ -95,6 +98,7 @@ void clip_ctx_free(clip_ctx *ctx)
         return;
     clip_model_free(&ctx->model);
     clip_work_free(&ctx->work);
+    tpool_free(ctx->pool);
     dalle_bundle_close(ctx->bundle);
     free(ctx);
 }
@@ -180,7 +184,6 @@ static dalle_status reserve(clip_ctx *ctx, int n_images, int n_texts, size_t fea
         (s = clip_work_reserve(&ctx->work, CW_FEAT_A, feat_a * sizeof(float))) ||
         (s = clip_work_reserve(&ctx->work, CW_FEAT_B, feat_b * sizeof(float))))
         return s;
-    ops_set_threads(ctx->params.n_threads);
     return DALLE_OK;
 }
 

@@ -179,13 +179,14 @@ void clip_dalle_encode_image(const clip_model *m, clip_work *w, const float *ima
                                 images[(((int64_t)b * 3 + c) * S + (int64_t)gh * p + p1) * S +
                                        (int64_t)gw * p + p2];
             }
-    ops_linear(in, n * T, P, m->patch_w, m->patch_b, D, x, D);
+    ops_linear_pool(w->pool, in, n * T, P, m->patch_w, m->patch_b, D, x, D);
     for (int b = 0; b < n; b++)
         ops_add_scaled(x + (int64_t)b * T * D, m->visual_pos, NULL, T, D);
     clip_encoder_forward(&m->vision, w, n, (int)T, NULL);
     for (int b = 0; b < n; b++)
         mean_rows(x + (int64_t)b * T * D, (int)T, D, NULL, pool + (int64_t)b * D);
-    ops_linear(pool, n, D, m->to_visual_latent, NULL, m->embed_dim, features, m->embed_dim);
+    ops_linear_pool(w->pool, pool, n, D, m->to_visual_latent, NULL, m->embed_dim, features,
+                    m->embed_dim);
 }
 
 void clip_dalle_encode_text(const clip_model *m, clip_work *w, const int32_t *text,
@@ -203,5 +204,6 @@ void clip_dalle_encode_text(const clip_model *m, clip_work *w, const int32_t *te
     for (int b = 0; b < n; b++)
         mean_rows(x + (int64_t)b * L * D, L, D, mask ? mask + (int64_t)b * L : NULL,
                   pool + (int64_t)b * D);
-    ops_linear(pool, n, D, m->to_text_latent, NULL, m->embed_dim, features, m->embed_dim);
+    ops_linear_pool(w->pool, pool, n, D, m->to_text_latent, NULL, m->embed_dim, features,
+                    m->embed_dim);
 }

@@ -141,7 +141,7 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
     float *K = CW_F(w, CW_K), *V = CW_F(w, CW_V), *scores = CW_F(w, CW_SCORES);
     ops_span *base = w->buf[CW_SPANS], *sp = base + e->max_len;
 
-    ops_linear(src, rows, e->dim, L->tf.to_qkv, L->qkv_b, stride, qkv, stride);
+    ops_linear_pool(w->pool, src, rows, e->dim, L->tf.to_qkv, L->qkv_b, stride, qkv, stride);
     for (int b = 0; b < batch; b++) {
         const int n_base = key_spans(key_mask ? key_mask + (int64_t)b * n : NULL, n, base);
         float *seq = qkv + (int64_t)b * n * stride;
@@ -167,7 +167,8 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
             }
         }
     }
-    ops_linear(att, rows, inner, L->tf.to_out_w, L->tf.to_out_b, e->dim, out, e->dim);
+    ops_linear_pool(w->pool, att, rows, inner, L->tf.to_out_w, L->tf.to_out_b, e->dim, out,
+                    e->dim);
 }
 
 static void feed_forward(const clip_encoder *e, const clip_layer *L, clip_work *w, int64_t rows,
@@ -177,13 +178,14 @@ static void feed_forward(const clip_encoder *e, const clip_layer *L, clip_work *
     float *a = CW_F(w, CW_FF_A);
     if (e->act == CLIP_ACT_GEGLU) {
         float *h = CW_F(w, CW_FF_H);
-        ops_linear(src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, 2 * ffi, h, 2 * ffi);
+        ops_linear_pool(w->pool, src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, 2 * ffi, h,
+                        2 * ffi);
         ops_geglu(h, rows, ffi, a);
     } else {
-        ops_linear(src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, ffi, a, ffi);
+        ops_linear_pool(w->pool, src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, ffi, a, ffi);
         ops_quick_gelu(a, rows * ffi);
     }
-    ops_linear(a, rows, ffi, L->tf.ff_w2, L->tf.ff_b2, e->dim, out, e->dim);
+    ops_linear_pool(w->pool, a, rows, ffi, L->tf.ff_w2, L->tf.ff_b2, e->dim, out, e->dim);
 }
 
 /* x += scale * norm_out(y), as lib/transformer.c's residual */

@@ -56,6 +56,7 @@ typedef enum clip_slot {
 typedef struct clip_work {
     void *buf[CW_N];
     size_t cap[CW_N]; /* bytes */
+    struct tpool *pool; /* the clip_ctx's thread pool (lib/threadpool.h); NULL: this thread */
 } clip_work;
 
 /* At least `bytes` in slot `s` (contents not kept when it grows). */

@@ -166,7 +166,7 @@ void clip_openai_encode_image(const clip_model *m, clip_work *w, const float *im
     for (int b = 0; b < n; b++) {
         float *xs = x + (int64_t)b * L * D;
         memcpy(xs, m->class_emb, (size_t)D * sizeof *xs);
-        ops_linear(in + (int64_t)b * T * P, T, P, m->conv_w, NULL, D, xs + D, D);
+        ops_linear_pool(w->pool, in + (int64_t)b * T * P, T, P, m->conv_w, NULL, D, xs + D, D);
         ops_add_scaled(xs, m->vis_pos, NULL, L, D);
     }
     ops_layer_norm(x, n * L, D, m->ln_pre.w, m->ln_pre.b, LN_EPS, x);
@@ -174,7 +174,8 @@ void clip_openai_encode_image(const clip_model *m, clip_work *w, const float *im
     for (int b = 0; b < n; b++)
         ops_layer_norm(x + (int64_t)b * L * D, 1, D, m->ln_post.w, m->ln_post.b, LN_EPS,
                        pool + (int64_t)b * D);
-    ops_linear(pool, n, D, m->proj_t, NULL, m->embed_dim, features, m->embed_dim);
+    ops_linear_pool(w->pool, pool, n, D, m->proj_t, NULL, m->embed_dim, features,
+                    m->embed_dim);
 }
 
 void clip_openai_encode_text(const clip_model *m, clip_work *w, const int32_t *text, int n,
@@ -201,5 +202,6 @@ void clip_openai_encode_text(const clip_model *m, clip_work *w, const int32_t *t
         ops_layer_norm(x + ((int64_t)b * L + eot) * D, 1, D, m->ln_final.w, m->ln_final.b, LN_EPS,
                        pool + (int64_t)b * D);
     }
-    ops_linear(pool, n, D, m->text_proj_t, NULL, m->embed_dim, features, m->embed_dim);
+    ops_linear_pool(w->pool, pool, n, D, m->text_proj_t, NULL, m->embed_dim, features,
+                    m->embed_dim);
 }

@@ -9,6 +9,7 @@
 #include "bundle.h"
 #include "error.h"
 #include "params.h"
+#include "threadpool.h"
 #include "tokenizer.h"
 #include "transformer.h"
 #include "vae.h"
@@ -135,6 +136,11 @@ static dalle_status ctx_create(const char *path, const dalle_ctx_params *params,
     if (ctx->has_transformer &&
         (s = transformer_load(ctx->bundle, &ctx->shapes, &ctx->transformer)))
         goto fail;
+    /* the context's threads: every product of its models runs on them */
+    if ((s = tpool_create(p.n_threads, &ctx->pool)))
+        goto fail;
+    if (ctx->transformer)
+        transformer_set_pool(ctx->transformer, ctx->pool);
     *out = ctx;
     return DALLE_OK;
 fail:
@@ -155,6 +161,7 @@ void dalle_ctx_free(dalle_ctx *ctx)
     vae_free(ctx->vae);
     dalle_tokenizer_free(ctx->tokenizer);
     dalle_bundle_close(ctx->bundle);
+    tpool_free(ctx->pool);
     free(ctx);
 }
 
@@ -403,7 +410,7 @@ static dalle_status decode(dalle_ctx *ctx, const int32_t *ids, int batch, float 
         (s = check_ids(ids, (int64_t)batch * ctx->shapes.image_seq_len,
                        ctx->shapes.num_image_tokens, fn, "ids", ctx->shapes.image_seq_len)))
         return s;
-    return vae_decode(ctx->vae, ctx->params.n_threads, ids, batch, pixels);
+    return vae_decode(ctx->vae, ctx->pool, ids, batch, pixels);
 }
 
 dalle_status dalle_decode(dalle_ctx *ctx, const int32_t *ids, int batch, float *pixels)
@@ -423,7 +430,7 @@ static dalle_status encode(dalle_ctx *ctx, const float *pixels, int batch, int32
         if (!isfinite(pixels[i]))
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: pixels[%lld] is not finite", fn,
                               (long long)i);
-    return vae_encode(ctx->vae, ctx->params.n_threads, pixels, batch, ids);
+    return vae_encode(ctx->vae, ctx->pool, pixels, batch, ids);
 }
 
 dalle_status dalle_encode(dalle_ctx *ctx, const float *pixels, int batch, int32_t *ids)

@@ -30,6 +30,7 @@ struct dalle_ctx {
     struct transformer *transformer; /* lib/transformer.h; NULL without one */
     struct vae *vae;                 /* lib/vae.h; NULL without one */
     struct dalle_tokenizer *tokenizer; /* lib/tokenizer.h; loaded on first dalle_tokenize */
+    struct tpool *pool;              /* lib/threadpool.h: params.n_threads threads */
     char last_error[DALLE_MESSAGE_CAP];
 };
 

@@ -2,71 +2,24 @@
  * the VAEs. See conv.h for the contract. */
 #include "conv.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
-#include <unistd.h>
 
-/* ---- a minimal parallel for ------------------------------------------------
- * Threads are started per call and joined before it returns: the passes
- * that use it are large (at least PAR_MIN_WORK elements), so the ~20 µs a
- * thread costs is noise, and the library keeps no thread pool alive. */
+#include "ops.h"
+#include "threadpool.h"
 
+/* The element-wise passes (im2col, col2im, GroupNorm) are split over the
+ * context's pool when they have at least PAR_MIN_WORK elements per range:
+ * smaller ones cost more to hand off than to compute. */
 #ifndef PAR_MIN_WORK /* compile-time tunable, for benchmarks */
 #define PAR_MIN_WORK ((int64_t)1 << 20)
 #endif
-#define PAR_MAX_THREADS 64
 
-typedef void (*par_fn)(void *arg, int64_t lo, int64_t hi);
-
-typedef struct par_job {
-    par_fn fn;
-    void *arg;
-    int64_t lo, hi;
-} par_job;
-
-static void *par_run(void *p)
+/* fn over [0, n) items of `work` elements each, on the pool. */
+static void parallel_for(tpool *pool, int64_t n, int64_t work, tpool_range fn, void *arg)
 {
-    par_job *j = p;
-    j->fn(j->arg, j->lo, j->hi);
-    return NULL;
-}
-
-/* fn over [0, n) items of `work` elements each, split in contiguous ranges. */
-static void parallel_for(int n_threads, int64_t n, int64_t work, par_fn fn, void *arg)
-{
-    int t = n_threads;
-    if (t <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        t = cores > 0 ? (int)cores : 1;
-    }
-    if (t > PAR_MAX_THREADS)
-        t = PAR_MAX_THREADS;
-    if (t > n)
-        t = (int)n;
-    if (t > 1 && n * work < PAR_MIN_WORK * 2)
-        t = 1;
-    if (t <= 1) {
-        fn(arg, 0, n);
-        return;
-    }
-    pthread_t th[PAR_MAX_THREADS];
-    par_job jobs[PAR_MAX_THREADS];
-    int started[PAR_MAX_THREADS] = {0};
-    for (int i = 0; i < t; i++) {
-        jobs[i] = (par_job){fn, arg, n * i / t, n * (i + 1) / t};
-        /* a thread that cannot start runs inline: slower, never wrong */
-        if (i > 0)
-            started[i] = pthread_create(&th[i], NULL, par_run, &jobs[i]) == 0;
-    }
-    par_run(&jobs[0]);
-    for (int i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            par_run(&jobs[i]);
-    }
+    int64_t min_items = work > 0 ? (PAR_MIN_WORK + work - 1) / work : n;
+    tpool_for(pool, n, min_items, fn, arg);
 }
 
 conv_geom conv_geom_make(int cin, int cout, int k, int stride, int pad)
@@ -164,7 +117,7 @@ static void fill_bias(float *y, const float *bias, int c, int64_t hw)
 }
 
 void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
-            const float *bias, float *y, float *col, int64_t col_floats, int n_threads)
+            const float *bias, float *y, float *col, int64_t col_floats, tpool *pool)
 {
     int ho = conv_out_size(h, g->k, g->stride, g->pad_top, g->pad_bottom);
     int wo = conv_out_size(w, g->k, g->stride, g->pad_left, g->pad_right);
@@ -174,8 +127,7 @@ void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
     /* Bias first, then the GEMM accumulates onto it (beta = 1). */
     fill_bias(y, bias, g->cout, hw);
     if (is_pointwise(g)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, (int)hw, g->cin, 1.0f, wt,
-                    g->cin, x, (int)hw, 1.0f, y, (int)hw);
+        ops_gemm(pool, 0, 0, g->cout, hw, g->cin, 1.0f, wt, g->cin, x, hw, 1.0f, y, hw);
         return;
     }
     const int kk = g->cin * g->k * g->k;
@@ -187,9 +139,9 @@ void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
         int r1 = r0 + tile < ho ? r0 + tile : ho;
         int n = (r1 - r0) * wo;
         im2col_args a = {g, x, h, w, wo, r0, r1, col};
-        parallel_for(n_threads, g->cin, (int64_t)g->k * g->k * n, im2col_part, &a);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, n, kk, 1.0f, wt, kk, col,
-                    n, 1.0f, y + (int64_t)r0 * wo, (int)hw);
+        parallel_for(pool, g->cin, (int64_t)g->k * g->k * n, im2col_part, &a);
+        ops_gemm(pool, 0, 0, g->cout, n, kk, 1.0f, wt, kk, col, n, 1.0f, y + (int64_t)r0 * wo,
+                 hw);
     }
 }
 
@@ -238,7 +190,7 @@ static void col2im_part(void *p, int64_t c0, int64_t c1)
 
 void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float *x, int h,
                       int w, const float *wt, const float *bias, float *y, float *col,
-                      int64_t col_floats, int n_threads)
+                      int64_t col_floats, tpool *pool)
 {
     const int ho = (h - 1) * stride - 2 * pad + k, wo = (w - 1) * stride - 2 * pad + k;
     if (ho < 1 || wo < 1)
@@ -256,10 +208,10 @@ void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float
     for (int r0 = 0; r0 < h; r0 += tile) {
         int r1 = r0 + tile < h ? r0 + tile : h;
         int n = (r1 - r0) * w;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, cin, 1.0f, wt, m,
-                    x + (int64_t)r0 * w, h * w, 0.0f, col, n);
+        ops_gemm(pool, 1, 0, m, n, cin, 1.0f, wt, m, x + (int64_t)r0 * w, (int64_t)h * w, 0.0f,
+                 col, n);
         col2im_args a = {k, stride, pad, w, ho, wo, r0, r1, col, y};
-        parallel_for(n_threads, cout, (int64_t)k * k * n, col2im_part, &a);
+        parallel_for(pool, cout, (int64_t)k * k * n, col2im_part, &a);
     }
 }
 
@@ -331,10 +283,10 @@ static void gn_part(void *p, int64_t g0, int64_t g1)
 }
 
 void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, const float *gain,
-                     const float *bias, int swish, float *y, int n_threads)
+                     const float *bias, int swish, float *y, tpool *pool)
 {
     gn_args a = {x, gain, bias, c / groups, swish, hw, eps, y};
-    parallel_for(n_threads, groups, (int64_t)(c / groups) * hw, gn_part, &a);
+    parallel_for(pool, groups, (int64_t)(c / groups) * hw, gn_part, &a);
 }
 
 void conv_max_pool2(const float *x, int c, int h, int w, float *y)

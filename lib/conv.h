@@ -7,10 +7,12 @@
  * a weight tensor is laid out exactly as PyTorch stores it, so bundle
  * tensors are used as they are.
  *
- * The passes that are not GEMMs (im2col, col2im, GroupNorm) are split over
- * `n_threads` threads (0 = one per core) when they are large; each output
- * element is still computed by one thread in one fixed order, so results do
- * not depend on the thread count. The GEMMs use OpenBLAS's own threads.
+ * Everything runs on the context's thread pool `pool` (lib/threadpool.h;
+ * NULL: the calling thread only). The passes that are not GEMMs (im2col,
+ * col2im, GroupNorm) are split into ranges of channels when they are large;
+ * each output element is still computed by one thread in one fixed order.
+ * The GEMMs are ops_gemm's fixed partition. So results do not depend on the
+ * thread count (docs/threads.md).
  *
  * Convolutions are im2col + one SGEMM per tile of output rows: the im2col
  * buffer is bounded by the caller's `col_cap` (a few MiB), so a 3×3
@@ -22,6 +24,8 @@
 #define DALLE_CONV_H
 
 #include <stdint.h>
+
+struct tpool;
 
 /* A 2-D convolution's geometry: square k×k kernel, one stride for both
  * axes, and padding per side (taming's Downsample pads right/bottom only). */
@@ -46,7 +50,7 @@ int64_t conv2d_col_need(const conv_geom *g, int h, int w, int64_t col_cap);
  * bias [cout] or NULL. col: scratch of col_floats ≥ conv2d_col_need(). y must
  * not overlap x. */
 void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
-            const float *bias, float *y, float *col, int64_t col_floats, int n_threads);
+            const float *bias, float *y, float *col, int64_t col_floats, struct tpool *pool);
 
 /* nn.ConvTranspose2d with square kernel k, stride s and symmetric padding p:
  * x [cin][h][w] → y [cout][(h-1)s - 2p + k][(w-1)s - 2p + k].
@@ -55,7 +59,7 @@ void conv2d(const conv_geom *g, const float *x, int h, int w, const float *wt,
 int64_t conv_transpose2d_col_need(int cout, int k, int h, int w, int64_t col_cap);
 void conv_transpose2d(int cin, int cout, int k, int stride, int pad, const float *x, int h,
                       int w, const float *wt, const float *bias, float *y, float *col,
-                      int64_t col_floats, int n_threads);
+                      int64_t col_floats, struct tpool *pool);
 
 /* Elementwise helpers over n floats (in place allowed where y == x). */
 void conv_relu(const float *x, float *y, int64_t n);
@@ -68,7 +72,7 @@ void conv_residual(const float *x, float *y, float scale, int64_t n);
  * then the swish when `swish` is non-zero. c must be a multiple of groups.
  * In place allowed. */
 void conv_group_norm(const float *x, int c, int64_t hw, int groups, float eps, const float *gain,
-                     const float *bias, int swish, float *y, int n_threads);
+                     const float *bias, int swish, float *y, struct tpool *pool);
 
 /* nn.MaxPool2d(2) / F.avg_pool2d(2, 2): [c][h][w] → [c][h/2][w/2] (odd edges
  * dropped, as PyTorch floors). */

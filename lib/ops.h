@@ -9,23 +9,35 @@
  *
  * Determinism: each output element is computed by one fixed sequence of
  * floating-point operations that does not depend on the thread count, so a
- * result is bit-identical for any number of threads (OpenBLAS splits its
- * GEMMs over output blocks, never over the reduction dimension).
+ * result is bit-identical for any number of threads. The matrix products
+ * get there by running OpenBLAS single-threaded and splitting each product
+ * themselves into blocks chosen from its shape alone, which a context's
+ * thread pool (lib/threadpool.h) shares out; docs/threads.md explains why
+ * that is enough.
  */
 #ifndef DALLE_OPS_H
 #define DALLE_OPS_H
 
 #include <stdint.h>
 
-/* Threads the backend may use for the matrix products (OpenBLAS's own pool,
- * which is process-wide: the last caller wins). 0 = one per core; n < 0
- * leaves it unchanged. */
-void ops_set_threads(int n);
+struct tpool;
+
+/* C = alpha · op(A) · op(B) + beta · C, row-major, as cblas_sgemm with
+ * op(X) = Xᵀ where trans_x is non-zero: C [m][n], op(A) [m][k], op(B)
+ * [k][n]. Runs on `pool` (NULL: the calling thread only); the result is the
+ * same bits for any pool, a NULL one included. Allocates nothing. */
+void ops_gemm(struct tpool *pool, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+              float *c, int64_t ldc);
 
 /* y[r][j] = sum_i x[r][i] * w[j][i] + b[j] for r < rows, j < out: PyTorch's
  * nn.Linear with w as stored there ([out][in]). b may be NULL. Row r of y
  * starts at y + r * ldy (ldy >= out), so a result can land in part of a
- * wider row. */
+ * wider row. Runs on `pool` as ops_gemm (same bits for any pool). */
+void ops_linear_pool(struct tpool *pool, const float *x, int64_t rows, int64_t in,
+                     const float *w, const float *b, int64_t out, float *y, int64_t ldy);
+
+/* ops_linear_pool on the calling thread only (the same bits). */
 void ops_linear(const float *x, int64_t rows, int64_t in, const float *w, const float *b,
                 int64_t out, float *y, int64_t ldy);
 

@@ -1,49 +1,12 @@
-/* The CPU backend of lib/ops.h: OpenBLAS for the matrix products, plain
- * loops for everything else. Reductions run in one fixed order per output
+/* The CPU backend of lib/ops.h: plain loops for everything but the matrix
+ * products (lib/ops_gemm.c). Reductions run in one fixed order per output
  * element (double accumulators where PyTorch keeps extra precision), so
  * results never depend on the thread count. */
 #include "ops.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <unistd.h>
 
-void ops_set_threads(int n)
-{
-    if (n == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)cores : 1;
-    }
-#ifdef OPENBLAS_VERSION
-    if (n >= 1 && openblas_get_num_threads() != n)
-        openblas_set_num_threads(n);
-#else
-    (void)n; /* a generic CBLAS has no thread control */
-#endif
-}
-
-void ops_linear(const float *x, int64_t rows, int64_t in, const float *w, const float *b,
-                int64_t out, float *y, int64_t ldy)
-{
-    if (rows <= 0 || out <= 0)
-        return;
-    if (rows == 1) {
-        /* one row (a generation step): GEMV streams the weights once,
-         * where OpenBLAS's GEMM would first copy them into packed panels */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, x, 1, 0.0f,
-                    y, 1);
-    } else {
-        /* y = x · wᵀ: w is [out][in] row-major, i.e. the transposed operand. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x,
-                    (int)in, w, (int)in, 0.0f, y, (int)ldy);
-    }
-    if (b)
-        for (int64_t r = 0; r < rows; r++) {
-            float *yr = y + r * ldy;
-            for (int64_t j = 0; j < out; j++)
-                yr[j] += b[j];
-        }
-}
+/* The matrix products (ops_gemm, ops_linear*) are in lib/ops_gemm.c. */
 
 void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain,
                     const float *bias, float eps, float *y)

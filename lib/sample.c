@@ -146,7 +146,6 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_sample: out of memory");
         goto done;
     }
-    ops_set_threads(cp->n_threads);
     int64_t done_tokens = 0, total = (int64_t)batch * (S - p->n_prime);
     for (int b = 0; b < batch; b++)
         for (int t = 0; t < p->n_prime; t++)

@@ -19,6 +19,7 @@ dalle_status transformer_generate_text(const transformer *tf, const dalle_ctx_pa
                                        const int32_t *prefix, int n_prefix,
                                        const dalle_sample_params *p, int32_t *out)
 {
+    (void)cp; /* n_threads: the context's pool comes with tf (transformer_set_pool) */
     const tf_hparams *hp = &tf->hp;
     const int n = hp->text_seq_len;
     static const int32_t start = 0;
@@ -42,7 +43,6 @@ dalle_status transformer_generate_text(const transformer *tf, const dalle_ctx_pa
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_generate_text: out of memory");
         goto done;
     }
-    ops_set_threads(cp->n_threads);
     memcpy(res, prefix, (size_t)n_prefix * sizeof *res);
     if ((s = tf_forward(tf, st, res, n_prefix, TF_LOGITS_LAST, row)))
         goto done;

@@ -31,6 +31,8 @@ static float *alloc_floats(int64_t n, int *failed)
     return p;
 }
 
+void transformer_set_pool(transformer *tf, struct tpool *pool) { tf->pool = pool; }
+
 dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf_state **out)
 {
     const tf_hparams *hp = &tf->hp;
@@ -151,10 +153,11 @@ static void feed_forward(const transformer *tf, tf_state *st, const tf_layer *L,
 {
     const tf_hparams *hp = &tf->hp;
     int64_t rows = (int64_t)st->batch * m;
-    ops_linear(src, rows, hp->dim, L->ff_w1, L->ff_b1, 2 * hp->ff_inner, st->ff_h,
-               2 * hp->ff_inner);
+    ops_linear_pool(tf->pool, src, rows, hp->dim, L->ff_w1, L->ff_b1, 2 * hp->ff_inner,
+                    st->ff_h, 2 * hp->ff_inner);
     ops_geglu(st->ff_h, rows, hp->ff_inner, st->ff_a);
-    ops_linear(st->ff_a, rows, hp->ff_inner, L->ff_w2, L->ff_b2, hp->dim, out, hp->dim);
+    ops_linear_pool(tf->pool, st->ff_a, rows, hp->ff_inner, L->ff_w2, L->ff_b2, hp->dim, out,
+                    hp->dim);
 }
 
 static void run_layers(const transformer *tf, tf_state *st, int m)
@@ -208,11 +211,12 @@ static void logits_rows(const transformer *tf, const float *x, int64_t n_rows, i
                 o[j] = -FLT_MAX;
     }
     if (n_text)
-        ops_linear(x, n_text, d, tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
+        ops_linear_pool(tf->pool, x, n_text, d, tf->logits_w, tf->logits_b, hp->text_vocab,
+                        out, V);
     if (n_rows > n_text)
-        ops_linear(x + n_text * d, n_rows - n_text, d, tf->logits_w + hp->text_vocab * d,
-                   tf->logits_b + hp->text_vocab, hp->num_image_tokens,
-                   out + n_text * V + hp->text_vocab, V);
+        ops_linear_pool(tf->pool, x + n_text * d, n_rows - n_text, d,
+                        tf->logits_w + hp->text_vocab * d, tf->logits_b + hp->text_vocab,
+                        hp->num_image_tokens, out + n_text * V + hp->text_vocab, V);
 }
 
 static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits)
@@ -350,7 +354,6 @@ dalle_status transformer_logits(const transformer *tf, const dalle_ctx_params *c
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_logits: out of memory");
         goto done;
     }
-    ops_set_threads(cp->n_threads);
     for (int b0 = 0; b0 < batch && !s; b0 += chunk) {
         int nb = batch - b0 < chunk ? batch - b0 : chunk;
         const int32_t *img = image ? image + (int64_t)b0 * n_image : NULL;

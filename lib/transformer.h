@@ -26,6 +26,11 @@ typedef struct tf_state tf_state;
 dalle_status transformer_load(dalle_bundle *b, const model_shapes *shapes, transformer **out);
 void transformer_free(transformer *tf);
 
+/* The thread pool the model computes on (lib/threadpool.h): the owning
+ * context's, set once after loading. NULL (the default) is the calling
+ * thread only; results are the same bits either way. */
+void transformer_set_pool(transformer *tf, struct tpool *pool);
+
 /* Positions a sequence can have: <bos> + text + image - 1 (the last image
  * token is never fed). */
 int transformer_max_positions(const transformer *tf);

@@ -70,6 +70,7 @@ struct transformer {
     float *rot_cos, *rot_sin;  /* [max_pos + 1][rot_cols], owned */
     tf_norm logits_norm;       /* to_logits.0 */
     const float *logits_w, *logits_b; /* to_logits.1: [total_tokens][dim], [total_tokens] */
+    struct tpool *pool;        /* the owning context's thread pool (NULL: the caller's thread) */
 };
 
 /* The memory of one batch of sequences (see tf_state_create). */

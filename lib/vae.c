@@ -113,7 +113,7 @@ vae_act vae_conv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
     if (r->measure)
         need(&r->need_col, conv2d_col_need(g, x.h, x.w, VAE_COL_CAP));
     else
-        conv2d(g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap, r->n_threads);
+        conv2d(g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap, r->pool);
     return y;
 }
 
@@ -127,7 +127,7 @@ vae_act vae_deconv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
         need(&r->need_col, conv_transpose2d_col_need(g->cout, g->k, x.h, x.w, VAE_COL_CAP));
     else
         conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, x.d, x.h, x.w, cv->w,
-                         cv->b, y.d, r->col, r->col_cap, r->n_threads);
+                         cv->b, y.d, r->col, r->col_cap, r->pool);
     return y;
 }
 
@@ -145,7 +145,7 @@ vae_act vae_norm_run(vae_run *r, const vae_norm *n, vae_act x, int swish, int sl
     if (!r->measure)
         /* taming's Normalize: GroupNorm(num_groups=32, eps=1e-6) */
         conv_group_norm(x.d, x.c, (int64_t)x.h * x.w, 32, 1e-6f, n->gain, n->bias, swish, y.d,
-                        r->n_threads);
+                        r->pool);
     return y;
 }
 
@@ -300,20 +300,19 @@ static dalle_status ensure_workspace(struct vae *v)
     return DALLE_OK;
 }
 
-static dalle_status begin(struct vae *v, int n_threads)
+static dalle_status begin(struct vae *v, struct tpool *pool)
 {
-    ops_set_threads(n_threads);
-    v->run.n_threads = n_threads;
+    v->run.pool = pool;
     return ensure_workspace(v);
 }
 
 /* Decode every image, then copy or map the raw output: written to `out`
  * only after the image is finished, so a failure (none can happen after the
  * workspace exists) never leaves half an image. */
-static dalle_status decode_batch(struct vae *v, int n_threads, const int32_t *ids, int batch,
+static dalle_status decode_batch(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                                  float *out, int raw)
 {
-    dalle_status s = begin(v, n_threads);
+    dalle_status s = begin(v, pool);
     if (s)
         return s;
     const int64_t n = (int64_t)v->image_size * v->image_size, seq = (int64_t)v->grid * v->grid;
@@ -329,16 +328,16 @@ static dalle_status decode_batch(struct vae *v, int n_threads, const int32_t *id
     return DALLE_OK;
 }
 
-dalle_status vae_decode(struct vae *v, int n_threads, const int32_t *ids, int batch,
+dalle_status vae_decode(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                         float *pixels)
 {
-    return decode_batch(v, n_threads, ids, batch, pixels, 0);
+    return decode_batch(v, pool, ids, batch, pixels, 0);
 }
 
-dalle_status vae_decode_raw(struct vae *v, int n_threads, const int32_t *ids, int batch,
+dalle_status vae_decode_raw(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                             float *out)
 {
-    return decode_batch(v, n_threads, ids, batch, out, 1);
+    return decode_batch(v, pool, ids, batch, out, 1);
 }
 
 /* First maximum over the token axis, as torch.argmax. */
@@ -358,10 +357,10 @@ static void argmax_tokens(const float *scores, int t, int64_t n, int32_t *ids)
     }
 }
 
-static dalle_status encode_batch(struct vae *v, int n_threads, const float *pixels, int batch,
+static dalle_status encode_batch(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                                  int32_t *ids, float *scores)
 {
-    dalle_status s = begin(v, n_threads);
+    dalle_status s = begin(v, pool);
     if (s)
         return s;
     const int64_t n = (int64_t)v->image_size * v->image_size, seq = (int64_t)v->grid * v->grid;
@@ -377,14 +376,14 @@ static dalle_status encode_batch(struct vae *v, int n_threads, const float *pixe
     return DALLE_OK;
 }
 
-dalle_status vae_encode(struct vae *v, int n_threads, const float *pixels, int batch,
+dalle_status vae_encode(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                         int32_t *ids)
 {
-    return encode_batch(v, n_threads, pixels, batch, ids, NULL);
+    return encode_batch(v, pool, pixels, batch, ids, NULL);
 }
 
-dalle_status vae_encode_scores(struct vae *v, int n_threads, const float *pixels, int batch,
+dalle_status vae_encode_scores(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                                float *out)
 {
-    return encode_batch(v, n_threads, pixels, batch, NULL, out);
+    return encode_batch(v, pool, pixels, batch, NULL, out);
 }

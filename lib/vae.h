@@ -33,11 +33,11 @@ dalle_status vae_load(dalle_bundle *b, const model_shapes *shapes, struct vae **
 void vae_free(struct vae *v);
 
 /* ids [batch][grid²] (already range-checked) → pixels [batch][3][size][size]
- * in [0, 1]. n_threads: BLAS threads (0 = one per core). */
-dalle_status vae_decode(struct vae *v, int n_threads, const int32_t *ids, int batch,
+ * in [0, 1]. pool: the context's thread pool (NULL: the calling thread). */
+dalle_status vae_decode(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                         float *pixels);
 /* pixels [batch][3][size][size] in [0, 1] (finite) → ids [batch][grid²]. */
-dalle_status vae_encode(struct vae *v, int n_threads, const float *pixels, int batch,
+dalle_status vae_encode(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                         int32_t *ids);
 
 /* Upstream's own intermediate outputs, for the tests (tests/test_vae.c):
@@ -49,9 +49,9 @@ dalle_status vae_encode(struct vae *v, int n_threads, const float *pixels, int b
  *    encoder logits (DiscreteVAE, dall_e, GumbelVQ), or minus the squared
  *    distance to each codebook vector (VQModel). out [batch][num_tokens][grid][grid]. */
 int vae_raw_channels(const struct vae *v);
-dalle_status vae_decode_raw(struct vae *v, int n_threads, const int32_t *ids, int batch,
+dalle_status vae_decode_raw(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                             float *out);
-dalle_status vae_encode_scores(struct vae *v, int n_threads, const float *pixels, int batch,
+dalle_status vae_encode_scores(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                                float *out);
 
 /* ---- for the family files ------------------------------------------------ */
@@ -73,7 +73,7 @@ typedef struct vae_act {
  * sized by the very code that uses it. */
 typedef struct vae_run {
     int measure;
-    int n_threads; /* for conv.c's element-wise passes; set by each call */
+    struct tpool *pool; /* the context's thread pool; set by each call */
     int64_t need_act, need_col, need_aux; /* floats, recorded while measuring */
     int need_slots;                       /* slots used, recorded while measuring */
     float *slot[VAE_SLOTS];

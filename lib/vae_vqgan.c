@@ -25,7 +25,6 @@
  * Decoding (VQGanVAE.decode): codebook rows → post_quant_conv → decoder,
  * then (clamp(x, -1, 1) + 1) / 2.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,8 +371,7 @@ static vae_act run_attn(vae_run *r, const attn *a, vae_act x)
     vae_act o = vae_new(r, slot_after(x, 1), c, x.h, x.w);
     if (!r->measure) {
         /* w[i][j] = softmax_j(q_i · k_j · c^-0.5) over positions */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, c, 1.0f, q.d, n, k.d, n, 0.0f,
-                    w, n);
+        ops_gemm(r->pool, 1, 0, n, n, c, 1.0f, q.d, n, k.d, n, 0.0f, w, n);
         const float scale = (float)(1.0 / sqrt((double)c));
         for (int i = 0; i < n; i++) {
             float *wi = w + (int64_t)i * n;
@@ -382,8 +380,7 @@ static vae_act run_attn(vae_run *r, const attn *a, vae_act x)
             ops_softmax(wi, n);
         }
         /* o[c][i] = Σ_j v[c][j] · w[i][j] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, n, n, 1.0f, v.d, n, w, n, 0.0f,
-                    o.d, n);
+        ops_gemm(r->pool, 0, 1, c, n, n, 1.0f, v.d, n, w, n, 0.0f, o.d, n);
     }
     vae_act y = vae_conv_run(r, &a->proj, o, slot_after(x, 2));
     vae_residual_run(r, x, y, 1.0f);
@@ -446,8 +443,7 @@ static vae_act nearest_scores(const vqgan *n, vae_run *r, vae_act z)
         }
         zz[p] = acc;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, np, E, 1.0f, n->codebook, E, z.d,
-                np, 0.0f, s.d, np);
+    ops_gemm(r->pool, 0, 0, K, np, E, 1.0f, n->codebook, E, z.d, np, 0.0f, s.d, np);
     for (int j = 0; j < K; j++) {
         float *sj = s.d + (int64_t)j * np;
         for (int p = 0; p < np; p++)

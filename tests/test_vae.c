@@ -127,7 +127,7 @@ static void test_conv_ops(void)
         /* whole im2col, then the smallest tiles (one output row) */
         for (int tiny = 0; tiny < 2; tiny++) {
             int64_t need = conv2d_col_need(&g, h, w, tiny ? 1 : (int64_t)1 << 16);
-            conv2d(&g, x, h, w, wt, b, y, col, need, 1);
+            conv2d(&g, x, h, w, wt, b, y, col, need, NULL);
             double e = rel_l2(y, ref, (int64_t)g.cout * ho * wo);
             CHECK(e < 1e-6, "conv2d cin %d cout %d k %d stride %d pad %d,%d,%d,%d%s: rel-L2 %.2e",
                   g.cin, g.cout, g.k, g.stride, g.pad_top, g.pad_bottom, g.pad_left, g.pad_right,
@@ -139,7 +139,7 @@ static void test_conv_ops(void)
         int ho = (hh - 1) * s - 2 * p + k, wo = (ww - 1) * s - 2 * p + k;
         naive_deconv(cin, cout, k, s, p, x, hh, ww, wt, b, ref);
         int64_t need = conv_transpose2d_col_need(cout, k, hh, ww, tiny ? 1 : (int64_t)1 << 16);
-        conv_transpose2d(cin, cout, k, s, p, x, hh, ww, wt, b, y, col, need, 1);
+        conv_transpose2d(cin, cout, k, s, p, x, hh, ww, wt, b, y, col, need, NULL);
         double e = rel_l2(y, ref, (int64_t)cout * ho * wo);
         CHECK(e < 1e-6, "conv_transpose2d k 4 stride 2 pad 1%s: rel-L2 %.2e",
               tiny ? " (row tiles)" : "", e);
@@ -150,7 +150,7 @@ static void test_conv_ops(void)
         fill(gx, 64 * 15);
         fill(gain, 64);
         fill(gbias, 64);
-        conv_group_norm(gx, 64, 15, 32, 1e-6f, gain, gbias, 1, gy, 1);
+        conv_group_norm(gx, 64, 15, 32, 1e-6f, gain, gbias, 1, gy, NULL);
         double worst = 0;
         for (int g = 0; g < 32; g++) {
             double m = 0, v = 0;
@@ -292,7 +292,7 @@ static void run_case(const vae_case *c)
         float *raw = malloc(sizeof(float) * rch * plane * batch);
         CHECK(dec.dims[1] == rch, "%s: %s has the raw output's %d channels", c->name, c->decoded,
               rch);
-        vae_decode_raw(v, 1, ids, batch, raw);
+        vae_decode_raw(v, NULL, ids, batch, raw);
         double e = rel_l2(raw, dec.data, dec.numel), tol = tolerance(c->name, c->decoded);
         CHECK(e <= tol, "%s: raw decoder output vs %s: rel-L2 %.3g (tolerance %g)", c->name,
               c->decoded, e, tol);
@@ -333,7 +333,7 @@ static void run_case(const vae_case *c)
     double t_enc = now() - t0;
     CHECK(rc == DALLE_OK, "%s: dalle_encode of %d images: %s (%.1f ms/image)", c->name, batch,
           rc ? dalle_last_error() : "ok", 1e3 * t_enc / batch);
-    vae_encode_scores(v, 1, images.data, batch, scores);
+    vae_encode_scores(v, NULL, images.data, batch, scores);
     if (c->scores && !load_npy(c->name, c->scores, &dec)) {
         double e = rel_l2(scores, dec.data, dec.numel), tol = tolerance(c->name, c->scores);
         CHECK(dec.numel == (int64_t)tokens * seq * batch && e <= tol,

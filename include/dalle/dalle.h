@@ -184,14 +184,22 @@ DALLE_API dalle_status dalle_bundle_open(const char *path, dalle_bundle **out);
 /* The same from a buffer in memory, which must outlive the bundle. */
 DALLE_API dalle_status dalle_bundle_open_memory(const void *data, size_t size,
                                                 dalle_bundle **out);
+
+/* Release a bundle and every tensor decoded from it (NULL is ignored). */
 DALLE_API void dalle_bundle_close(dalle_bundle *bundle);
 
 /* The model kind: "dalle", "dvae", "openai_dvae", "vqgan", "clip",
  * "openai_clip" or "tokenizer". */
 DALLE_API const char *dalle_bundle_kind(const dalle_bundle *bundle);
+
+/* The file's format minor version (the major is always 1). */
 DALLE_API int dalle_bundle_version_minor(const dalle_bundle *bundle);
 
+/* Number of tensors; they are indexed 0 .. n-1 in file order. */
 DALLE_API int dalle_bundle_n_tensors(const dalle_bundle *bundle);
+
+/* Name, dtype, shape, sizes and codec of tensor `index` (strings owned by
+ * the bundle). Index out of range: DALLE_ERR_INVALID_ARGUMENT. */
 DALLE_API dalle_status dalle_bundle_tensor_info(const dalle_bundle *bundle, int index,
                                                 dalle_tensor_info *info);
 /* Index of the tensor called name, or -1. */
@@ -203,7 +211,9 @@ DALLE_API dalle_status dalle_bundle_read_tensor(dalle_bundle *bundle, int index,
 /* Decode every tensor once and check every checksum. */
 DALLE_API dalle_status dalle_bundle_verify(dalle_bundle *bundle);
 
+/* Number of metadata entries, indexed 0 .. n-1 in file order. */
 DALLE_API int dalle_bundle_n_meta(const dalle_bundle *bundle);
+
 /* Key, type and element count (1 for scalars) of metadata entry `index`. */
 DALLE_API dalle_status dalle_bundle_meta_info(const dalle_bundle *bundle, int index,
                                               const char **key, dalle_meta_type *type,
@@ -233,9 +243,14 @@ DALLE_API dalle_status dalle_bundle_meta_str_array(const dalle_bundle *bundle,
  * compressed as they are added) and the file is written by finish. */
 typedef struct dalle_bundle_writer dalle_bundle_writer;
 
-/* kind: one of the kinds listed at dalle_bundle_kind. */
+/* A writer for a bundle of `kind`, one of the kinds listed at
+ * dalle_bundle_kind (stored as general.kind). */
 DALLE_API dalle_status dalle_bundle_writer_create(const char *kind,
                                                   dalle_bundle_writer **out);
+
+/* Metadata entries: keys from [A-Za-z0-9_.-], each set once
+ * (DALLE_ERR_INVALID_ARGUMENT for a repeated or malformed key, a string that
+ * is not UTF-8, counts above the format's limits). */
 DALLE_API dalle_status dalle_bundle_writer_set_i64(dalle_bundle_writer *w, const char *key,
                                                    int64_t value);
 DALLE_API dalle_status dalle_bundle_writer_set_f64(dalle_bundle_writer *w, const char *key,
@@ -270,6 +285,8 @@ DALLE_API dalle_status dalle_bundle_writer_add_alias(dalle_bundle_writer *w,
                                                      int64_t element_offset);
 /* Write the file (atomically: a temporary file renamed into place). */
 DALLE_API dalle_status dalle_bundle_writer_finish(dalle_bundle_writer *w, const char *path);
+
+/* Release a writer, finished or not (NULL is ignored). */
 DALLE_API void dalle_bundle_writer_free(dalle_bundle_writer *w);
 
 /* ------------------------------------------------------------------------ */
@@ -308,6 +325,7 @@ typedef struct dalle_ctx_params {
  * passes your sizeof: the library never writes past the struct you have. */
 DALLE_API void dalle_ctx_params_init(dalle_ctx_params *params, size_t struct_size);
 
+/* The default context parameters (inline: fills your header's struct). */
 static inline dalle_ctx_params dalle_ctx_default_params(void)
 {
     dalle_ctx_params p;
@@ -322,6 +340,8 @@ static inline dalle_ctx_params dalle_ctx_default_params(void)
  * kind), _UNSUPPORTED (backend not built or no device), _OUT_OF_MEMORY. */
 DALLE_API dalle_status dalle_ctx_create(const char *path, const dalle_ctx_params *params,
                                         dalle_ctx **out);
+
+/* Release a context and its models (NULL is ignored). */
 DALLE_API void dalle_ctx_free(dalle_ctx *ctx);
 
 /* The message of this context's last failure ("" if none). */
@@ -369,6 +389,7 @@ typedef struct dalle_sample_params {
 /* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
 DALLE_API void dalle_sample_params_init(dalle_sample_params *params, size_t struct_size);
 
+/* The default sampling parameters (inline: fills your header's struct). */
 static inline dalle_sample_params dalle_sample_default_params(void)
 {
     dalle_sample_params p;
@@ -465,6 +486,8 @@ typedef struct dalle_tokenizer dalle_tokenizer;
  * merges file: the message names the line), _NOT_FOUND (a bundle without a
  * tokenizer), _MISMATCH, _UNSUPPORTED (another tokenizer.kind). */
 DALLE_API dalle_status dalle_tokenizer_create(const char *path, dalle_tokenizer **out);
+
+/* Release a tokenizer (NULL is ignored). */
 DALLE_API void dalle_tokenizer_free(dalle_tokenizer *tok);
 
 /* 49408 for the CLIP merges: 256 bytes, 256 word-final bytes, the merges,
@@ -514,7 +537,11 @@ typedef struct clip_ctx clip_ctx;
  * on the CPU. Errors as dalle_ctx_create. See docs/clip.md. */
 DALLE_API dalle_status clip_ctx_create(const char *path, const dalle_ctx_params *params,
                                        clip_ctx **out);
+
+/* Release a CLIP context (NULL is ignored). */
 DALLE_API void clip_ctx_free(clip_ctx *ctx);
+
+/* The message of this context's last failure ("" if none). */
 DALLE_API const char *clip_ctx_last_error(const clip_ctx *ctx);
 /* The bundle the context was loaded from (owned by the context); its
  * dalle_bundle_kind tells the two models apart. */

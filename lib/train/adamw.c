@@ -117,8 +117,8 @@ double lr_schedule_at(const lr_schedule *s, int64_t step)
         if (span <= 0 || t >= span)
             lr = step < s->warmup_steps ? s->base_lr : s->min_lr;
         else if (t > 0)
-            lr = s->min_lr +
-                 0.5 * (s->base_lr - s->min_lr) * (1.0 + cos(3.14159265358979323846 * (double)t / (double)span));
+            lr = s->min_lr + 0.5 * (s->base_lr - s->min_lr) *
+                                 (1.0 + cos(3.14159265358979323846 * (double)t / (double)span));
     }
     if (step < s->warmup_steps)
         lr *= (double)(step + 1) / (double)s->warmup_steps;

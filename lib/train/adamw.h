@@ -27,7 +27,9 @@ typedef struct adamw_config {
     double weight_decay;      /* decoupled: p *= 1 - lr·wd before the Adam step */
 } adamw_config;
 
-adamw_config adamw_default_config(void); /* torch's defaults, weight_decay 0 (Adam) */
+/* betas (0.9, 0.999), eps 1e-8 as torch; weight_decay 0, i.e. the Adam of
+ * train_dalle.py (torch.optim.AdamW's own default would be 0.01). */
+adamw_config adamw_default_config(void);
 
 typedef struct adamw {
     adamw_config cfg;

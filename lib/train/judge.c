@@ -201,6 +201,37 @@ static int nearest_color(const float *rgb)
     return best;
 }
 
+/* The palette colour whose segment from the background passes closest to
+ * `core`: a small object under heavy blur never reaches its own colour, but
+ * a mix of it with the background still points the same way from there. */
+static int object_color(const float *core, const float *bg)
+{
+    int best = nearest_color(core);
+    float best_d = INFINITY;
+    for (int c = 0; c < SYNTH_N_COLORS; c++) {
+        const float *p = synth_palette(c);
+        float axis[3], len2 = 0.0f, dot = 0.0f;
+        for (int k = 0; k < 3; k++) {
+            axis[k] = p[k] - bg[k];
+            len2 += axis[k] * axis[k];
+            dot += (core[k] - bg[k]) * axis[k];
+        }
+        if (len2 < 0.04f) /* the background's own colour */
+            continue;
+        float a = dot / len2, d = 0.0f;
+        a = a < 0.4f ? 0.4f : a > 1.2f ? 1.2f : a; /* a faint mix is no evidence */
+        for (int k = 0; k < 3; k++) {
+            const float e = core[k] - bg[k] - a * axis[k];
+            d += e * e;
+        }
+        if (d < best_d) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
 /* Working memory of one judgement. */
 typedef struct scratch {
     int size;
@@ -211,6 +242,7 @@ typedef struct scratch {
     float *values;
     float *t;      /* the object coordinate of every pixel, for one region */
     float *tmpl, *tmp; /* a template and a blur buffer, size² each */
+    unsigned char *corner; /* a template's pixel corners, (size + 1)² */
 } scratch;
 
 static void pixel(const scratch *s, int i, float *rgb)
@@ -256,24 +288,63 @@ static int label_regions(scratch *s)
 static const float shape_fill[SYNTH_N_SHAPES] = {0.78539816f, 1.0f, 0.5f, 5.0f / 9.0f};
 static const float shape_drop[SYNTH_N_SHAPES] = {0.0f, 0.0f, 1.0f / 6.0f, 0.0f};
 
-/* Box blur of radius r over the window [x0, x1] × [y0, y1] of buf, in
- * place (zero outside the window, which is wider than any object). */
-static void box_blur(scratch *s, float *buf, int x0, int y0, int x1, int y1, int r)
+/* 3 × 3 box blur over the window [x0, x1] × [y0, y1] of buf, in place
+ * (zero outside the window, which is wider than any object); two passes
+ * through s->tmp. */
+static void box_blur3(scratch *s, float *buf, int x0, int y0, int x1, int y1)
 {
     const int n = s->size;
-    for (int pass = 0; pass < 2; pass++) {
-        float *src = pass ? s->tmp : buf, *dst = pass ? buf : s->tmp;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                float sum = 0.0f;
-                for (int k = -r; k <= r; k++) {
-                    const int xx = pass ? x : x + k, yy = pass ? y + k : y;
-                    if (xx >= x0 && xx <= x1 && yy >= y0 && yy <= y1)
-                        sum += src[yy * n + xx];
-                }
-                dst[y * n + x] = sum / (float)(2 * r + 1);
-            }
+    const float third = 1.0f / 3.0f;
+    for (int y = y0; y <= y1; y++) {
+        const float *src = buf + (size_t)y * n;
+        float *dst = s->tmp + (size_t)y * n;
+        for (int x = x0; x <= x1; x++)
+            dst[x] = ((x > x0 ? src[x - 1] : 0.0f) + src[x] + (x < x1 ? src[x + 1] : 0.0f)) * third;
     }
+    for (int y = y0; y <= y1; y++) {
+        const float *up = y > y0 ? s->tmp + (size_t)(y - 1) * n : NULL;
+        const float *mid = s->tmp + (size_t)y * n;
+        const float *down = y < y1 ? s->tmp + (size_t)(y + 1) * n : NULL;
+        float *dst = buf + (size_t)y * n;
+        for (int x = x0; x <= x1; x++)
+            dst[x] = ((up ? up[x] : 0.0f) + mid[x] + (down ? down[x] : 0.0f)) * third;
+    }
+}
+
+/* Anti-aliased coverage of `shape` (side `side`, centre cx, cy in pixels)
+ * over the window, into s->tmpl. Pixels whose four corners agree are
+ * wholly in or out (the shapes have no feature thinner than a third of
+ * their side, so none fits between corners once the side is 3 pixels);
+ * only the others are supersampled. */
+static void render_template(scratch *s, int shape, float side, float cx, float cy, int x0,
+                            int y0, int x1, int y1)
+{
+    const int n = s->size, gw = x1 - x0 + 2;
+    const float inv = 2.0f / side;
+    /* samples per pixel side: 4 where pixels are coarse against the shape,
+     * 2 for big shapes, which have few edge pixels per pixel of area */
+    const int ss = side < 24.0f ? 4 : 2;
+    const int exact = side < 3.0f;
+    for (int y = y0; y <= y1 + 1; y++)
+        for (int x = x0; x <= x1 + 1; x++)
+            s->corner[(y - y0) * gw + (x - x0)] = (unsigned char)synth_shape_covers(
+                shape, ((float)x - cx) * inv, ((float)y - cy) * inv);
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            const unsigned char *c = s->corner + (y - y0) * gw + (x - x0);
+            const int in = c[0] + c[1] + c[gw] + c[gw + 1];
+            float v = in == 4 ? 1.0f : 0.0f;
+            if (exact || (in > 0 && in < 4)) {
+                int hits = 0;
+                for (int sy = 0; sy < ss; sy++)
+                    for (int sx = 0; sx < ss; sx++)
+                        hits += synth_shape_covers(
+                            shape, ((float)x + (sx + 0.5f) / (float)ss - cx) * inv,
+                            ((float)y + (sy + 0.5f) / (float)ss - cy) * inv);
+                v = (float)hits / (float)(ss * ss);
+            }
+            s->tmpl[(size_t)y * n + x] = v;
+        }
 }
 
 /* Fit each shape to the region: the size that holds its mass, the place of
@@ -293,22 +364,13 @@ static void fit_shape(scratch *s, region *r)
     x1 = x1 > n - 1 ? n - 1 : x1;
     y1 = y1 > n - 1 ? n - 1 : y1;
     float best = INFINITY;
-    enum { SS = 4 };
     for (int shape = 0; shape < SYNTH_N_SHAPES; shape++) {
-        const float side = sqrtf(r->mass / shape_fill[shape]), half = 0.5f * side;
+        const float side = sqrtf(r->mass / shape_fill[shape]);
         const float cx = r->mx, cy = r->my - shape_drop[shape] * side;
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                int hits = 0;
-                for (int sy = 0; sy < SS; sy++)
-                    for (int sx = 0; sx < SS; sx++)
-                        hits += synth_shape_covers(shape, ((float)x + (sx + 0.5f) / SS - cx) / half,
-                                                   ((float)y + (sy + 0.5f) / SS - cy) / half);
-                s->tmpl[y * n + x] = (float)hits / (SS * SS);
-            }
+        render_template(s, shape, side, cx, cy, x0, y0, x1, y1);
         for (int blur = 0; blur <= MAX_BLUR; blur++) {
             if (blur > 0)
-                box_blur(s, s->tmpl, x0, y0, x1, y1, 1); /* r = 1 again: about √blur wider */
+                box_blur3(s, s->tmpl, x0, y0, x1, y1); /* once more: about √blur wider */
             float err = 0.0f;
             for (int y = y0; y <= y1; y++)
                 for (int x = x0; x <= x1; x++) {
@@ -332,40 +394,44 @@ static void read_region(scratch *s, const float *bg, int label, region *r)
     const int n = s->size, total = n * n;
     memset(r, 0, sizeof *r);
     r->label = label;
-    /* the core: pixels at least 0.6 of the region's largest distance from
-     * the background, so that edges mixed with the background stay out */
+    /* one pass for the region's box and its largest distance */
     float maxd = 0.0f;
+    int bx0 = n, by0 = n, bx1 = -1, by1 = -1;
     for (int i = 0; i < total; i++)
-        if (s->label[i] == label && s->dist[i] > maxd)
-            maxd = s->dist[i];
-    for (int c = 0; c < 3; c++) {
-        int m = 0;
-        for (int i = 0; i < total; i++)
-            if (s->label[i] == label && s->dist[i] >= 0.6f * maxd)
-                s->values[m++] = s->img[(size_t)c * total + i];
-        r->core[c] = median(s->values, m);
-    }
-    r->color = nearest_color(r->core);
-    /* t: where a pixel lies on the line from the background (0) to the core
-     * (1), for the region and a ring around it wide enough for blurred
-     * edges; pixels of other regions count as background */
-    float axis[3], len2 = 0.0f;
-    for (int c = 0; c < 3; c++) {
-        axis[c] = r->core[c] - bg[c];
-        len2 += axis[c] * axis[c];
-    }
-    const int ring = MAX_BLUR + 1;
-    int bx0 = n, by0 = n, bx1 = -1, by1 = -1; /* the region's box, plus the ring */
-    for (int i = 0; i < total; i++) {
-        s->t[i] = 0.0f;
         if (s->label[i] == label) {
             const int x = i % n, y = i / n;
             bx0 = x < bx0 ? x : bx0;
             bx1 = x > bx1 ? x : bx1;
             by0 = y < by0 ? y : by0;
             by1 = y > by1 ? y : by1;
+            maxd = s->dist[i] > maxd ? s->dist[i] : maxd;
         }
+    /* the core: pixels at least 0.6 of the region's largest distance from
+     * the background, so that edges mixed with the background stay out */
+    for (int c = 0; c < 3; c++) {
+        int m = 0;
+        for (int y = by0; y <= by1; y++)
+            for (int x = bx0; x <= bx1; x++) {
+                const int i = y * n + x;
+                if (s->label[i] == label && s->dist[i] >= 0.6f * maxd)
+                    s->values[m++] = s->img[(size_t)c * total + i];
+            }
+        r->core[c] = median(s->values, m);
     }
+    r->color = object_color(r->core, bg);
+    /* t: where a pixel lies on the line from the background (0) to the
+     * object's palette colour (1), for the region and a ring around it wide
+     * enough for blurred edges; pixels of other regions count as
+     * background. The palette colour, not the core's: a heavily blurred
+     * small object never reaches its colour, and Σ t must stay its area. */
+    float axis[3], len2 = 0.0f;
+    for (int c = 0; c < 3; c++) {
+        axis[c] = synth_palette(r->color)[c] - bg[c];
+        len2 += axis[c] * axis[c];
+    }
+    const int ring = MAX_BLUR + 1;
+    memset(s->t, 0, sizeof(float) * (size_t)total);
+    /* the region's box, plus the ring */
     bx0 = bx0 - ring < 0 ? 0 : bx0 - ring;
     by0 = by0 - ring < 0 ? 0 : by0 - ring;
     bx1 = bx1 + ring > n - 1 ? n - 1 : bx1 + ring;
@@ -519,7 +585,7 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
     if (st != DALLE_OK)
         return st;
     const int total = size * size;
-    scratch s = {size, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    scratch s = {size, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     s.img = malloc(sizeof(float) * (size_t)total * 3);
     s.dist = malloc(sizeof(float) * (size_t)total);
     s.label = malloc(sizeof(int) * (size_t)total);
@@ -528,7 +594,9 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
     s.t = malloc(sizeof(float) * (size_t)total);
     s.tmpl = malloc(sizeof(float) * (size_t)total);
     s.tmp = malloc(sizeof(float) * (size_t)total);
-    if (!s.img || !s.dist || !s.label || !s.queue || !s.values || !s.t || !s.tmpl || !s.tmp) {
+    s.corner = malloc((size_t)(size + 1) * (size + 1));
+    if (!s.img || !s.dist || !s.label || !s.queue || !s.values || !s.t || !s.tmpl || !s.tmp ||
+        !s.corner) {
         st = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "synth_judge: out of memory (%d px)", size);
         goto done;
     }
@@ -553,13 +621,19 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
         bg[c] = median(s.values, m);
     }
     const int bg_color = nearest_color(bg);
-    for (int i = 0; i < total; i++) {
-        float rgb[3], d = 0.0f;
-        pixel(&s, i, rgb);
-        for (int c = 0; c < 3; c++)
-            d += (rgb[c] - bg[c]) * (rgb[c] - bg[c]);
-        s.dist[i] = sqrtf(d);
+    /* The seed distance is taken after a 3 × 3 box filter: noise that
+     * would speckle the background and split objects averages out, and the
+     * objects' own pixels (fitted later from the raw image) lose nothing. */
+    memset(s.dist, 0, sizeof(float) * (size_t)total);
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < total; i++)
+            s.tmpl[i] = s.img[(size_t)c * total + i] - bg[c];
+        box_blur3(&s, s.tmpl, 0, 0, size - 1, size - 1);
+        for (int i = 0; i < total; i++)
+            s.dist[i] += s.tmpl[i] * s.tmpl[i];
     }
+    for (int i = 0; i < total; i++)
+        s.dist[i] = sqrtf(s.dist[i]);
     const int regions = label_regions(&s);
 
     /* The (up to) two largest seed regions are the objects; specks of noise
@@ -611,5 +685,6 @@ done:
     free(s.t);
     free(s.tmpl);
     free(s.tmp);
+    free(s.corner);
     return st;
 }

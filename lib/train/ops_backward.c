@@ -1,24 +1,22 @@
-/* Backward passes of lib/ops.h (CPU): OpenBLAS for the matrix products,
+/* Backward passes of lib/ops.h (CPU): ops_gemm for the matrix products,
  * plain loops in one fixed order for the rest, double accumulators where
  * a reduction is long (LayerNorm rows, biases, softmax sums), so results
  * never depend on the thread count. ops_backward.h states the contract. */
 #include "ops_backward.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-void bw_linear(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
-               const float *dy, int64_t ldy, float *dx, float *dw, float *db)
+void bw_linear(struct tpool *pool, const float *x, int64_t rows, int64_t in, const float *w,
+               int64_t out, const float *dy, int64_t ldy, float *dx, float *dw, float *db)
 {
     if (rows <= 0 || out <= 0 || in <= 0)
         return;
     if (dx) /* dx[rows][in] += dy[rows][out] · w[out][in] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)in, (int)out,
-                    1.0f, dy, (int)ldy, w, (int)in, 1.0f, dx, (int)in);
-    if (dw) /* dw[out][in] += dyᵀ · x: OpenBLAS splits this over output blocks only */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f,
-                    dy, (int)ldy, x, (int)in, 1.0f, dw, (int)in);
+        ops_gemm(pool, 0, 0, rows, in, out, 1.0f, dy, ldy, w, in, 1.0f, dx, in);
+    if (dw) /* dw[out][in] += dyᵀ · x (a reduction over rows: ops_gemm never
+             * splits k, so the bits do not depend on the pool) */
+        ops_gemm(pool, 1, 0, out, in, rows, 1.0f, dy, ldy, x, in, 1.0f, dw, in);
     if (db)
         for (int64_t j = 0; j < out; j++) {
             double s = 0.0;

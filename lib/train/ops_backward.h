@@ -11,9 +11,9 @@
  * intermediates (LayerNorm statistics, softmax weights, GELU) the same way
  * the forward computes them, so no extra state has to be kept.
  *
- * Determinism: every loop runs in one fixed order, the GEMMs go through
- * OpenBLAS, which never splits a reduction over threads (see ops.h), so the
- * gradients are bit-identical for any thread count.
+ * Determinism: every loop runs in one fixed order and the matrix products
+ * go through ops_gemm, whose bits do not depend on the pool (see ops.h), so
+ * the gradients are bit-identical for any thread count.
  */
 #ifndef DALLE_OPS_BACKWARD_H
 #define DALLE_OPS_BACKWARD_H
@@ -24,9 +24,10 @@
 
 /* ops_linear: y = x · wᵀ + b, x [rows][in], w [out][in], dy [rows][out]
  * with row stride ldy. dx [rows][in] += dy · w; dw [out][in] += dyᵀ · x;
- * db [out] += Σ_r dy[r]. Any of dx, dw, db may be NULL (not wanted). */
-void bw_linear(const float *x, int64_t rows, int64_t in, const float *w, int64_t out,
-               const float *dy, int64_t ldy, float *dx, float *dw, float *db);
+ * db [out] += Σ_r dy[r]. Any of dx, dw, db may be NULL (not wanted). The
+ * two products run on `pool` (NULL: the calling thread), same bits. */
+void bw_linear(struct tpool *pool, const float *x, int64_t rows, int64_t in, const float *w,
+               int64_t out, const float *dy, int64_t ldy, float *dx, float *dw, float *db);
 
 /* ops_layer_norm: dx, dgain, dbias (each may be NULL) from x (the forward's
  * input, not its output) and dy. The statistics are recomputed in double

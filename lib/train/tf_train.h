@@ -74,7 +74,9 @@ struct tf_train {
     tf_model_ptrs pw, pg; /* the tensors of w and of g */
     float *rot_cos, *rot_sin, *rot_table; /* [n_pos][rot_cols] */
     int max_batch, batch;
-    void *act;          /* activations and scratch (tf_train.c) */
+    struct tpool *pool; /* the matrix products run here (NULL: calling thread);
+                           set by the caller, not owned; same bits for any */
+    void *act;          /* activations and scratch (tf_train_pass.c) */
 };
 
 /* A fresh model initialised as upstream does (nn.Linear's uniform,

@@ -6,8 +6,8 @@
  * The forward uses the inference operations in the inference order
  * (lib/transformer.c, attention.c), so its logits are those of
  * dalle_logits for the same weights; the backward uses ops_backward.h.
- * Every loop runs in a fixed order: gradients do not depend on the thread
- * count (OpenBLAS splits its GEMMs over output blocks only). */
+ * Every loop runs in a fixed order and the products go through ops_gemm
+ * (same bits on any pool): gradients do not depend on the thread count. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -169,7 +169,8 @@ static void attention(const tf_train *tr, acts *a, int l, int batch)
     const int64_t N = hp->max_pos, H = hp->heads, dh = hp->dim_head, in = hp->inner;
     const int64_t rc = hp->rot_cols;
     const float scale = (float)pow((double)dh, -0.5);
-    ops_linear(L->src_a, batch * N, hp->dim, w->to_qkv, NULL, 3 * in, L->qkv, 3 * in);
+    ops_linear_pool(tr->pool, L->src_a, batch * N, hp->dim, w->to_qkv, NULL, 3 * in, L->qkv,
+                    3 * in);
     for (int64_t b = 0; b < batch; b++)
         for (int64_t p = 0; p < N; p++) {
             float *row = L->qkv + (b * N + p) * 3 * in;
@@ -200,7 +201,8 @@ static void attention(const tf_train *tr, acts *a, int l, int batch)
                            o + h * dh);
             }
         }
-    ops_linear(L->att, batch * N, in, w->to_out_w, w->to_out_b, hp->dim, L->ya, hp->dim);
+    ops_linear_pool(tr->pool, L->att, batch * N, in, w->to_out_w, w->to_out_b, hp->dim, L->ya,
+                    hp->dim);
 }
 
 static void layer_forward(const tf_train *tr, acts *a, int l, int batch, float *x_next)
@@ -215,9 +217,9 @@ static void layer_forward(const tf_train *tr, acts *a, int l, int batch, float *
     ops_add_scaled(L->xf, L->ya, w->attn_scale, R, d);
 
     sublayer_input(tr, a, batch, L->xf, w->ff_norm_w, w->ff_norm_b, L->src_f);
-    ops_linear(L->src_f, R, d, w->ff_w1, w->ff_b1, 2 * ffi, L->ffh, 2 * ffi);
+    ops_linear_pool(tr->pool, L->src_f, R, d, w->ff_w1, w->ff_b1, 2 * ffi, L->ffh, 2 * ffi);
     ops_geglu(L->ffh, R, ffi, L->ffa);
-    ops_linear(L->ffa, R, ffi, w->ff_w2, w->ff_b2, d, L->yf, d);
+    ops_linear_pool(tr->pool, L->ffa, R, ffi, w->ff_w2, w->ff_b2, d, L->yf, d);
     memcpy(x_next, L->xf, (size_t)(R * d) * sizeof(float));
     ops_add_scaled(x_next, L->yf, w->ff_scale, R, d);
 }
@@ -237,9 +239,9 @@ static void head(const tf_train *tr, acts *a, int batch)
         for (int64_t r = 0; r < N; r++)
             for (int64_t j = r < T ? tv : 0; j < (r < T ? V : tv); j++)
                 o[r * V + j] = -FLT_MAX;
-        ops_linear(h, T, d, w->logits_w, w->logits_b, tv, o, V);
-        ops_linear(h + T * d, N - T, d, w->logits_w + tv * d, w->logits_b + tv,
-                   hp->num_image_tokens, o + T * V + tv, V);
+        ops_linear_pool(tr->pool, h, T, d, w->logits_w, w->logits_b, tv, o, V);
+        ops_linear_pool(tr->pool, h + T * d, N - T, d, w->logits_w + tv * d, w->logits_b + tv,
+                        hp->num_image_tokens, o + T * V + tv, V);
     }
 }
 
@@ -372,21 +374,23 @@ static void layer_backward(tf_train *tr, acts *a, int l, int batch)
     memset(a->dy, 0, rd);
     bw_add_scaled(L->yf, w->ff_scale, R, d, a->dx, a->dy, g->ff_scale);
     memset(a->dffa, 0, (size_t)(R * ffi) * sizeof(float));
-    bw_linear(L->ffa, R, ffi, w->ff_w2, d, a->dy, d, a->dffa, g->ff_w2, g->ff_b2);
+    bw_linear(tr->pool, L->ffa, R, ffi, w->ff_w2, d, a->dy, d, a->dffa, g->ff_w2, g->ff_b2);
     memset(a->dffh, 0, (size_t)(R * 2 * ffi) * sizeof(float));
     bw_geglu(L->ffh, R, ffi, a->dffa, a->dffh);
     memset(a->dsrc, 0, rd);
-    bw_linear(L->src_f, R, d, w->ff_w1, 2 * ffi, a->dffh, 2 * ffi, a->dsrc, g->ff_w1, g->ff_b1);
+    bw_linear(tr->pool, L->src_f, R, d, w->ff_w1, 2 * ffi, a->dffh, 2 * ffi, a->dsrc, g->ff_w1,
+              g->ff_b1);
     sublayer_input_bw(tr, a, batch, L->xf, w->ff_norm_w, g->ff_norm_w, g->ff_norm_b);
 
     /* xf = xa + attn_scale ⊙ ya; dx becomes d xa */
     memset(a->dy, 0, rd);
     bw_add_scaled(L->ya, w->attn_scale, R, d, a->dx, a->dy, g->attn_scale);
     memset(a->datt, 0, (size_t)(R * in) * sizeof(float));
-    bw_linear(L->att, R, in, w->to_out_w, d, a->dy, d, a->datt, g->to_out_w, g->to_out_b);
+    bw_linear(tr->pool, L->att, R, in, w->to_out_w, d, a->dy, d, a->datt, g->to_out_w, g->to_out_b);
     attention_bw(tr, a, l, batch);
     memset(a->dsrc, 0, rd);
-    bw_linear(L->src_a, R, d, w->to_qkv, 3 * in, a->dqkv, 3 * in, a->dsrc, g->to_qkv, NULL);
+    bw_linear(tr->pool, L->src_a, R, d, w->to_qkv, 3 * in, a->dqkv, 3 * in, a->dsrc, g->to_qkv,
+              NULL);
     sublayer_input_bw(tr, a, batch, L->xa, w->attn_norm_w, g->attn_norm_w, g->attn_norm_b);
 }
 
@@ -427,8 +431,8 @@ void tf_train_backward(tf_train *tr)
     for (int64_t b = 0; b < batch; b++) {
         const float *h = a->h_out + b * N * d, *dl = a->dlogits + b * N * V;
         float *dh = a->dh + b * N * d;
-        bw_linear(h, T, d, w->logits_w, tv, dl, V, dh, g->logits_w, g->logits_b);
-        bw_linear(h + T * d, N - T, d, w->logits_w + tv * d, hp->num_image_tokens,
+        bw_linear(tr->pool, h, T, d, w->logits_w, tv, dl, V, dh, g->logits_w, g->logits_b);
+        bw_linear(tr->pool, h + T * d, N - T, d, w->logits_w + tv * d, hp->num_image_tokens,
                   dl + T * V + tv, V, dh + T * d, g->logits_w + tv * d, g->logits_b + tv);
     }
     memset(a->dx, 0, (size_t)(R * d) * sizeof(float));

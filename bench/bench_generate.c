@@ -1,0 +1,728 @@
+/* Generation at the machine's limits (issue 8): for each DALLE bundle given,
+ * image tokens per second at batch 1 and batch 8, VAE decode time, peak
+ * resident memory, bundle load time, and each speed as a fraction of its
+ * roofline, against the ceilings measured at the start of the same run.
+ *
+ *   bench_generate [options] MODEL.dalle ...
+ *     --tokens N      image tokens per image in each measured window (64)
+ *     --threads T     dalle_ctx_params.n_threads (0 = all cores, the default)
+ *     --full N        also sample whole images (batch 1 and 8, no window)
+ *                     for models of at most N image tokens (default 0: never)
+ *     --sgemm-n N     size of the sgemm ceiling (2048)
+ *     --read-mib M    buffer of the bandwidth ceiling (1024 MiB)
+ *     --repeat R      windows of each kind; the best is kept (2)
+ *
+ * Method. A whole DALLE-S image is 1024 tokens; sampling whole images at
+ * batch 8 would take many minutes here, so each speed comes from windows of
+ * N tokens sampled through dalle_sample, stopped with the abort callback,
+ * and timed with the progress callback (which fires once per token step,
+ * after the token is picked):
+ *   - the first callback comes after the prefix forward (<bos>, caption and
+ *     any primed tokens) and the first pick: that is the prefix time;
+ *   - the N - 1 steps after it are the token loop: one forward of one token
+ *     per image through the KV cache plus the pick. A step's time is the
+ *     median of the N - 1 intervals (robust to other processes' bursts on a
+ *     shared machine; for a cost linear in position, the window's mean), and
+ *     the best of --repeat windows is kept. Tokens/s counts image tokens of
+ *     all images: batch / step time.
+ * Two windows per batch size: "start" (no priming: image tokens 0 .. N-1)
+ * and "mid" (primed with S/2 - N/2 random tokens, so the window is centred
+ * on the middle of the image). The cost of a step is linear in its position
+ * (the attention reads every earlier key), so the mid window's per-token
+ * time is the mean over a whole image: it is the figure reported. The two
+ * windows together split a step into a fixed part and a per-key part.
+ * With --full, whole images are sampled too, to check the extrapolation.
+ *
+ * Each model runs in a fresh process (this program re-executes itself with
+ * --worker), so that its peak resident memory (VmHWM) is its own; the peak
+ * is reset between phases through /proc/self/clear_refs where the kernel
+ * allows it, giving the peak of loading, of batch 1 and of batch 8.
+ *
+ * Rooflines (float32 weights, bytes = 4 per element):
+ *   batch 1: a token reads every weight it needs once. Per layer: to_qkv,
+ *     to_out, the two feed-forward matrices, their biases, two LayerNorms
+ *     and two LayerScales; then the final LayerNorm, the image rows of
+ *     to_logits.1 (num_image_tokens × dim, and their biases; the text rows
+ *     are masked at image positions, so an ideal code never reads them) and
+ *     one image_emb row. Roofline tokens/s = bandwidth(all threads) / those
+ *     bytes. The KV cache read by the attention is reported beside it.
+ *   batch 8: FLOPs per token = 2 × the matrix elements above + attention
+ *     (4 × heads × dim_head × keys per layer: q·k and the weighted sum of v)
+ *     at the mean number of keys of an image, text_len + S/2. Roofline
+ *     tokens/s = sgemm peak(all threads) / FLOPs. The memory term (weights
+ *     read once per step of 8 tokens) is printed beside it: when it is the
+ *     larger of the two, the FLOP roofline cannot be reached on this
+ *     machine and the table says so. */
+#include <dalle/dalle.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ceilings.h"
+
+#define TARGET_B1 0.65
+#define TARGET_B8 0.50
+#define MAX_WINDOW 4096
+
+/* ------------------------------------------------------------------------ */
+/* Results passed from a worker to the parent as "key value" lines           */
+/* ------------------------------------------------------------------------ */
+
+#define KEYS(X)                                                                            \
+    X(dim) X(depth) X(heads) X(dim_head) X(text_seq_len) X(num_text_tokens) X(image_seq_len)  \
+    X(num_image_tokens) X(total_tokens) X(image_size) X(weight_bytes) X(tf_weight_bytes)      \
+    X(load_s) X(rss_after_load_kb) X(hwm_load_kb) X(hwm_reset_ok) X(window)                   \
+    X(b1_start_prefix_s) X(b1_start_step_s) X(b1_mid_prefix_s) X(b1_mid_step_s) X(b1_mid_prime) \
+    X(b8_start_prefix_s) X(b8_start_step_s) X(b8_mid_prefix_s) X(b8_mid_step_s) X(b8_mid_prime) \
+    X(hwm_b1_kb) X(hwm_b8_kb) X(decode_s) X(decode8_s) X(hwm_total_kb) X(full_b1_s)           \
+    X(full_b1_step_s) X(full_b8_s) X(full_b8_step_s) X(threads) X(repeat)
+
+typedef struct result {
+#define FIELD(k) double k;
+    KEYS(FIELD)
+#undef FIELD
+    char label[64];
+    char path[512];
+} result;
+
+static void result_print(FILE *f, const result *r)
+{
+#define PRINT(k) fprintf(f, "%s %.9g\n", #k, r->k);
+    KEYS(PRINT)
+#undef PRINT
+    fflush(f);
+}
+
+static void result_parse_line(result *r, const char *line)
+{
+    char key[64];
+    double v;
+    if (sscanf(line, "%63s %lf", key, &v) != 2)
+        return;
+#define PARSE(k)              \
+    if (!strcmp(key, #k)) {   \
+        r->k = v;             \
+        return;               \
+    }
+    KEYS(PARSE)
+#undef PARSE
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static double status_kb(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double v = -1;
+    size_t n = strlen(field);
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') {
+            v = atof(line + n + 1);
+            break;
+        }
+    fclose(f);
+    if (v < 0 && !strcmp(field, "VmHWM")) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        v = (double)ru.ru_maxrss;
+    }
+    return v;
+}
+
+/* Reset VmHWM to the current RSS (Linux >= 4.0). */
+static int reset_hwm(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0)
+        return 0;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The worker: one model in this process                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct timing {
+    double t0;                 /* dalle_sample called */
+    double t[MAX_WINDOW + 1];  /* progress callbacks */
+    int calls;
+    int64_t limit;             /* abort once `done` reaches this */
+    int64_t done;
+} timing;
+
+static void on_progress(int64_t done, int64_t total, void *user)
+{
+    timing *tm = user;
+    (void)total;
+    if (tm->calls <= MAX_WINDOW)
+        tm->t[tm->calls] = bench_now();
+    tm->calls++;
+    tm->done = done;
+}
+
+static int on_abort(void *user)
+{
+    timing *tm = user;
+    return tm->limit > 0 && tm->done >= tm->limit;
+}
+
+static void die_status(const char *what, dalle_status s)
+{
+    fprintf(stderr, "bench_generate: %s: %s (%s)\n", what, dalle_strerror(s), dalle_last_error());
+    exit(1);
+}
+
+static uint64_t lcg = 0x2545F4914F6CDD1Dull;
+static int rand_below(int n)
+{
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (int)((lcg >> 33) % (uint64_t)n);
+}
+
+/* Sample `window` tokens per image (0: the whole image) of `batch` images,
+ * primed with n_prime random tokens. *prefix_s: call to first token;
+ * *step_s: mean time of one later step (all images). Returns the number of
+ * steps timed. */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int sample_window(dalle_ctx *ctx, int batch, int n_prime, int window, double *prefix_s,
+                         double *step_s, double *total_s)
+{
+    const int T = dalle_text_seq_len(ctx), S = dalle_image_seq_len(ctx);
+    const int nt = dalle_num_text_tokens(ctx), ni = dalle_num_image_tokens(ctx);
+    int32_t *text = calloc((size_t)batch * T, sizeof *text);
+    int32_t *prime = malloc(((size_t)batch * (n_prime ? n_prime : 1)) * sizeof *prime);
+    int32_t *out = malloc((size_t)batch * S * sizeof *out);
+    timing *tm = calloc(1, sizeof *tm);
+    if (!text || !prime || !out || !tm) {
+        fprintf(stderr, "bench_generate: out of memory\n");
+        exit(1);
+    }
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < T && i < 12; i++) /* a 12-token caption, padded with 0 */
+            text[(int64_t)b * T + i] = 1 + rand_below(nt - 1);
+    for (int64_t i = 0; i < (int64_t)batch * n_prime; i++)
+        prime[i] = rand_below(ni);
+    dalle_sample_params sp = dalle_sample_default_params();
+    sp.seed = 1234;
+    sp.prime = n_prime ? prime : NULL;
+    sp.n_prime = n_prime;
+    sp.progress = on_progress;
+    sp.abort = on_abort;
+    sp.user = tm;
+    int steps = window > 0 ? window : S - n_prime;
+    if (steps > MAX_WINDOW)
+        steps = MAX_WINDOW;
+    tm->limit = window > 0 ? (int64_t)batch * window : 0;
+    tm->t0 = bench_now();
+    dalle_status s = dalle_sample(ctx, text, batch, &sp, out);
+    double t_end = bench_now();
+    if (s && s != DALLE_ERR_ABORTED)
+        die_status("dalle_sample", s);
+    int n = tm->calls < steps ? tm->calls : steps;
+    if (n < 2) {
+        fprintf(stderr, "bench_generate: only %d progress calls\n", tm->calls);
+        exit(1);
+    }
+    *prefix_s = tm->t[0] - tm->t0;
+    /* the median step: robust to the bursts of other processes on a shared
+     * machine; for a step cost linear in position it is the window's mean */
+    double *dt = malloc((size_t)(n - 1) * sizeof *dt);
+    if (!dt) {
+        fprintf(stderr, "bench_generate: out of memory\n");
+        exit(1);
+    }
+    for (int i = 1; i < n; i++)
+        dt[i - 1] = tm->t[i] - tm->t[i - 1];
+    qsort(dt, (size_t)(n - 1), sizeof *dt, cmp_double);
+    *step_s = (n - 1) % 2 ? dt[(n - 1) / 2] : 0.5 * (dt[(n - 1) / 2 - 1] + dt[(n - 1) / 2]);
+    free(dt);
+    if (total_s)
+        *total_s = t_end - tm->t0;
+    free(text), free(prime), free(out), free(tm);
+    return n - 1;
+}
+
+/* The best (lowest median step) of `repeat` windows; *prefix_s likewise. */
+static void sample_best(dalle_ctx *ctx, int batch, int n_prime, int window, int repeat,
+                        double *prefix_s, double *step_s)
+{
+    *prefix_s = *step_s = 1e30;
+    for (int r = 0; r < repeat; r++) {
+        double p, st;
+        sample_window(ctx, batch, n_prime, window, &p, &st, NULL);
+        *prefix_s = p < *prefix_s ? p : *prefix_s;
+        *step_s = st < *step_s ? st : *step_s;
+    }
+}
+
+static int64_t meta_i64(const dalle_bundle *b, const char *key, int64_t def)
+{
+    int64_t v;
+    return dalle_bundle_meta_i64(b, key, &v) == DALLE_OK ? v : def;
+}
+
+static int worker(const char *path, int window, int threads, int full_max, int repeat)
+{
+    result r;
+    memset(&r, 0, sizeof r);
+    r.window = window;
+    r.threads = threads;
+    r.repeat = repeat;
+    dalle_ctx_params cp = dalle_ctx_default_params();
+    cp.n_threads = threads;
+    cp.max_batch = 8;
+    dalle_ctx *ctx;
+    double t = bench_now();
+    dalle_status s = dalle_ctx_create(path, &cp, &ctx);
+    r.load_s = bench_now() - t;
+    if (s)
+        die_status(path, s);
+    r.rss_after_load_kb = status_kb("VmRSS");
+    r.hwm_load_kb = status_kb("VmHWM");
+
+    const dalle_bundle *b = dalle_ctx_bundle(ctx);
+    r.dim = (double)meta_i64(b, "dalle.dim", 0);
+    r.depth = (double)meta_i64(b, "dalle.depth", 0);
+    r.heads = (double)meta_i64(b, "dalle.heads", 8);
+    r.dim_head = (double)meta_i64(b, "dalle.dim_head", 64);
+    r.text_seq_len = dalle_text_seq_len(ctx);
+    r.num_text_tokens = dalle_num_text_tokens(ctx);
+    r.image_seq_len = dalle_image_seq_len(ctx);
+    r.num_image_tokens = dalle_num_image_tokens(ctx);
+    r.total_tokens = dalle_total_tokens(ctx);
+    r.image_size = dalle_image_size(ctx);
+    for (int i = 0; i < dalle_bundle_n_tensors(b); i++) {
+        dalle_tensor_info ti;
+        if (dalle_bundle_tensor_info(b, i, &ti) == DALLE_OK && ti.codec != DALLE_CODEC_ALIAS) {
+            /* the library holds every weight as float32 */
+            r.weight_bytes += (double)ti.numel * 4;
+            if (strncmp(ti.name, "vae.", 4) && strncmp(ti.name, "tokenizer.", 10))
+                r.tf_weight_bytes += (double)ti.numel * 4;
+        }
+    }
+    const int S = (int)r.image_seq_len;
+    if (window > S / 2)
+        window = S / 2;
+    if (window < 2)
+        window = 2;
+    r.window = window;
+
+    /* warm-up: threads started, buffers touched */
+    double p_, s_;
+    sample_window(ctx, 1, 0, 4, &p_, &s_, NULL);
+
+    r.hwm_reset_ok = reset_hwm();
+    const int mid = S / 2 - window / 2;
+    sample_best(ctx, 1, 0, window, repeat, &r.b1_start_prefix_s, &r.b1_start_step_s);
+    sample_best(ctx, 1, mid, window, repeat, &r.b1_mid_prefix_s, &r.b1_mid_step_s);
+    r.b1_mid_prime = mid;
+    r.hwm_b1_kb = status_kb("VmHWM");
+
+    if (r.hwm_reset_ok)
+        reset_hwm();
+    sample_best(ctx, 8, 0, window, repeat, &r.b8_start_prefix_s, &r.b8_start_step_s);
+    sample_best(ctx, 8, mid, window, repeat, &r.b8_mid_prefix_s, &r.b8_mid_step_s);
+    r.b8_mid_prime = mid;
+    r.hwm_b8_kb = status_kb("VmHWM");
+
+    /* VAE decode of random tokens: best of 3 at batch 1, then one batch 8 */
+    int32_t *ids = malloc((size_t)8 * S * sizeof *ids);
+    float *px = malloc((size_t)8 * 3 * r.image_size * r.image_size * sizeof *px);
+    if (!ids || !px) {
+        fprintf(stderr, "bench_generate: out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < (int64_t)8 * S; i++)
+        ids[i] = rand_below((int)r.num_image_tokens);
+    if ((s = dalle_decode(ctx, ids, 1, px)))
+        die_status("dalle_decode", s);
+    r.decode_s = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        t = bench_now();
+        if ((s = dalle_decode(ctx, ids, 1, px)))
+            die_status("dalle_decode", s);
+        t = bench_now() - t;
+        r.decode_s = t < r.decode_s ? t : r.decode_s;
+    }
+    t = bench_now();
+    if ((s = dalle_decode(ctx, ids, 8, px)))
+        die_status("dalle_decode", s);
+    r.decode8_s = (bench_now() - t) / 8;
+    free(ids), free(px);
+
+    if (full_max > 0 && S <= full_max) {
+        sample_window(ctx, 1, 0, 0, &p_, &r.full_b1_step_s, &r.full_b1_s);
+        sample_window(ctx, 8, 0, 0, &p_, &r.full_b8_step_s, &r.full_b8_s);
+    }
+    r.hwm_total_kb = status_kb("VmHWM");
+    {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        if ((double)ru.ru_maxrss > r.hwm_total_kb || !r.hwm_reset_ok)
+            r.hwm_total_kb = (double)ru.ru_maxrss;
+    }
+    dalle_ctx_free(ctx);
+    result_print(stdout, &r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parent: ceilings, one worker per model, the tables                    */
+/* ------------------------------------------------------------------------ */
+
+static int run_worker(const char *self, const char *path, int window, int threads, int full_max,
+                      int repeat, result *r)
+{
+    int fds[2];
+    if (pipe(fds))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char w[32], th[32], fm[32], rp[32];
+        snprintf(w, sizeof w, "%d", window);
+        snprintf(th, sizeof th, "%d", threads);
+        snprintf(fm, sizeof fm, "%d", full_max);
+        snprintf(rp, sizeof rp, "%d", repeat);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(self, self, "--worker", path, w, th, fm, rp, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char line[256];
+    memset(r, 0, sizeof *r);
+    snprintf(r->path, sizeof r->path, "%s", path);
+    while (f && fgets(line, sizeof line, f))
+        result_parse_line(r, line);
+    if (f)
+        fclose(f);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+typedef struct derived {
+    double text_len, keys_avg;
+    double w1_elems;      /* matrix + vector weights one token reads */
+    double mat_elems;     /* matrix weights (FLOPs: 2 per element) */
+    double bytes_b1;      /* weight bytes per token */
+    double kv_bytes_tok;  /* KV-cache bytes a token reads at keys_avg */
+    double flops_tok;     /* batch-8 FLOPs per token at keys_avg */
+    double attn_flops_tok;
+    double kv_cache_b1, kv_cache_b8; /* bytes of the cache as the library sizes it */
+    double tps_b1, tps_b8;           /* measured, mid window */
+    double roof_b1, roof_b8;         /* tokens/s */
+    double roof_b8_mem;              /* tokens/s if weight streaming bound (batch 8) */
+    double frac_b1, frac_b8;
+    double pytorch_b1, pytorch_b8;   /* 0 when not given */
+} derived;
+
+static void derive(result *r, const ceilings *c, derived *d)
+{
+    const double D = r->dim, inner = r->heads * r->dim_head, ffi = 4 * D, L = r->depth;
+    memset(d, 0, sizeof *d);
+    d->text_len = r->text_seq_len + 1;
+    d->keys_avg = d->text_len + r->image_seq_len / 2;
+    const double layer_mat = 3 * inner * D + D * inner + 2 * ffi * D + D * ffi;
+    const double layer_vec = D + 2 * ffi + D + 4 * D + 2 * D;
+    const double logits_mat = r->num_image_tokens * D;
+    const double logits_vec = r->num_image_tokens + 2 * D;
+    d->mat_elems = L * layer_mat + logits_mat;
+    d->w1_elems = L * (layer_mat + layer_vec) + logits_mat + logits_vec + D;
+    d->bytes_b1 = 4 * d->w1_elems;
+    d->kv_bytes_tok = 4 * 2 * L * inner * d->keys_avg;
+    d->attn_flops_tok = L * 4 * inner * d->keys_avg;
+    d->flops_tok = 2 * d->mat_elems + d->attn_flops_tok;
+    const double max_pos = r->text_seq_len + r->image_seq_len;
+    d->kv_cache_b1 = 4 * 2 * L * inner * max_pos;
+    d->kv_cache_b8 = 8 * d->kv_cache_b1;
+    d->tps_b1 = 1.0 / r->b1_mid_step_s;
+    d->tps_b8 = 8.0 / r->b8_mid_step_s;
+    d->roof_b1 = c->read_all * 1e9 / d->bytes_b1;
+    d->roof_b8 = c->sgemm_all * 1e9 / d->flops_tok;
+    d->roof_b8_mem = 8 * c->read_all * 1e9 / d->bytes_b1;
+    d->frac_b1 = d->tps_b1 / d->roof_b1;
+    d->frac_b8 = d->tps_b8 / d->roof_b8;
+    /* PyTorch 2 threads, upstream code, KV cache on (issue 8) */
+    if (r->dim == 512 && r->depth == 8 && r->image_seq_len == 1024) {
+        snprintf(r->label, sizeof r->label, "DALLE-S");
+        d->pytorch_b1 = 8;
+    } else if (r->dim == 256 && r->depth == 4 && r->image_seq_len == 256) {
+        snprintf(r->label, sizeof r->label, "DALLE-XS");
+        d->pytorch_b1 = 38;
+        d->pytorch_b8 = 104;
+    } else {
+        const char *base = strrchr(r->path, '/');
+        snprintf(r->label, sizeof r->label, "%.60s", base ? base + 1 : r->path);
+    }
+}
+
+/* /proc/loadavg's first three fields: how busy the machine was. */
+static void print_load(const char *when)
+{
+    char buf[128] = "unknown";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            snprintf(buf, sizeof buf, "unknown");
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = 0;
+    printf("load average %s: %s\n", when, buf);
+}
+
+static void print_machine(const ceilings *c, int threads)
+{
+    char model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *p = strchr(line, ':');
+            if (p) {
+                p++;
+                while (*p == ' ' || *p == '\t')
+                    p++;
+                p[strcspn(p, "\n")] = 0;
+                snprintf(model, sizeof model, "%s", p);
+            }
+            break;
+        }
+    if (f)
+        fclose(f);
+    struct utsname u;
+    uname(&u);
+    time_t now = time(NULL);
+    char date[64];
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
+    printf("machine:  %s, %d cores online, %s %s, %s\n", model, bench_cores(), u.sysname,
+           u.release, date);
+    printf("OpenBLAS: %s (core %s); libdalle %s, n_threads %d (0 = all)\n", ceil_blas_config(),
+           ceil_blas_core(), dalle_version(), threads);
+    printf("ceilings: sgemm %d^3 %.1f GFLOP/s (1 thread), %.1f GFLOP/s (%d threads)\n", c->sgemm_n,
+           c->sgemm_1, c->sgemm_all, c->threads);
+    printf("          streaming read of %zu MiB %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n",
+           c->read_mib, c->read_1, c->read_all, c->threads);
+}
+
+static void print_tables(const result *rs, const derived *ds, int n, const ceilings *c)
+{
+    printf("\n== image tokens per second (mid-image window: the mean over a whole image) ==\n");
+    printf("%-9s %5s %10s %9s %10s %9s %7s %8s %8s  %s\n", "workload", "batch", "tokens/s",
+           "ms/token", "roofline", "fraction", "target", "PyTorch", "speed-up", "roofline term");
+    for (int i = 0; i < n; i++) {
+        const result *r = &rs[i];
+        const derived *d = &ds[i];
+        char pt[32], su[32];
+        for (int bsel = 0; bsel < 2; bsel++) {
+            double tps = bsel ? d->tps_b8 : d->tps_b1, roof = bsel ? d->roof_b8 : d->roof_b1;
+            double frac = bsel ? d->frac_b8 : d->frac_b1, tgt = bsel ? TARGET_B8 : TARGET_B1;
+            double ptv = bsel ? d->pytorch_b8 : d->pytorch_b1;
+            if (ptv > 0) {
+                snprintf(pt, sizeof pt, "%.0f", ptv);
+                snprintf(su, sizeof su, "%.1fx", tps / ptv);
+            } else {
+                snprintf(pt, sizeof pt, "-");
+                snprintf(su, sizeof su, "-");
+            }
+            char term[160];
+            if (!bsel)
+                snprintf(term, sizeof term, "%.1f MB weights/token / %.1f GB/s", d->bytes_b1 / 1e6,
+                         c->read_all);
+            else
+                snprintf(term, sizeof term, "%.1f MFLOP/token / %.1f GFLOP/s", d->flops_tok / 1e6,
+                         c->sgemm_all);
+            printf("%-9s %5d %10.1f %9.2f %10.1f %8.1f%% %6.0f%% %8s %8s  %s%s\n", r->label,
+                   bsel ? 8 : 1, tps, 1e3 / tps, roof, 100 * frac, 100 * tgt, pt, su, term,
+                   frac >= tgt ? "" : "  BELOW TARGET");
+        }
+    }
+
+    printf("\n== load, VAE, memory ==\n");
+    printf("%-9s %8s %10s %10s %10s %9s %9s %9s %9s %9s  %s\n", "workload", "load s",
+           "decode ms", "weights MB", "(transf.)", "KV b1 MB", "KV b8 MB", "peak b1", "peak b8",
+           "budget b8", "peak <= weights + KV + 10%?");
+    for (int i = 0; i < n; i++) {
+        const result *r = &rs[i];
+        const derived *d = &ds[i];
+        double pk1 = r->hwm_b1_kb * 1024 / 1e6, pk8 = r->hwm_b8_kb * 1024 / 1e6;
+        double bud1 = 1.1 * (r->weight_bytes + d->kv_cache_b1) / 1e6;
+        double bud8 = 1.1 * (r->weight_bytes + d->kv_cache_b8) / 1e6;
+        printf("%-9s %8.2f %10.1f %10.1f %10.1f %9.1f %9.1f %9.1f %9.1f %9.1f  b1 %s (budget "
+               "%.1f), b8 %s\n",
+               r->label, r->load_s, 1e3 * r->decode_s, r->weight_bytes / 1e6,
+               r->tf_weight_bytes / 1e6, d->kv_cache_b1 / 1e6, d->kv_cache_b8 / 1e6, pk1, pk8,
+               bud8, pk1 <= bud1 ? "yes" : "NO", bud1, pk8 <= bud8 ? "yes" : "NO");
+    }
+    printf("(MB = 10^6 bytes; peaks are VmHWM of the sampling phase%s; decode: best of 3 at "
+           "batch 1;\n whole-process peak:",
+           rs[0].hwm_reset_ok ? " (reset after loading)" : " (not resettable: whole process)");
+    for (int i = 0; i < n; i++)
+        printf(" %s %.1f MB%s", rs[i].label, rs[i].hwm_total_kb * 1024 / 1e6,
+               i + 1 < n ? "," : ")\n");
+
+    printf("\n== where the time goes (per token; fixed part and per-key part from the start "
+           "and mid windows) ==\n");
+    for (int i = 0; i < n; i++) {
+        const result *r = &rs[i];
+        const derived *d = &ds[i];
+        const double inner = r->heads * r->dim_head;
+        for (int bsel = 0; bsel < 2; bsel++) {
+            int B = bsel ? 8 : 1;
+            double ts = (bsel ? r->b8_start_step_s : r->b1_start_step_s) / B;
+            double tm = (bsel ? r->b8_mid_step_s : r->b1_mid_step_s) / B;
+            double prime = bsel ? r->b8_mid_prime : r->b1_mid_prime;
+            double ks = d->text_len + r->window / 2.0;
+            double km = d->text_len + prime + r->window / 2.0;
+            double slope = (tm - ts) / (km - ks); /* s per key */
+            double fixed = tm - slope * km;
+            double attn = slope * d->keys_avg;
+            /* ideals of the two parts */
+            double w_ideal = bsel ? fmax(2 * d->mat_elems / (c->sgemm_all * 1e9),
+                                         d->bytes_b1 / 8 / (c->read_all * 1e9))
+                                  : d->bytes_b1 / (c->read_all * 1e9);
+            double a_ideal = bsel ? fmax(d->attn_flops_tok / (c->sgemm_all * 1e9),
+                                         d->kv_bytes_tok / (c->read_all * 1e9))
+                                  : d->kv_bytes_tok / (c->read_all * 1e9);
+            printf("%-9s b%d: %7.3f ms/token at key %5.0f, %7.3f ms at key %5.0f  =>  fixed "
+                   "%7.3f ms (ideal %6.3f, %4.0f%%) + attention %6.3f ms at %4.0f keys (ideal "
+                   "%6.3f, %4.0f%%)\n",
+                   r->label, B, 1e3 * ts, ks, 1e3 * tm, km, 1e3 * fixed, 1e3 * w_ideal,
+                   100 * w_ideal / fixed, 1e3 * attn, d->keys_avg, 1e3 * a_ideal,
+                   attn > 0 ? 100 * a_ideal / attn : 0.0);
+            (void)inner;
+        }
+        printf("%-9s     prefix (<bos> + %d caption tokens, no priming): %.1f ms at batch 1, "
+               "%.1f ms at batch 8\n",
+               r->label, (int)r->text_seq_len, 1e3 * r->b1_start_prefix_s,
+               1e3 * r->b8_start_prefix_s);
+        printf("%-9s     whole image (prefix + %d tokens at the mean cost), estimated: %.2f s "
+               "at batch 1, %.2f s per batch of 8\n",
+               r->label, (int)r->image_seq_len,
+               r->b1_start_prefix_s + r->image_seq_len * r->b1_mid_step_s,
+               r->b8_start_prefix_s + r->image_seq_len * r->b8_mid_step_s);
+        if (r->full_b1_s > 0)
+            printf("%-9s     whole image, measured: %.2f s at batch 1 (%.1f tokens/s in the "
+                   "loop; window estimate %.1f), %.2f s at batch 8 (%.1f tokens/s; estimate "
+                   "%.1f)\n",
+                   r->label, r->full_b1_s, 1 / r->full_b1_step_s, d->tps_b1, r->full_b8_s,
+                   8 / r->full_b8_step_s, d->tps_b8);
+    }
+
+    printf("\n== verdict ==\n");
+    for (int i = 0; i < n; i++) {
+        const result *r = &rs[i];
+        const derived *d = &ds[i];
+        printf("%s batch 1: %.1f%% of the bandwidth roofline (%.1f tokens/s of %.1f): %s", r->label,
+               100 * d->frac_b1, d->tps_b1, d->roof_b1,
+               d->frac_b1 >= TARGET_B1 ? "meets the 65% target.\n" : "below 65%");
+        if (d->frac_b1 < TARGET_B1)
+            printf(": a token takes %.2f ms where streaming its %.1f MB of weights takes %.2f ms "
+                   "(+%.2f ms for %.1f MB of KV cache at the mean position).\n",
+                   1e3 / d->tps_b1, d->bytes_b1 / 1e6, 1e3 * d->bytes_b1 / (c->read_all * 1e9),
+                   1e3 * d->kv_bytes_tok / (c->read_all * 1e9), d->kv_bytes_tok / 1e6);
+        double t_flop = 1.0 / d->roof_b8, t_mem = 1.0 / d->roof_b8_mem;
+        printf("%s batch 8: %.1f%% of the FLOP roofline (%.1f tokens/s of %.1f): %s", r->label,
+               100 * d->frac_b8, d->tps_b8, d->roof_b8,
+               d->frac_b8 >= TARGET_B8 ? "meets the 50% target" : "below 50%");
+        printf("; per token %.3f ms of FLOPs vs %.3f ms to stream the weights once per step of "
+               "8: %s dominates the roofline here (%.1f%% of max(FLOP, memory) roofline %.1f "
+               "tokens/s).\n",
+               1e3 * t_flop, 1e3 * t_mem, t_mem > t_flop ? "MEMORY" : "COMPUTE",
+               100 * d->tps_b8 * fmax(t_flop, t_mem), 1.0 / fmax(t_flop, t_mem));
+    }
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_generate [--tokens N] [--threads T] [--full N] [--sgemm-n N] "
+                    "[--read-mib M] [--repeat R] MODEL.dalle ...\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 7 && !strcmp(argv[1], "--worker"))
+        return worker(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+    int window = 64, threads = 0, full_max = 0, sgemm_n = 2048, read_mib = 1024, repeat = 2;
+    const char *models[16];
+    int n_models = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
+            window = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--full") && i + 1 < argc)
+            full_max = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sgemm-n") && i + 1 < argc)
+            sgemm_n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--read-mib") && i + 1 < argc)
+            read_mib = atoi(argv[++i]);
+        else if (argv[i][0] == '-' || n_models == 16)
+            usage();
+        else
+            models[n_models++] = argv[i];
+    }
+    if (n_models == 0 || window < 2 || window > MAX_WINDOW || sgemm_n < 16 || read_mib < 1 ||
+        repeat < 1)
+        usage();
+
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        fprintf(stderr, "bench_generate: cannot find /proc/self/exe\n");
+        return 1;
+    }
+    self[len] = 0;
+
+    print_load("at the start");
+    ceilings c;
+    ceilings_measure(&c, sgemm_n, (size_t)read_mib, threads);
+    print_machine(&c, threads);
+    fflush(stdout);
+
+    result rs[16];
+    derived ds[16];
+    for (int i = 0; i < n_models; i++) {
+        fprintf(stderr, "bench_generate: %s ...\n", models[i]);
+        if (run_worker(self, models[i], window, threads, full_max, repeat, &rs[i])) {
+            fprintf(stderr, "bench_generate: the worker for %s failed\n", models[i]);
+            return 1;
+        }
+        derive(&rs[i], &c, &ds[i]);
+    }
+    printf("\nmethod: %d-token windows per image through dalle_sample (abort callback), timed by "
+           "the progress callback\n        (median step, best of %d windows); reported speed = "
+           "the window centred on the middle of\n        the image (mean cost of a whole image).\n",
+           rs[0].window > 0 ? (int)rs[0].window : window, repeat);
+    print_tables(rs, ds, n_models, &c);
+    printf("\n");
+    print_load("at the end");
+    return 0;
+}

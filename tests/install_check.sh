@@ -53,6 +53,19 @@ else
     result installed-dalle-convert FAIL "(the installed dalle cannot run the installed converter)"
 fi
 
+# The Python package installs with pip (offline: the system's setuptools)
+# and, pointed at the installed library, reads a bundle through it.
+if /usr/bin/python3 -m venv --system-site-packages "$root/venv" >/dev/null 2>&1 &&
+   "$root/venv/bin/pip" install -q --no-build-isolation --no-index ./bindings/python >/dev/null 2>&1 &&
+   bundle_kind=$(cd "$root" && DALLE_LIBRARY="$lib" venv/bin/python -c \
+       "import sys, dalle; print(dalle.Bundle(sys.argv[1]).kind)" \
+       "$OLDPWD/tests/fuzz/corpus/small.dalle") && [ "$bundle_kind" = dvae ] &&
+   [ -x "$root/venv/bin/dalle-convert" ]; then
+    result pip-install-python-package OK
+else
+    result pip-install-python-package FAIL "(python3 -m venv + pip install ./bindings/python)"
+fi
+
 soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = libdalle.so.1 ] && result soname OK || result soname FAIL "($soname)"
 

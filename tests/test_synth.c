@@ -18,7 +18,7 @@
 #define SEED 0x5eed2024ULL
 
 /* Under AddressSanitizer (usually also -O0) the judge's statistics run on an
- * quarter of the samples: the sanitizer checks memory, not accuracy, and the
+ * eighth of the samples: the sanitizer checks memory, not accuracy, and the
  * whole test stays within seconds. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SAMPLES(n) ((n) / 8)

@@ -72,7 +72,7 @@ dalle_status synth_parse_caption(const char *caption, synth_scene *scene)
     if (!caption || !scene)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "synth_parse_caption: %s is NULL",
                           caption ? "scene" : "caption");
-    static _Thread_local char words[MAX_WORDS][MAX_WORD];
+    char words[MAX_WORDS][MAX_WORD]; /* 6 KiB */
     int n;
     dalle_status st = split_words(caption, words, &n);
     if (st != DALLE_OK)
@@ -606,7 +606,6 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
     /* Background: the median of the outermost ring, which objects never
      * reach by more than a blurred edge. */
     float bg[3];
-    const int ring = 4 * (size - 1);
     for (int c = 0; c < 3; c++) {
         int m = 0;
         for (int k = 0; k < size; k++) {
@@ -617,7 +616,6 @@ dalle_status synth_judge(const float *pixels, int size, const synth_scene *want,
             s.values[m++] = s.img[(size_t)c * total + (size_t)k * size];            /* left */
             s.values[m++] = s.img[(size_t)c * total + (size_t)k * size + size - 1]; /* right */
         }
-        (void)ring;
         bg[c] = median(s.values, m);
     }
     const int bg_color = nearest_color(bg);

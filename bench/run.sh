@@ -1,17 +1,20 @@
 #!/bin/sh
 # Build the benchmarks (-Dbench=true) and run them all: the ceilings and the
 # generation benchmark of DALLE-S and DALLE-XS (random-weight bundles made
-# once by bench_make_model), first with all cores, then with one thread.
-# About 5 minutes on a 2-core machine. Results: bench/README.md.
+# once by bench_make_model), first with all cores (windows, then whole
+# images for the check and the memory peak), then with one thread (windows).
+# About 6 minutes on an idle 2-core machine. Results: bench/README.md.
 #
 #   bench/run.sh [extra bench_generate options]
 #   BUILD=dir (default build-bench), TOKENS=n (window, default 64),
+#   REPEAT=r (windows of each kind, best kept; default 3),
 #   ONE_THREAD=0 to skip the one-thread run, REV=text to name the sources
 #   when they are not a git checkout.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-bench}
 TOKENS=${TOKENS:-64}
+REPEAT=${REPEAT:-3}
 if [ -d "$BUILD" ]; then
     meson configure "$BUILD" -Dbench=true >/dev/null
 else
@@ -29,10 +32,10 @@ else
     REV=${REV:-"(not a git checkout)"}
 fi
 echo "# libdalle $REV, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "# bench_generate --tokens $TOKENS --full 256 $* (all cores)"
-"$B/bench_generate" --tokens "$TOKENS" --full 256 "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
+echo "# bench_generate --tokens $TOKENS --repeat $REPEAT --full 1024 $* (all cores)"
+"$B/bench_generate" --tokens "$TOKENS" --repeat "$REPEAT" --full 1024 "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
 if [ "${ONE_THREAD:-1}" != 0 ]; then
     echo
-    echo "# bench_generate --threads 1 --tokens $TOKENS $* (one thread)"
-    "$B/bench_generate" --threads 1 --tokens "$TOKENS" "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
+    echo "# bench_generate --threads 1 --tokens $TOKENS --repeat $REPEAT $* (one thread, windows only)"
+    "$B/bench_generate" --threads 1 --tokens "$TOKENS" --repeat "$REPEAT" "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
 fi

@@ -85,6 +85,16 @@ static int char_to_byte(uint32_t c)
     return -1;
 }
 
+uint32_t bpe_byte_char(uint8_t byte)
+{
+    if (printable_byte(byte))
+        return byte;
+    uint32_t n = 0;
+    for (int b = 0; b < byte; b++)
+        n += !printable_byte(b);
+    return 256 + n;
+}
+
 /* ---- hashing --------------------------------------------------------------- */
 
 static uint32_t hash_bytes(const uint8_t *p, size_t n, uint32_t seed)

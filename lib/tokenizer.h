@@ -90,6 +90,17 @@ int bpe_word(bpe *b, const uint8_t *word, size_t len, int32_t **ids, size_t *n, 
 int bpe_token_bytes(const bpe *b, int32_t id, uint8_t *out);
 size_t bpe_max_token_bytes(const bpe *b);
 
+/* The character upstream's bytes_to_unicode shows a byte as. */
+uint32_t bpe_byte_char(uint8_t byte);
+
+/* re.findall(pat, text): each pre-token's UTF-8 bytes to `each`, or, for a
+ * literal <|startoftext|> / <|endoftext|>, special = 1 / 2 and no bytes.
+ * Stops at the first non-zero return of `each`, which it returns; -1 when
+ * out of memory. */
+int tokenizer_split(const cpbuf *text,
+                    int (*each)(void *user, const uint8_t *word, size_t len, int special),
+                    void *user);
+
 /* re.findall(pat, text) and BPE of each match, appended to *ids. 0 or -1. */
 int tokenizer_split_encode(bpe *b, const cpbuf *text, int32_t **ids, size_t *n, size_t *cap);
 

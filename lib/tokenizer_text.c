@@ -200,7 +200,9 @@ static size_t match_at(const uint32_t *t, size_t n, size_t i, int *special)
     return k - i;
 }
 
-int tokenizer_split_encode(bpe *b, const cpbuf *t, int32_t **ids, size_t *n, size_t *cap)
+int tokenizer_split(const cpbuf *t,
+                    int (*each)(void *user, const uint8_t *word, size_t len, int special),
+                    void *user)
 {
     uint8_t *word = malloc(t->n * 4 + 1);
     if (!word)
@@ -213,27 +215,42 @@ int tokenizer_split_encode(bpe *b, const cpbuf *t, int32_t **ids, size_t *n, siz
             i++;
             continue;
         }
-        if (special) {
-            int32_t id = special == 1 ? bpe_sot(b) : bpe_eot(b);
-            if (*n == *cap) {
-                size_t nc = *cap ? *cap * 2 : 64;
-                int32_t *p = realloc(*ids, nc * sizeof *p);
-                if (!p) {
-                    rc = -1;
-                    break;
-                }
-                *ids = p;
-                *cap = nc;
-            }
-            (*ids)[(*n)++] = id;
-        } else {
-            size_t wl = 0;
+        size_t wl = 0;
+        if (!special)
             for (size_t k = i; k < i + len; k++)
                 wl += (size_t)utf8_put(t->v[k], word + wl);
-            rc = bpe_word(b, word, wl, ids, n, cap);
-        }
+        rc = each(user, word, wl, special);
         i += len;
     }
     free(word);
     return rc;
+}
+
+typedef struct encode_state {
+    bpe *b;
+    int32_t **ids;
+    size_t *n, *cap;
+} encode_state;
+
+static int encode_one(void *user, const uint8_t *word, size_t len, int special)
+{
+    encode_state *e = user;
+    if (!special)
+        return bpe_word(e->b, word, len, e->ids, e->n, e->cap);
+    if (*e->n == *e->cap) {
+        size_t nc = *e->cap ? *e->cap * 2 : 64;
+        int32_t *p = realloc(*e->ids, nc * sizeof *p);
+        if (!p)
+            return -1;
+        *e->ids = p;
+        *e->cap = nc;
+    }
+    (*e->ids)[(*e->n)++] = special == 1 ? bpe_sot(e->b) : bpe_eot(e->b);
+    return 0;
+}
+
+int tokenizer_split_encode(bpe *b, const cpbuf *t, int32_t **ids, size_t *n, size_t *cap)
+{
+    encode_state e = {b, ids, n, cap};
+    return tokenizer_split(t, encode_one, &e);
 }

@@ -21,6 +21,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_train_dalle(int argc, char **argv);
 
 /* Exit statuses. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };

@@ -21,6 +21,8 @@ static const char usage[] =
     "  score --clip CLIP CAPTION IMAGE...\n"
     "                               CLIP scores of images for a caption, best first\n"
     "  convert INPUT... -o OUT      PyTorch checkpoints -> bundle (python3 -m dalle.convert)\n"
+    "  train-dalle --vae VAE (--data DIR | --synthetic N) -o OUT\n"
+    "                               train a DALL-E transformer on captioned images\n"
     "\n"
     "options:\n"
     "  -h, --help       this help (COMMAND --help: help on a command)\n"
@@ -46,7 +48,7 @@ static const struct {
 } commands[] = {
     {"generate", cmd_generate}, {"info", cmd_info},     {"tokenize", cmd_tokenize},
     {"encode", cmd_encode},     {"decode", cmd_decode}, {"score", cmd_score},
-    {"convert", cmd_convert},
+    {"convert", cmd_convert},   {"train-dalle", cmd_train_dalle},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,318 @@
+/* dalle train-dalle: train a DALL-E transformer on captioned images (or the
+ * built-in synthetic world) on top of a VAE, as train_dalle.py does, with
+ * the public training API (include/dalle/train.h, docs/training.md). */
+#include <dalle/train.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+static const char usage[] =
+    "usage: dalle train-dalle --vae VAE (--data DIR | --synthetic N) -o OUT [options]\n"
+    "       dalle train-dalle --resume CKPT (--data DIR | --synthetic N) -o OUT [options]\n"
+    "\n"
+    "Train a DALL-E transformer on the tokens of a trained VAE, as DALLE-pytorch's\n"
+    "train_dalle.py: Adam, gradient clipping 0.5, loss_img_weight 7. Captions are\n"
+    "tokenized and images encoded once, then every step draws a shuffled batch.\n"
+    "OUT is a complete model (transformer + VAE + tokenizer) for `dalle generate`;\n"
+    "checkpoints with the optimiser state go to OUT.ckpt (every --save-every steps,\n"
+    "at the end and on Ctrl-C) and --resume continues from one bit for bit.\n"
+    "\n"
+    "data:\n"
+    "  --vae FILE             the VAE bundle (dvae, openai_dvae, vqgan, or a dalle model)\n"
+    "  --bpe FILE             tokenizer: a bundle holding the BPE merges, or a merges\n"
+    "                         .txt (default: the one in the VAE bundle)\n"
+    "  --data DIR             images with same-named .txt captions, one per line\n"
+    "  --synthetic N          N items of the built-in synthetic world instead\n"
+    "  --truncate-captions    cut captions longer than --text-seq-len (else an error)\n"
+    "output:\n"
+    "  -o, --output FILE      the trained model\n"
+    "  --checkpoint FILE      where checkpoints go (default OUT.ckpt)\n"
+    "  --save-every K         write a checkpoint every K steps (default 1000; 0: never)\n"
+    "  --resume CKPT          continue from a checkpoint (its model and settings)\n"
+    "model (a new one; defaults: train_dalle.py's):\n"
+    "  --dim N (512)  --depth N (2)  --heads N (8)  --dim-head N (64)\n"
+    "  --text-seq-len N (256) --attn-types LIST (full; also axial_row, axial_col, conv_like)\n"
+    "  --num-text-tokens N|auto  text vocabulary: default the tokenizer's (49408 for\n"
+    "                         CLIP's); auto: the largest caption id + 1, far smaller\n"
+    "                         and faster, but then only those ids can be generated from\n"
+    "training:\n"
+    "  --steps N              train until step N (default 1000)\n"
+    "  --batch N              pairs per step (default 4)\n"
+    "  --lr X                 learning rate (default 3e-4)\n"
+    "  --lr-decay             halve it when an epoch brings no progress (ReduceLROnPlateau)\n"
+    "  --cosine               cosine decay to 1e-6 at --steps instead\n"
+    "  --warmup N             linear warm-up steps (default 0)\n"
+    "  --seed N               weights and data order (default 0)\n"
+    "  -t, --threads N        worker threads (default: all cores; same result for any)\n"
+    "  --log-every N          without a terminal: a progress line every N steps (default 10)\n";
+
+typedef struct opts {
+    const char *vae, *bpe, *data, *out, *ckpt, *resume, *attn, *ntt;
+    long long synthetic, dim, depth, heads, dim_head, text_seq_len, steps, batch, seed_set;
+    long long threads, save_every, warmup, log_every;
+    uint64_t seed;
+    double lr;
+    int truncate, lr_decay, cosine;
+} opts;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int parse(int argc, char **argv, opts *o, cli_args *a)
+{
+    memset(o, 0, sizeof *o);
+    o->dim = 512, o->depth = 2, o->heads = 8, o->dim_head = 64, o->text_seq_len = 256;
+    o->steps = 1000, o->batch = 4, o->save_every = 1000, o->log_every = 10, o->lr = 3e-4;
+    o->synthetic = -1;
+    cli_args_init(a, "train-dalle", argc, argv);
+    int rc = 0, kind;
+    while (!rc && (kind = cli_next(a)) != CLI_ARG_END) {
+        if (kind == CLI_ARG_POSITIONAL)
+            return cli_unexpected(a);
+        if (cli_is(a, "-h", "--help")) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        if (cli_is(a, NULL, "--vae")) rc = cli_value(a, &o->vae);
+        else if (cli_is(a, NULL, "--bpe")) rc = cli_value(a, &o->bpe);
+        else if (cli_is(a, NULL, "--data")) rc = cli_value(a, &o->data);
+        else if (cli_is(a, NULL, "--synthetic")) rc = cli_int_value(a, 1, 1 << 24, &o->synthetic);
+        else if (cli_is(a, NULL, "--truncate-captions")) rc = cli_flag(a), o->truncate = 1;
+        else if (cli_is(a, "-o", "--output")) rc = cli_value(a, &o->out);
+        else if (cli_is(a, NULL, "--checkpoint")) rc = cli_value(a, &o->ckpt);
+        else if (cli_is(a, NULL, "--save-every")) rc = cli_int_value(a, 0, INT64_MAX, &o->save_every);
+        else if (cli_is(a, NULL, "--resume")) rc = cli_value(a, &o->resume);
+        else if (cli_is(a, NULL, "--dim")) rc = cli_int_value(a, 2, 65536, &o->dim);
+        else if (cli_is(a, NULL, "--depth")) rc = cli_int_value(a, 1, 1024, &o->depth);
+        else if (cli_is(a, NULL, "--heads")) rc = cli_int_value(a, 1, 1024, &o->heads);
+        else if (cli_is(a, NULL, "--dim-head")) rc = cli_int_value(a, 1, 4096, &o->dim_head);
+        else if (cli_is(a, NULL, "--text-seq-len")) rc = cli_int_value(a, 1, 65536, &o->text_seq_len);
+        else if (cli_is(a, NULL, "--attn-types")) rc = cli_value(a, &o->attn);
+        else if (cli_is(a, NULL, "--num-text-tokens")) rc = cli_value(a, &o->ntt);
+        else if (cli_is(a, NULL, "--steps")) rc = cli_int_value(a, 1, INT64_MAX, &o->steps);
+        else if (cli_is(a, NULL, "--batch")) rc = cli_int_value(a, 1, 65536, &o->batch);
+        else if (cli_is(a, NULL, "--lr")) rc = cli_float_value(a, 0, 1, 1, 0, &o->lr);
+        else if (cli_is(a, NULL, "--lr-decay")) rc = cli_flag(a), o->lr_decay = 1;
+        else if (cli_is(a, NULL, "--cosine")) rc = cli_flag(a), o->cosine = 1;
+        else if (cli_is(a, NULL, "--warmup")) rc = cli_int_value(a, 0, INT64_MAX, &o->warmup);
+        else if (cli_is(a, NULL, "--seed")) rc = cli_u64_value(a, &o->seed);
+        else if (cli_is(a, "-t", "--threads")) rc = cli_int_value(a, 0, 4096, &o->threads);
+        else if (cli_is(a, NULL, "--log-every")) rc = cli_int_value(a, 1, INT64_MAX, &o->log_every);
+        else return cli_unexpected(a);
+    }
+    if (rc)
+        return rc;
+    if (!o->out)
+        return cli_usage(a, "an output file is needed: -o OUT.dalle");
+    if (!o->vae && !o->resume)
+        return cli_usage(a, "a VAE is needed: --vae VAE.dalle (or --resume CKPT)");
+    if (!o->data == (o->synthetic < 0))
+        return cli_usage(a, "give the training data: --data DIR or --synthetic N (one of them)");
+    if (o->lr_decay && o->cosine)
+        return cli_usage(a, "--lr-decay and --cosine exclude each other");
+    if (o->cosine && o->warmup >= o->steps)
+        return cli_usage(a, "--cosine needs --warmup below --steps");
+    if (o->ntt && strcmp(o->ntt, "auto")) {
+        char *end;
+        long v = strtol(o->ntt, &end, 10);
+        if (*end || v < 1 || v > (1 << 24))
+            return cli_usage(a, "--num-text-tokens: '%s' is not auto or a count 1..16777216",
+                             o->ntt);
+    }
+    return 0;
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+static void encode_progress(int64_t done, int64_t total, void *user)
+{
+    double *last = user;
+    double t = now();
+    if (done < total && t - *last < 0.1)
+        return;
+    *last = t;
+    fprintf(stderr, "\rencoding images %lld/%lld\033[K", (long long)done, (long long)total);
+    fflush(stderr);
+}
+
+static void format_eta(double s, char *buf, size_t cap)
+{
+    if (!(s >= 0) || s > 360000.0) {
+        snprintf(buf, cap, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+typedef struct progress {
+    int tty;
+    int64_t first_step, target, log_every;
+    double t0, last, tokens;
+    int drawn;
+} progress;
+
+/* One status line: redrawn in place on a terminal (at most ten times a
+ * second), else one line every log_every steps, for log files. */
+static void report(progress *p, const dalle_train_stats *st)
+{
+    p->tokens += (double)st->tokens;
+    double t = now(), el = t - p->t0;
+    int last = st->step >= p->target;
+    if (p->tty ? (!last && t - p->last < 0.1) : (st->step % p->log_every && !last))
+        return;
+    p->last = t;
+    double done = (double)(st->step - p->first_step);
+    char eta[32];
+    format_eta(done > 0 ? el / done * (double)(p->target - st->step) : -1.0, eta, sizeof eta);
+    fprintf(stderr, "%sstep %lld/%lld  epoch %lld  loss %.4f (text %.3f, image %.3f)  lr %.2g  "
+            "%.0f tokens/s  ETA %s%s%s",
+            p->tty ? "\r" : "", (long long)st->step, (long long)p->target, (long long)st->epoch,
+            st->loss, st->loss_text, st->loss_img, st->lr, el > 0 ? p->tokens / el : 0.0, eta,
+            st->skipped ? "  (skipped: not finite)" : "", p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+    p->drawn = p->tty;
+}
+
+static void end_line(progress *p)
+{
+    if (p->drawn)
+        fputc('\n', stderr);
+    p->drawn = 0;
+}
+
+/* ---- the run ---------------------------------------------------------------- */
+
+static dalle_status load_data(const opts *o, const char *vae, int text_seq_len,
+                              dalle_token_data **out)
+{
+    dalle_token_data_params dp = dalle_token_data_default_params();
+    double last = 0;
+    dp.text_seq_len = text_seq_len;
+    dp.truncate = o->truncate;
+    dp.n_threads = (int)o->threads;
+    dp.abort = cli_abort_cb;
+    if (isatty(STDERR_FILENO)) {
+        dp.progress = encode_progress;
+        dp.user = &last;
+    }
+    dalle_status s = o->data ? dalle_token_data_folder(vae, o->bpe, o->data, &dp, out)
+                             : dalle_token_data_synthetic(vae, o->bpe, o->synthetic, &dp, out);
+    if (dp.progress)
+        fputc('\n', stderr);
+    return s;
+}
+
+static int save_both(dalle_trainer *t, const char *out, const char *ckpt)
+{
+    if (dalle_trainer_save(t, ckpt, 1) || dalle_trainer_save(t, out, 0))
+        return cli_lib_error();
+    return 0;
+}
+
+int cmd_train_dalle(int argc, char **argv)
+{
+    opts o;
+    cli_args a;
+    int rc = parse(argc, argv, &o, &a);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    char ckpt_buf[4096];
+    if (!o.ckpt) {
+        snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out);
+        o.ckpt = ckpt_buf;
+    }
+    if (cli_check_writable("train-dalle", o.out) || cli_check_writable("train-dalle", o.ckpt))
+        return CLI_FAIL;
+    if (o.vae && !o.resume &&
+        cli_check_kind("train-dalle", "--vae", o.vae, CLI_KIND_VAE | CLI_KIND_DALLE, NULL))
+        return CLI_FAIL;
+    cli_catch_sigint();
+
+    dalle_train_params tp = dalle_train_default_params();
+    tp.dim = (int)o.dim, tp.depth = (int)o.depth, tp.heads = (int)o.heads;
+    tp.dim_head = (int)o.dim_head, tp.text_seq_len = (int)o.text_seq_len;
+    tp.attn_types = o.attn;
+    tp.batch = (int)o.batch, tp.n_threads = (int)o.threads, tp.seed = o.seed, tp.lr = o.lr;
+    tp.warmup_steps = o.warmup, tp.total_steps = o.steps;
+    tp.lr_schedule = o.lr_decay ? DALLE_LR_PLATEAU : o.cosine ? DALLE_LR_COSINE : DALLE_LR_CONSTANT;
+    if (o.ntt && strcmp(o.ntt, "auto"))
+        tp.num_text_tokens = atoi(o.ntt);
+
+    dalle_trainer *t = NULL;
+    dalle_token_data *d = NULL;
+    if (o.resume) {
+        /* the checkpoint's model, VAE and tokenizer; the data must match it */
+        if (dalle_trainer_resume(o.resume, &tp, &t) ||
+            dalle_trainer_get_params(t, &tp) || load_data(&o, o.resume, tp.text_seq_len, &d))
+            rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
+    } else {
+        if (load_data(&o, o.vae, tp.text_seq_len, &d)) {
+            rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
+        } else {
+            int max_id = dalle_token_data_max_text_id(d);
+            if (o.ntt && !strcmp(o.ntt, "auto"))
+                tp.num_text_tokens = max_id + 1;
+            if (dalle_trainer_create(o.vae, o.bpe, &tp, &t) || dalle_trainer_get_params(t, &tp))
+                rc = cli_lib_error();
+        }
+    }
+    if (!rc && dalle_token_data_max_text_id(d) >= tp.num_text_tokens)
+        rc = cli_error("train-dalle: the captions use token id %d; the model's %d text tokens "
+                       "cannot take it (--num-text-tokens auto fits the data)",
+                       dalle_token_data_max_text_id(d), tp.num_text_tokens);
+    if (!rc && dalle_token_data_count(d) < tp.batch)
+        rc = cli_error("train-dalle: %lld training pairs, fewer than the batch of %d",
+                       (long long)dalle_token_data_count(d), tp.batch);
+    if (!rc) {
+        fprintf(stderr, "train-dalle: %lld pairs (%lld files skipped), %lld weights, dim %d, "
+                "depth %d, text %d + image %d tokens, batch %d, from step %lld to %lld\n",
+                (long long)dalle_token_data_count(d), (long long)dalle_token_data_skipped(d),
+                (long long)dalle_trainer_num_params(t), tp.dim, tp.depth, tp.text_seq_len,
+                dalle_token_data_image_seq_len(d), tp.batch, (long long)dalle_trainer_steps(t),
+                o.steps);
+    }
+    progress p = {isatty(STDERR_FILENO), dalle_trainer_steps(t), o.steps, o.log_every,
+                  now(), 0, 0, 0};
+    while (!rc && dalle_trainer_steps(t) < o.steps) {
+        dalle_train_stats st = dalle_train_default_stats();
+        if (dalle_trainer_step_data(t, d, &st)) {
+            end_line(&p);
+            rc = cli_lib_error();
+            break;
+        }
+        report(&p, &st);
+        if (cli_interrupted()) {
+            end_line(&p);
+            rc = save_both(t, o.out, o.ckpt);
+            if (!rc)
+                fprintf(stderr, "train-dalle: interrupted at step %lld; checkpoint '%s' "
+                        "(continue with --resume)\n", (long long)st.step, o.ckpt);
+            rc = rc ? rc : CLI_INTERRUPTED;
+        } else if (o.save_every && st.step % o.save_every == 0 && st.step < o.steps &&
+                   dalle_trainer_save(t, o.ckpt, 1)) {
+            end_line(&p);
+            rc = cli_lib_error();
+        }
+    }
+    end_line(&p);
+    if (!rc) {
+        rc = save_both(t, o.out, o.ckpt);
+        if (!rc)
+            fprintf(stderr, "train-dalle: wrote '%s' (checkpoint '%s')\n", o.out, o.ckpt);
+    }
+    dalle_token_data_free(d);
+    dalle_trainer_free(t);
+    return rc;
+}

@@ -1,0 +1,889 @@
+/* The public training API (dalle_trainer_*, include/dalle/train.h) over the
+ * transformer trainer (tf_train.h) and the optimiser (adamw.h).
+ *
+ * A trainer keeps the bundle it was built from open: the VAE's metadata and
+ * tensors (vae.*) and the tokenizer's merges are copied from it into every
+ * bundle it saves, so a saved model is complete — dalle_ctx_create loads it
+ * and generates — and a checkpoint is all a resumed run needs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../bundle.h"
+#include "../error.h"
+#include "../params.h"
+#include "../threadpool.h"
+#include "adamw.h"
+#include "tf_train.h"
+#include "token_data.h"
+
+struct dalle_trainer {
+    dalle_train_params p;  /* the settings in force (attn_types -> attn) */
+    char attn[TF_TRAIN_MAX_TYPES * 12];
+    tf_train *tr;
+    adamw opt;
+    lr_schedule sched;
+    tpool *pool;
+    dalle_bundle *src;     /* the VAE (and maybe tokenizer) bundle */
+    uint8_t *merges;       /* the tokenizer's merges file, or NULL */
+    size_t merges_size;
+    int64_t step;          /* steps taken, skipped ones included */
+    double epoch_loss;     /* step_data: sum and count of this epoch's losses */
+    int64_t epoch_n;
+    int last_batch;        /* batch of the last forward (0: none yet) */
+    int32_t *tbuf, *ibuf;  /* step_data's batch */
+};
+
+void dalle_train_params_init(dalle_train_params *params, size_t struct_size)
+{
+    dalle_train_params p;
+    memset(&p, 0, sizeof p);
+    /* train_dalle.py's defaults; shift_tokens / rotary_emb as DALLE's */
+    p.dim = 512;
+    p.depth = 2;
+    p.heads = 8;
+    p.dim_head = 64;
+    p.text_seq_len = 256;
+    p.shift_tokens = 1;
+    p.rotary_emb = 1;
+    p.loss_img_weight = 7.0;
+    p.batch = 4;
+    p.lr = 3e-4;
+    p.lr_schedule = DALLE_LR_CONSTANT;
+    p.min_lr = 1e-6;
+    p.plateau_factor = 0.5;
+    p.plateau_patience = 10;
+    p.plateau_cooldown = 10;
+    p.beta1 = 0.9;
+    p.beta2 = 0.999;
+    p.eps = 1e-8;
+    p.clip_grad_norm = 0.5;
+    params_fill(params, struct_size, &p, sizeof p);
+}
+
+void dalle_train_stats_init(dalle_train_stats *stats, size_t struct_size)
+{
+    dalle_train_stats s;
+    memset(&s, 0, sizeof s);
+    params_fill(stats, struct_size, &s, sizeof s);
+}
+
+/* ---- checks ------------------------------------------------------------------ */
+
+#define BAD(...) dalle_fail(DALLE_ERR_INVALID_ARGUMENT, __VA_ARGS__)
+
+static dalle_status check_shape(const dalle_train_params *p)
+{
+    if (p->dim < 2 || p->dim > 65536)
+        return BAD("dalle_train_params.dim = %d (2..65536)", p->dim);
+    if (p->depth < 1 || p->depth > 1024)
+        return BAD("dalle_train_params.depth = %d (1..1024)", p->depth);
+    if (p->heads < 1 || p->heads > 1024 || p->dim_head < 1 || p->dim_head > 4096)
+        return BAD("dalle_train_params: heads = %d (1..1024), dim_head = %d (1..4096)", p->heads,
+                   p->dim_head);
+    if (p->text_seq_len < 1 || p->text_seq_len > 65536)
+        return BAD("dalle_train_params.text_seq_len = %d (1..65536)", p->text_seq_len);
+    if (p->num_text_tokens < 0 || p->num_text_tokens > (1 << 24))
+        return BAD("dalle_train_params.num_text_tokens = %d (0..2^24)", p->num_text_tokens);
+    if (!(p->loss_img_weight >= 0.0 && p->loss_img_weight <= 1e6))
+        return BAD("dalle_train_params.loss_img_weight = %g (0..1e6)", p->loss_img_weight);
+    return DALLE_OK;
+}
+
+static dalle_status check_optim(const dalle_train_params *p)
+{
+    if (p->batch < 1 || p->batch > 65536)
+        return BAD("dalle_train_params.batch = %d (1..65536)", p->batch);
+    if (p->n_threads < 0)
+        return BAD("dalle_train_params.n_threads = %d (>= 0)", p->n_threads);
+    if (!(p->lr > 0.0 && p->lr < 1e3) || !(p->min_lr >= 0.0 && p->min_lr < 1e3))
+        return BAD("dalle_train_params: lr = %g, min_lr = %g (lr > 0, min_lr >= 0)", p->lr,
+                   p->min_lr);
+    if ((int)p->lr_schedule < 0 || (int)p->lr_schedule > 2)
+        return BAD("dalle_train_params.lr_schedule = %d (0..2)", (int)p->lr_schedule);
+    if (p->warmup_steps < 0 || p->total_steps < 0 ||
+        (p->lr_schedule == DALLE_LR_COSINE && p->total_steps <= p->warmup_steps))
+        return BAD("dalle_train_params: warmup_steps = %lld, total_steps = %lld (>= 0; the "
+                   "cosine schedule needs total_steps > warmup_steps)",
+                   (long long)p->warmup_steps, (long long)p->total_steps);
+    if (!(p->plateau_factor > 0.0 && p->plateau_factor < 1.0) || p->plateau_patience < 0 ||
+        p->plateau_cooldown < 0)
+        return BAD("dalle_train_params: plateau_factor = %g (0..1, open), patience %d, "
+                   "cooldown %d (>= 0)",
+                   p->plateau_factor, p->plateau_patience, p->plateau_cooldown);
+    if (!(p->beta1 >= 0.0 && p->beta1 < 1.0) || !(p->beta2 >= 0.0 && p->beta2 < 1.0) ||
+        !(p->eps >= 0.0 && p->eps < 1.0))
+        return BAD("dalle_train_params: beta1 = %g, beta2 = %g ([0, 1)), eps = %g", p->beta1,
+                   p->beta2, p->eps);
+    if (!(p->weight_decay >= 0.0 && p->weight_decay < 1e3) || !isfinite(p->clip_grad_norm))
+        return BAD("dalle_train_params: weight_decay = %g (>= 0), clip_grad_norm = %g (finite)",
+                   p->weight_decay, p->clip_grad_norm);
+    return DALLE_OK;
+}
+
+/* "full,axial_row" -> cfg->attn_types; the canonical spelling into out. */
+static dalle_status parse_attn_types(const char *s, tf_train_config *cfg, char *out, size_t cap)
+{
+    static const char *const names[] = {"full", "axial_row", "axial_col", "conv_like"};
+    cfg->n_attn_types = 0;
+    out[0] = '\0';
+    const char *p = s && *s ? s : "full";
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (!len)
+            break;
+        int found = -1;
+        for (int k = 0; k < 4; k++)
+            if (strlen(names[k]) == len && !strncmp(p, names[k], len))
+                found = k;
+        if (found < 0 && len == 6 && !strncmp(p, "sparse", 6))
+            return dalle_fail(DALLE_ERR_UNSUPPORTED,
+                              "attn_types: 'sparse' (DeepSpeed) cannot be trained here; use "
+                              "full, axial_row, axial_col or conv_like");
+        if (found < 0)
+            return BAD("attn_types: '%.*s' is not one of full, axial_row, axial_col, conv_like",
+                       (int)(len > 40 ? 40 : len), p);
+        if (cfg->n_attn_types == TF_TRAIN_MAX_TYPES)
+            return BAD("attn_types: more than %d entries", TF_TRAIN_MAX_TYPES);
+        cfg->attn_types[cfg->n_attn_types++] = (attn_type)found;
+        size_t used = strlen(out);
+        snprintf(out + used, cap - used, "%s%s", used ? "," : "", names[found]);
+        p += len;
+    }
+    if (!cfg->n_attn_types)
+        cfg->attn_types[cfg->n_attn_types++] = ATTN_FULL;
+    return DALLE_OK;
+}
+
+static dalle_status check_stats(const dalle_train_stats *st, const char *fn)
+{
+    if (st && (st->struct_size < sizeof *st || st->struct_size > (size_t)1 << 16))
+        return BAD("%s: stats->struct_size = %zu: initialise it with dalle_train_default_stats()",
+                   fn, st->struct_size);
+    return DALLE_OK;
+}
+
+static void put_stats(dalle_train_stats *dst, const dalle_train_stats *src)
+{
+    if (!dst)
+        return;
+    size_t theirs = dst->struct_size;
+    memcpy(dst, src, sizeof *src); /* theirs >= ours: check_stats */
+    dst->struct_size = theirs;
+}
+
+/* ---- the VAE and the tokenizer --------------------------------------------------- */
+
+static dalle_status read_whole(const char *path, uint8_t **data, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dalle_fail(DALLE_ERR_IO, "%s: cannot open", path);
+    size_t n = 0, cap = 1 << 16;
+    uint8_t *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            uint8_t *m = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
+            if (!m) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = m;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (!got)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        return dalle_fail(buf ? DALLE_ERR_IO : DALLE_ERR_OUT_OF_MEMORY, "%s: cannot read", path);
+    }
+    *data = buf;
+    *size = n;
+    return DALLE_OK;
+}
+
+/* The merges bytes of tensor tokenizer.bpe_merges, or none (*data NULL). */
+static dalle_status merges_from_bundle(dalle_bundle *b, uint8_t **data, size_t *size)
+{
+    int idx = dalle_bundle_find_tensor(b, "tokenizer.bpe_merges");
+    dalle_tensor_info info;
+    if (idx < 0)
+        return DALLE_OK;
+    dalle_status s = dalle_bundle_tensor_info(b, idx, &info);
+    if (s)
+        return s;
+    uint8_t *buf = malloc(info.nbytes ? (size_t)info.nbytes : 1);
+    if (!buf)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer: out of memory");
+    if ((s = dalle_bundle_read_tensor(b, idx, buf, (size_t)info.nbytes))) {
+        free(buf);
+        return s;
+    }
+    *data = buf;
+    *size = (size_t)info.nbytes;
+    return DALLE_OK;
+}
+
+/* The tokenizer at `path` (NULL: t->src's, if any): its merges, kept for
+ * saving, and its vocabulary size (0 without a tokenizer). */
+static dalle_status load_tokenizer(dalle_trainer *t, const char *path, const char *src_path,
+                                   int *vocab)
+{
+    dalle_status s;
+    *vocab = 0;
+    if (path) {
+        char magic[8] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
+        size_t got = fread(magic, 1, sizeof magic, f);
+        fclose(f);
+        if (got == sizeof magic && !memcmp(magic, "DALLEBND", 8)) {
+            dalle_bundle *b;
+            if ((s = dalle_bundle_open(path, &b)))
+                return s;
+            s = merges_from_bundle(b, &t->merges, &t->merges_size);
+            dalle_bundle_close(b);
+        } else {
+            s = read_whole(path, &t->merges, &t->merges_size);
+        }
+        if (s)
+            return s;
+    } else if ((s = merges_from_bundle(t->src, &t->merges, &t->merges_size))) {
+        return s;
+    }
+    if (!t->merges) {
+        if (path)
+            return dalle_fail(DALLE_ERR_NOT_FOUND, "%s: no tensor 'tokenizer.bpe_merges'", path);
+        return DALLE_OK;
+    }
+    /* through the public loader: the same checks and vocabulary as inference */
+    dalle_tokenizer *tok;
+    if ((s = dalle_tokenizer_create(path ? path : src_path, &tok)))
+        return s;
+    *vocab = dalle_tokenizer_vocab_size(tok);
+    dalle_tokenizer_free(tok);
+    return DALLE_OK;
+}
+
+/* Image size, tokens per image and codebook of the VAE in `path`. */
+static dalle_status vae_shape(const char *path, int *image_seq_len, int *num_image_tokens)
+{
+    dalle_ctx_params cp = dalle_ctx_default_params();
+    cp.n_threads = 1;
+    cp.max_batch = 1;
+    dalle_ctx *ctx;
+    dalle_status s = dalle_ctx_create(path, &cp, &ctx);
+    if (s)
+        return s;
+    *image_seq_len = dalle_image_seq_len(ctx);
+    *num_image_tokens = dalle_num_image_tokens(ctx);
+    dalle_ctx_free(ctx);
+    if (!*image_seq_len)
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: the bundle has no VAE", path);
+    return DALLE_OK;
+}
+
+/* ---- creating ---------------------------------------------------------------------- */
+
+void dalle_trainer_free(dalle_trainer *t)
+{
+    if (!t)
+        return;
+    tf_train_free(t->tr);
+    adamw_free(&t->opt);
+    tpool_free(t->pool);
+    dalle_bundle_close(t->src);
+    free(t->merges);
+    free(t->tbuf);
+    free(t->ibuf);
+    free(t);
+}
+
+static lr_schedule schedule_from(const dalle_train_params *p)
+{
+    lr_schedule s = lr_schedule_default();
+    s.kind = (lr_kind)p->lr_schedule;
+    s.base_lr = s.plateau_lr = p->lr;
+    s.min_lr = p->min_lr;
+    s.warmup_steps = p->warmup_steps;
+    s.total_steps = p->total_steps;
+    s.factor = p->plateau_factor;
+    s.patience = p->plateau_patience;
+    s.cooldown = p->plateau_cooldown;
+    return s;
+}
+
+/* The model of cfg on t->src, a fresh optimiser from t->p, the pool. */
+static dalle_status build(dalle_trainer *t, const tf_train_config *cfg)
+{
+    dalle_status s;
+    adamw_config ac = {t->p.beta1, t->p.beta2, t->p.eps, t->p.weight_decay};
+    if ((s = tf_train_create(cfg, t->p.batch, &t->tr)) ||
+        (s = adamw_init(&t->opt, t->tr->n_weights, &ac)) ||
+        (s = tpool_create(t->p.n_threads, &t->pool)))
+        return s;
+    t->tr->pool = t->pool;
+    t->sched = schedule_from(&t->p);
+    const size_t T = (size_t)cfg->text_seq_len, I = (size_t)cfg->fmap * cfg->fmap;
+    t->tbuf = malloc((size_t)t->p.batch * T * sizeof *t->tbuf);
+    t->ibuf = malloc((size_t)t->p.batch * I * sizeof *t->ibuf);
+    if (!t->tbuf || !t->ibuf)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer: out of memory");
+    return DALLE_OK;
+}
+
+static dalle_status open_source(dalle_trainer *t, const char *path, tf_train_config *cfg)
+{
+    int I = 0, n_img = 0;
+    dalle_status s = vae_shape(path, &I, &n_img);
+    if (s || (s = dalle_bundle_open(path, &t->src)))
+        return s;
+    int fmap = (int)lround(sqrt((double)I));
+    if (fmap * fmap != I)
+        return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: %d image tokens is not a square grid",
+                          path, I);
+    cfg->fmap = fmap;
+    cfg->num_image_tokens = n_img;
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_create(const char *vae_bundle, const char *tokenizer,
+                                  const dalle_train_params *params, dalle_trainer **out)
+{
+    if (!vae_bundle || !out)
+        return BAD("dalle_trainer_create: %s is NULL", vae_bundle ? "out" : "vae_bundle");
+    dalle_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer_create: out of memory");
+    dalle_train_params_init(&t->p, sizeof t->p);
+    tf_train_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int vocab = 0;
+    dalle_status s = params_merge(params, sizeof t->p, sizeof t->p, "dalle_train_params", &t->p);
+    if (s || (s = check_shape(&t->p)) || (s = check_optim(&t->p)) ||
+        (s = parse_attn_types(t->p.attn_types, &cfg, t->attn, sizeof t->attn)) ||
+        (s = open_source(t, vae_bundle, &cfg)) ||
+        (s = load_tokenizer(t, tokenizer, vae_bundle, &vocab)))
+        goto fail;
+    t->p.attn_types = t->attn;
+    if (!t->p.num_text_tokens)
+        t->p.num_text_tokens = vocab;
+    if (!t->p.num_text_tokens) {
+        s = BAD("dalle_trainer_create: %s holds no tokenizer: give one, or set num_text_tokens",
+                vae_bundle);
+        goto fail;
+    }
+    cfg.dim = t->p.dim;
+    cfg.depth = t->p.depth;
+    cfg.heads = t->p.heads;
+    cfg.dim_head = t->p.dim_head;
+    cfg.num_text_tokens = t->p.num_text_tokens;
+    cfg.text_seq_len = t->p.text_seq_len;
+    cfg.shift_tokens = t->p.shift_tokens != 0;
+    cfg.rotary_emb = t->p.rotary_emb != 0;
+    cfg.loss_img_weight = t->p.loss_img_weight;
+    cfg.seed = t->p.seed;
+    if ((s = build(t, &cfg)))
+        goto fail;
+    *out = t;
+    return DALLE_OK;
+fail:
+    dalle_trainer_free(t);
+    return s;
+}
+
+/* ---- resuming ------------------------------------------------------------------------ */
+
+/* The DALLE kwargs of a "dalle" bundle into t->p and cfg; refuses what
+ * tf_train cannot train. */
+static dalle_status read_model(dalle_trainer *t, dalle_bundle *b, tf_train_config *cfg)
+{
+    int64_t v[6];
+    const char *keys[6] = {"dalle.dim",          "dalle.depth",   "dalle.heads",
+                           "dalle.dim_head",     "dalle.text_seq_len",
+                           "dalle.num_text_tokens"};
+    const int64_t def[6] = {-1, -1, 8, 64, 256, 10000};
+    dalle_status s;
+    for (int i = 0; i < 6; i++) {
+        if ((s = bundle_int(b, keys[i], def[i], &v[i])))
+            return s;
+        if (v[i] < 1 || v[i] > (1 << 24))
+            return dalle_fail(DALLE_ERR_MISMATCH, "%s: '%s' missing or out of range",
+                              bundle_path(b), keys[i]);
+    }
+    static const char *const refused[] = {"dalle.sparse_attn", "dalle.stable",
+                                          "dalle.sandwich_norm", "dalle.share_input_output_emb"};
+    for (int i = 0; i < 4; i++) {
+        int on = 0;
+        if ((s = bundle_bool(b, refused[i], 0, &on)))
+            return s;
+        if (on)
+            return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: %s is set: the trainer cannot train it",
+                              bundle_path(b), refused[i]);
+    }
+    const char *shared[2] = {"dalle.shared_attn_ids", "dalle.shared_ff_ids"};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < dalle_bundle_n_meta(b); k++) {
+            const char *key;
+            dalle_meta_type ty;
+            int64_t n;
+            if (!dalle_bundle_meta_info(b, k, &key, &ty, &n) && !strcmp(key, shared[i]))
+                return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: shared layers (%s) cannot be "
+                                  "trained here", bundle_path(b), shared[i]);
+        }
+    int shift = 1, rotary = 1;
+    double liw = 7.0;
+    if ((s = bundle_bool(b, "dalle.shift_tokens", 1, &shift)) ||
+        (s = bundle_bool(b, "dalle.rotary_emb", 1, &rotary)) ||
+        (s = bundle_float(b, "dalle.loss_img_weight", 7.0, &liw)))
+        return s;
+    const char *types[TF_TRAIN_MAX_TYPES];
+    int64_t n_types = 0;
+    char joined[TF_TRAIN_MAX_TYPES * 16] = "";
+    if (!dalle_bundle_meta_str_array(b, "dalle.attn_types", types, TF_TRAIN_MAX_TYPES,
+                                     &n_types)) {
+        if (n_types > TF_TRAIN_MAX_TYPES)
+            return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: more than %d attn_types",
+                              bundle_path(b), TF_TRAIN_MAX_TYPES);
+        for (int64_t i = 0; i < n_types; i++) {
+            size_t used = strlen(joined);
+            snprintf(joined + used, sizeof joined - used, "%s%.14s", i ? "," : "", types[i]);
+        }
+    }
+    t->p.dim = (int)v[0];
+    t->p.depth = (int)v[1];
+    t->p.heads = (int)v[2];
+    t->p.dim_head = (int)v[3];
+    t->p.text_seq_len = (int)v[4];
+    t->p.num_text_tokens = (int)v[5];
+    t->p.shift_tokens = shift;
+    t->p.rotary_emb = rotary;
+    t->p.loss_img_weight = liw;
+    if ((s = check_shape(&t->p)) ||
+        (s = parse_attn_types(joined, cfg, t->attn, sizeof t->attn)))
+        return s;
+    t->p.attn_types = t->attn;
+    cfg->dim = t->p.dim;
+    cfg->depth = t->p.depth;
+    cfg->heads = t->p.heads;
+    cfg->dim_head = t->p.dim_head;
+    cfg->num_text_tokens = t->p.num_text_tokens;
+    cfg->text_seq_len = t->p.text_seq_len;
+    cfg->shift_tokens = shift;
+    cfg->rotary_emb = rotary;
+    cfg->loss_img_weight = liw;
+    return DALLE_OK;
+}
+
+/* train.* of a checkpoint: what is not in adamw_save's part. */
+static dalle_status read_train_state(dalle_trainer *t, dalle_bundle *b)
+{
+    int64_t step, seed, batch, epoch_n;
+    double clip, epoch_loss;
+    const char *path = bundle_path(b);
+    if (dalle_bundle_meta_i64(b, "train.step", &step) ||
+        dalle_bundle_meta_i64(b, "train.seed", &seed) ||
+        dalle_bundle_meta_i64(b, "train.batch", &batch) ||
+        dalle_bundle_meta_i64(b, "train.epoch_n", &epoch_n) ||
+        dalle_bundle_meta_f64(b, "train.clip_grad_norm", &clip) ||
+        dalle_bundle_meta_f64(b, "train.epoch_loss", &epoch_loss))
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step / seed / batch / epoch_n / "
+                          "clip_grad_norm / epoch_loss missing or mistyped", path);
+    if (step < 0 || batch < 1 || batch > 65536 || epoch_n < 0)
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step %lld / batch %lld invalid", path,
+                          (long long)step, (long long)batch);
+    t->step = step;
+    t->p.seed = (uint64_t)seed;
+    t->p.batch = (int)batch;
+    t->p.clip_grad_norm = clip;
+    t->epoch_n = epoch_n;
+    t->epoch_loss = epoch_loss;
+    return DALLE_OK;
+}
+
+/* After adamw_load: the settings the loaded optimiser and schedule hold. */
+static void params_from_optimizer(dalle_trainer *t)
+{
+    const lr_schedule *s = &t->sched;
+    t->p.beta1 = t->opt.cfg.beta1;
+    t->p.beta2 = t->opt.cfg.beta2;
+    t->p.eps = t->opt.cfg.eps;
+    t->p.weight_decay = t->opt.cfg.weight_decay;
+    t->p.lr_schedule = (dalle_lr_schedule)s->kind;
+    t->p.lr = s->base_lr;
+    t->p.min_lr = s->min_lr;
+    t->p.warmup_steps = s->warmup_steps;
+    t->p.total_steps = s->total_steps;
+    t->p.plateau_factor = s->factor;
+    t->p.plateau_patience = (int)s->patience;
+    t->p.plateau_cooldown = (int)s->cooldown;
+}
+
+dalle_status dalle_trainer_resume(const char *checkpoint, const dalle_train_params *params,
+                                  dalle_trainer **out)
+{
+    if (!checkpoint || !out)
+        return BAD("dalle_trainer_resume: %s is NULL", checkpoint ? "out" : "checkpoint");
+    dalle_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer_resume: out of memory");
+    dalle_train_params_init(&t->p, sizeof t->p);
+    tf_train_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int vocab = 0;
+    int64_t dummy;
+    dalle_status s = params_merge(params, sizeof t->p, sizeof t->p, "dalle_train_params", &t->p);
+    if (s || (s = check_optim(&t->p)) || (s = open_source(t, checkpoint, &cfg)))
+        goto fail;
+    if (strcmp(dalle_bundle_kind(t->src), "dalle")) {
+        s = dalle_fail(DALLE_ERR_MISMATCH, "%s: a bundle of kind '%s'; resuming needs a DALL-E "
+                       "model (kind dalle)", checkpoint, dalle_bundle_kind(t->src));
+        goto fail;
+    }
+    const int with_opt = !dalle_bundle_meta_i64(t->src, "train.adam.step", &dummy);
+    if ((s = read_model(t, t->src, &cfg)) ||
+        (with_opt && (s = read_train_state(t, t->src))) ||
+        (s = load_tokenizer(t, NULL, checkpoint, &vocab)))
+        goto fail;
+    cfg.seed = t->p.seed;
+    if ((s = build(t, &cfg)) || (s = tf_train_load_weights(t->tr, t->src)))
+        goto fail;
+    if (with_opt) {
+        if ((s = adamw_load(&t->opt, &t->sched, t->src, "train.")))
+            goto fail;
+        params_from_optimizer(t);
+    }
+    *out = t;
+    return DALLE_OK;
+fail:
+    dalle_trainer_free(t);
+    return s;
+}
+
+/* ---- training ------------------------------------------------------------------------- */
+
+static dalle_status check_batch(const dalle_trainer *t, const int32_t *text,
+                                const int32_t *image, int batch, int max, const char *fn)
+{
+    if (!t || !text || !image)
+        return BAD("%s: %s is NULL", fn, !t ? "trainer" : !text ? "text" : "image");
+    if (batch < 1 || batch > max)
+        return BAD("%s: batch = %d (1..%d)", fn, batch, max);
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_step(dalle_trainer *t, const int32_t *text, const int32_t *image,
+                                int batch, dalle_train_stats *stats)
+{
+    dalle_status s = check_batch(t, text, image, batch, t ? t->p.batch : 0, "dalle_trainer_step");
+    if (s || (s = check_stats(stats, "dalle_trainer_step")))
+        return s;
+    tf_train *tr = t->tr;
+    double loss = 0.0, parts[2] = {0.0, 0.0};
+    tf_train_zero_grad(tr);
+    if ((s = tf_train_forward(tr, text, image, batch, &loss, parts)))
+        return s;
+    t->last_batch = batch;
+    tf_train_backward(tr);
+    dalle_train_stats st;
+    dalle_train_stats_init(&st, sizeof st);
+    st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, t->p.clip_grad_norm);
+    st.lr = lr_schedule_at(&t->sched, t->step);
+    /* torch would carry a NaN into every weight: leave them as they are */
+    st.skipped = !isfinite(loss) || !isfinite(st.grad_norm);
+    if (!st.skipped)
+        adamw_step(&t->opt, tr->w, tr->g, tr->decay, st.lr);
+    t->step++;
+    st.step = t->step;
+    st.loss = loss;
+    st.loss_text = parts[0];
+    st.loss_img = parts[1];
+    st.tokens = (int64_t)batch * tr->hp.max_pos;
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_step_data(dalle_trainer *t, dalle_token_data *data,
+                                     dalle_train_stats *stats)
+{
+    if (!t || !data)
+        return BAD("dalle_trainer_step_data: %s is NULL", t ? "data" : "trainer");
+    dalle_status s = check_stats(stats, "dalle_trainer_step_data");
+    if (s)
+        return s;
+    if (dalle_token_data_text_seq_len(data) != t->tr->hp.text_seq_len ||
+        dalle_token_data_image_seq_len(data) != t->tr->hp.image_seq_len)
+        return dalle_fail(DALLE_ERR_MISMATCH,
+                          "dalle_trainer_step_data: the data has %d caption and %d image tokens "
+                          "per pair, the model %d and %d",
+                          dalle_token_data_text_seq_len(data),
+                          dalle_token_data_image_seq_len(data), t->tr->hp.text_seq_len,
+                          t->tr->hp.image_seq_len);
+    const int64_t spe = token_data_steps_per_epoch(data, t->p.batch);
+    if (!spe)
+        return BAD("dalle_trainer_step_data: %lld pairs, fewer than the batch of %d",
+                   (long long)dalle_token_data_count(data), t->p.batch);
+    const int64_t step = t->step;
+    if ((s = dalle_token_data_batch(data, t->p.seed, step, t->p.batch, t->tbuf, t->ibuf)))
+        return s;
+    dalle_train_stats st;
+    dalle_train_stats_init(&st, sizeof st);
+    if ((s = dalle_trainer_step(t, t->tbuf, t->ibuf, t->p.batch, &st)))
+        return s;
+    st.epoch = step / spe;
+    if (!st.skipped) {
+        t->epoch_loss += st.loss;
+        t->epoch_n++;
+    }
+    if ((step + 1) % spe == 0) {
+        if (t->epoch_n)
+            lr_schedule_observe(&t->sched, t->epoch_loss / (double)t->epoch_n);
+        t->epoch_loss = 0.0;
+        t->epoch_n = 0;
+    }
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_eval(dalle_trainer *t, const int32_t *text, const int32_t *image,
+                                int batch, dalle_train_stats *stats)
+{
+    dalle_status s = check_batch(t, text, image, batch, 1 << 30, "dalle_trainer_eval");
+    if (s || (s = check_stats(stats, "dalle_trainer_eval")))
+        return s;
+    const tf_hparams *hp = &t->tr->hp;
+    double sum[3] = {0.0, 0.0, 0.0};
+    /* chunks of at most the trainer's batch; every pair has the same token
+     * counts, so the mean over pairs is the size-weighted mean of chunks */
+    for (int done = 0; done < batch;) {
+        int n = batch - done < t->p.batch ? batch - done : t->p.batch;
+        double loss, parts[2];
+        if ((s = tf_train_forward(t->tr, text + (int64_t)done * hp->text_seq_len,
+                                  image + (int64_t)done * hp->image_seq_len, n, &loss, parts)))
+            return s;
+        t->last_batch = n;
+        sum[0] += loss * n;
+        sum[1] += parts[0] * n;
+        sum[2] += parts[1] * n;
+        done += n;
+    }
+    dalle_train_stats st;
+    dalle_train_stats_init(&st, sizeof st);
+    st.step = t->step;
+    st.loss = sum[0] / batch;
+    st.loss_text = sum[1] / batch;
+    st.loss_img = sum[2] / batch;
+    st.lr = lr_schedule_at(&t->sched, t->step);
+    st.tokens = (int64_t)batch * hp->max_pos;
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_epoch_end(dalle_trainer *t, double loss)
+{
+    if (!t)
+        return BAD("dalle_trainer_epoch_end: trainer is NULL");
+    if (!isfinite(loss))
+        return BAD("dalle_trainer_epoch_end: loss = %g is not finite", loss);
+    lr_schedule_observe(&t->sched, loss);
+    return DALLE_OK;
+}
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+int64_t dalle_trainer_steps(const dalle_trainer *t) { return t ? t->step : 0; }
+int64_t dalle_trainer_num_params(const dalle_trainer *t) { return t ? t->tr->n_weights : 0; }
+double dalle_trainer_lr(const dalle_trainer *t)
+{
+    return t ? lr_schedule_at(&t->sched, t->step) : 0.0;
+}
+
+dalle_status dalle_trainer_get_params(const dalle_trainer *t, dalle_train_params *params)
+{
+    if (!t || !params)
+        return BAD("dalle_trainer_get_params: %s is NULL", t ? "params" : "trainer");
+    size_t theirs = params->struct_size;
+    if (theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
+        return BAD("dalle_trainer_get_params: params->struct_size = %zu: initialise it with "
+                   "dalle_train_default_params()", theirs);
+    params_fill(params, theirs, &t->p, sizeof t->p);
+    return DALLE_OK;
+}
+
+dalle_status dalle_trainer_logits(const dalle_trainer *t, float *out, size_t cap, int *batch)
+{
+    if (!t || !out)
+        return BAD("dalle_trainer_logits: %s is NULL", t ? "out" : "trainer");
+    if (!t->last_batch)
+        return BAD("dalle_trainer_logits: no forward yet (take a step or evaluate first)");
+    const tf_hparams *hp = &t->tr->hp;
+    size_t n = (size_t)t->last_batch * hp->max_pos * hp->total_tokens;
+    if (cap < n)
+        return BAD("dalle_trainer_logits: cap = %zu floats, %zu needed", cap, n);
+    memcpy(out, tf_train_logits(t->tr), n * sizeof *out);
+    if (batch)
+        *batch = t->last_batch;
+    return DALLE_OK;
+}
+
+/* ---- saving -------------------------------------------------------------------------------- */
+
+/* One metadata entry of src into w, whatever its type. */
+static dalle_status copy_meta(dalle_bundle *src, int k, dalle_bundle_writer *w)
+{
+    const char *key;
+    dalle_meta_type ty;
+    int64_t n;
+    dalle_status s = dalle_bundle_meta_info(src, k, &key, &ty, &n);
+    if (s)
+        return s;
+    switch (ty) {
+    case DALLE_META_I64: {
+        int64_t v;
+        return (s = dalle_bundle_meta_i64(src, key, &v)) ? s
+                                                          : dalle_bundle_writer_set_i64(w, key, v);
+    }
+    case DALLE_META_BOOL: {
+        int64_t v;
+        return (s = dalle_bundle_meta_i64(src, key, &v))
+                   ? s
+                   : dalle_bundle_writer_set_bool(w, key, v != 0);
+    }
+    case DALLE_META_F64: {
+        double v;
+        return (s = dalle_bundle_meta_f64(src, key, &v)) ? s
+                                                          : dalle_bundle_writer_set_f64(w, key, v);
+    }
+    case DALLE_META_STRING: {
+        const char *v;
+        return (s = dalle_bundle_meta_str(src, key, &v)) ? s
+                                                          : dalle_bundle_writer_set_str(w, key, v);
+    }
+    default:
+        break;
+    }
+    /* arrays */
+    size_t el = ty == DALLE_META_STRING_ARRAY ? sizeof(char *) : 8;
+    void *buf = malloc((size_t)(n ? n : 1) * el);
+    if (!buf)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer_save: out of memory");
+    int64_t got;
+    if (ty == DALLE_META_I64_ARRAY) {
+        if (!(s = dalle_bundle_meta_i64_array(src, key, buf, n, &got)))
+            s = dalle_bundle_writer_set_i64_array(w, key, buf, n);
+    } else if (ty == DALLE_META_F64_ARRAY) {
+        if (!(s = dalle_bundle_meta_f64_array(src, key, buf, n, &got)))
+            s = dalle_bundle_writer_set_f64_array(w, key, buf, n);
+    } else {
+        if (!(s = dalle_bundle_meta_str_array(src, key, buf, n, &got)))
+            s = dalle_bundle_writer_set_str_array(w, key, (const char *const *)buf, n);
+    }
+    free(buf);
+    return s;
+}
+
+/* vae.* metadata and tensors of t->src into w (and vae.kind, which a
+ * standalone VAE bundle states as its general.kind). */
+static dalle_status copy_vae(const dalle_trainer *t, dalle_bundle_writer *w)
+{
+    dalle_bundle *src = t->src;
+    dalle_status s;
+    int has_kind = 0;
+    for (int k = 0; k < dalle_bundle_n_meta(src); k++) {
+        const char *key;
+        dalle_meta_type ty;
+        int64_t n;
+        if ((s = dalle_bundle_meta_info(src, k, &key, &ty, &n)))
+            return s;
+        if (strncmp(key, "vae.", 4))
+            continue;
+        has_kind |= !strcmp(key, "vae.kind");
+        if ((s = copy_meta(src, k, w)))
+            return s;
+    }
+    if (!has_kind && (s = dalle_bundle_writer_set_str(w, "vae.kind", dalle_bundle_kind(src))))
+        return s;
+    void *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < dalle_bundle_n_tensors(src) && !s; i++) {
+        dalle_tensor_info info;
+        if ((s = dalle_bundle_tensor_info(src, i, &info)))
+            break;
+        if (strncmp(info.name, "vae.", 4))
+            continue;
+        dalle_tensor_info target;
+        if (info.codec == DALLE_CODEC_ALIAS && info.alias_of < i &&
+            !dalle_bundle_tensor_info(src, info.alias_of, &target) &&
+            !strncmp(target.name, "vae.", 4)) {
+            s = dalle_bundle_writer_add_alias(w, info.name, target.name, info.ndim, info.dims,
+                                              info.alias_offset);
+            continue;
+        }
+        if (info.nbytes > cap) {
+            void *m = realloc(buf, (size_t)info.nbytes);
+            if (!m) {
+                s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer_save: out of memory");
+                break;
+            }
+            buf = m;
+            cap = (size_t)info.nbytes;
+        }
+        if (!(s = dalle_bundle_read_tensor(src, i, buf, cap)))
+            s = dalle_bundle_writer_add_tensor(w, info.name, info.dtype, info.ndim, info.dims,
+                                               buf, 3);
+    }
+    free(buf);
+    return s;
+}
+
+static dalle_status write_train_state(const dalle_trainer *t, dalle_bundle_writer *w)
+{
+    dalle_status s;
+    if ((s = dalle_bundle_writer_set_i64(w, "train.step", t->step)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.seed", (int64_t)t->p.seed)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.batch", t->p.batch)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.epoch_n", t->epoch_n)) ||
+        (s = dalle_bundle_writer_set_f64(w, "train.clip_grad_norm", t->p.clip_grad_norm)) ||
+        (s = dalle_bundle_writer_set_f64(w, "train.epoch_loss", t->epoch_loss)))
+        return s;
+    return adamw_save(&t->opt, &t->sched, w, "train.");
+}
+
+dalle_status dalle_trainer_save(dalle_trainer *t, const char *path, int with_optimizer)
+{
+    if (!t || !path)
+        return BAD("dalle_trainer_save: %s is NULL", t ? "path" : "trainer");
+    dalle_bundle_writer *w = NULL;
+    char source[160];
+    snprintf(source, sizeof source, "libdalle %s dalle_trainer, step %lld", dalle_version(),
+             (long long)t->step);
+    dalle_status s = dalle_bundle_writer_create("dalle", &w);
+    if (!s)
+        s = dalle_bundle_writer_set_str(w, "general.source", source);
+    if (!s)
+        s = tf_train_write(t->tr, w);
+    if (!s)
+        s = copy_vae(t, w);
+    if (!s && t->merges) {
+        int64_t dims[1] = {(int64_t)t->merges_size};
+        if (!(s = dalle_bundle_writer_set_str(w, "tokenizer.kind", "clip_bpe")))
+            s = dalle_bundle_writer_add_tensor(w, "tokenizer.bpe_merges", DALLE_DTYPE_U8, 1, dims,
+                                               t->merges, 3);
+    }
+    if (!s && with_optimizer)
+        s = write_train_state(t, w);
+    if (!s)
+        s = dalle_bundle_writer_finish(w, path);
+    dalle_bundle_writer_free(w);
+    return s;
+}

@@ -17,11 +17,7 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HEADER = os.path.join(HERE, "..", "include", "dalle", "dalle.h")
-# Public headers that extend dalle.h (they include it); their sections follow
-# dalle.h's in the reference. Parsing dalle.h brings them in, so that every
-# caller of parse() (tests/python/test_docs.py) sees the whole exported API.
-COMPANIONS = [os.path.join(HERE, "..", "include", "dalle", "train.h")]
+INCLUDE = os.path.join(HERE, "..", "include", "dalle")
 OUT = os.path.join(HERE, "api.md")
 
 SECTION = re.compile(r"/\*\s*-{3,}\s*\*/\s*/\*\s*(.+?)\s*\*/\s*/\*\s*-{3,}\s*\*/", re.S)
@@ -34,14 +30,19 @@ def clean_comment(c):
     return "\n".join(out).strip()
 
 
-def parse(text, companions=True):
-    """[(section, [(names, declaration, doc)])] in header order; for dalle.h
-    (and companions true) followed by the sections of COMPANIONS."""
-    sections = parse_one(text)
-    if companions and "#define DALLE_DALLE_H" in text:
-        for path in COMPANIONS:
-            with open(path, encoding="utf-8") as f:
-                sections += parse_one(f.read())
+def public_headers():
+    """include/dalle/*.h, dalle.h first (the others include it)."""
+    names = sorted(n for n in os.listdir(INCLUDE) if n.endswith(".h"))
+    names.sort(key=lambda n: n != "dalle.h")
+    return [os.path.join(INCLUDE, n) for n in names]
+
+
+def parse_headers():
+    """[(section, [(names, declaration, doc)])] of every public header."""
+    sections = []
+    for path in public_headers():
+        with open(path, encoding="utf-8") as f:
+            sections += parse_one(f.read())
     return sections
 
 
@@ -105,8 +106,7 @@ def render(sections):
 
 
 def main():
-    with open(HEADER, encoding="utf-8") as f:
-        text = render(parse(f.read()))
+    text = render(parse_headers())
     if "--check" in sys.argv:
         with open(OUT, encoding="utf-8") as f:
             if f.read() != text:

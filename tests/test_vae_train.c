@@ -33,7 +33,7 @@
  *     encode → decode error below 0.5×.
  *
  *     test_vae_train [TMPDIR]
- *     test_vae_train demo OUTDIR [STEPS] [THREADS] [SIZE] [BATCH]
+ *     test_vae_train demo OUTDIR [STEPS] [THREADS] [SIZE] [BATCH] [TOKENS] [DIM]
  * The second form is not a test: it trains the demo-size VAE on the
  * synthetic world, prints the time per step and writes originals /
  * reconstructions as PNGs every 100 steps.

@@ -294,13 +294,13 @@ dalle_status vae_train_step(vae_train *tr, const float *pixels, int batch, vae_t
         return s;
     vae_train_backward(tr);
     st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, tr->cfg.clip_grad_norm);
-    if (!isfinite(st.grad_norm))
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "vae_train: step %lld: the gradient is not finite (loss %g); the "
-                          "weights are unchanged",
-                          (long long)tr->step, st.loss);
     st.lr = tr->lr;
-    adamw_step(&tr->opt, tr->w, tr->g, NULL, tr->lr);
+    /* a non-finite loss or gradient leaves the weights and Adam as they are
+     * (torch would write NaNs into both); the step still counts, as in
+     * dalle_trainer_step */
+    st.skipped = !isfinite(st.grad_norm) || !isfinite(st.loss);
+    if (!st.skipped)
+        adamw_step(&tr->opt, tr->w, tr->g, NULL, tr->lr);
     /* train_vae.py: at in-epoch index i % 100 == 0, after the step, with
      * global_step = this step's index (incremented afterwards) */
     const vae_train_config *c = &tr->cfg;

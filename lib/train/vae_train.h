@@ -118,6 +118,7 @@ typedef struct vae_train_stats {
     double loss, recon, kl; /* loss = recon + kl_div_loss_weight · kl */
     double temp, lr;        /* the temperature and learning rate it used */
     double grad_norm;       /* before clipping */
+    int skipped;            /* the loss or gradient was not finite: no update */
 } vae_train_stats;
 
 typedef struct vae_train vae_train;
@@ -156,7 +157,9 @@ void vae_train_backward(vae_train *tr);
 void vae_train_zero_grad(vae_train *tr);
 
 /* One whole training step: zero_grad, forward, backward, (clip), Adam at
- * tr->lr, then train_vae.py's anneal / decay; tr->step advances. */
+ * tr->lr, then train_vae.py's anneal / decay; tr->step advances. A
+ * non-finite loss or gradient skips the update (stats->skipped) but counts
+ * the step. */
 dalle_status vae_train_step(vae_train *tr, const float *pixels, int batch,
                             vae_train_stats *stats);
 

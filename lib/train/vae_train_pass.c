@@ -522,7 +522,8 @@ void vae_train_backward(vae_train *tr)
              c->codebook_dim, G[cur], P, 0.0f, G[d1], P);
     col_args ca = {tr, P, (float)tr->temp, G[d1], G[d2]};
     run_cols(tr, &ca, gumbel_bwd_part);
-    run_cols(tr, &ca, kl_part); /* adds the KL's gradient into G[d2] */
+    if (c->kl_div_loss_weight != 0.0)
+        run_cols(tr, &ca, kl_part); /* adds the KL's gradient into G[d2] */
     cur = d2;
     /* encoder */
     const float *x = R > 0 ? a->enc_res[R - 1].out : a->enc[L - 1];

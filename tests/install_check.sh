@@ -54,9 +54,11 @@ else
 fi
 
 # The Python package installs with pip (offline: the system's setuptools)
-# and, pointed at the installed library, reads a bundle through it.
+# and, pointed at the installed library, reads a bundle through it. pip
+# builds in a copy, so the source tree gets no build/ or egg-info.
 if /usr/bin/python3 -m venv --system-site-packages "$root/venv" >/dev/null 2>&1 &&
-   "$root/venv/bin/pip" install -q --no-build-isolation --no-index ./bindings/python >/dev/null 2>&1 &&
+   cp -r bindings/python "$root/pysrc" &&
+   "$root/venv/bin/pip" install -q --no-build-isolation --no-index "$root/pysrc" >/dev/null 2>&1 &&
    bundle_kind=$(cd "$root" && DALLE_LIBRARY="$lib" venv/bin/python -c \
        "import sys, dalle; print(dalle.Bundle(sys.argv[1]).kind)" \
        "$OLDPWD/tests/fuzz/corpus/small.dalle") && [ "$bundle_kind" = dvae ] &&

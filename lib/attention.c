@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "threadpool.h"
 #include "transformer_internal.h"
 
 int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *sp)
@@ -62,56 +63,127 @@ int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *s
     return n;
 }
 
+/* q · k over one head: eight running sums, combined in a fixed order, so
+ * the compiler can keep them in vector registers (a single float sum is a
+ * serial chain it may not reorder). The order depends on dim_head only. */
+static float dot(const float *restrict a, const float *restrict b, int64_t n)
+{
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float tail = 0.0f;
+    for (; i < n; i++)
+        tail += a[i] * b[i];
+    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
+           tail;
+}
+
+/* One query over the listed keys of one head's cache (k, v: [max_pos][dh]):
+ * out = softmax(q · k_j) · v_j. The weighted sum runs over the keys, one
+ * axpy of a whole v row at a time: every out[d] is its own sum in key
+ * order, vectorised across d. */
+static void attend(const float *restrict q, const float *k, const float *v, int64_t dh,
+                   const ops_span *spans, int n_spans, float *restrict scores,
+                   float *restrict out)
+{
+    int64_t n = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const float *kp = k + spans[s].start * dh;
+        const int64_t step = spans[s].stride * dh;
+        for (int64_t j = 0; j < spans[s].count; j++, kp += step)
+            scores[n++] = dot(q, kp, dh);
+    }
+    for (int64_t d = 0; d < dh; d++)
+        out[d] = 0.0f;
+    if (n == 0)
+        return;
+    ops_softmax(scores, n);
+    n = 0;
+    for (int s = 0; s < n_spans; s++) {
+        const float *vp = v + spans[s].start * dh;
+        const int64_t step = spans[s].stride * dh;
+        for (int64_t j = 0; j < spans[s].count; j++, vp += step) {
+            const float w = scores[n++];
+            for (int64_t d = 0; d < dh; d++)
+                out[d] += w * vp[d];
+        }
+    }
+}
+
+/* The part of a layer's attention between to_qkv and to_out, as one pool
+ * job: task t = (sequence b, head h) does all of it for that pair (rotary,
+ * the cache append, every query of the chunk), writing only its own cache
+ * rows, its head's columns of att and its own scores scratch. So any
+ * thread count computes the same bits. */
+typedef struct attn_job {
+    const transformer *tf;
+    tf_state *st;
+    const tf_layer *L;
+    float *K, *V; /* this layer's cache: [batch][heads][max_pos][dim_head] */
+    int m;
+    float scale;
+} attn_job;
+
+static void attn_task(void *arg, int64_t t)
+{
+    const attn_job *j = arg;
+    const transformer *tf = j->tf;
+    const tf_hparams *hp = &tf->hp;
+    tf_state *st = j->st;
+    const int m = j->m, b = (int)(t / hp->heads), h = (int)(t % hp->heads);
+    const int64_t dh = hp->dim_head, inner = hp->inner, rc = hp->rot_cols, P = hp->max_pos;
+    float *K = j->K + t * P * dh, *V = j->V + t * P * dh;
+    float *scores = st->scores + t * P;
+
+    /* rotary on q, k, v; scale q; append k, v to the cache */
+    for (int i = 0; i < m; i++) {
+        const int64_t p = st->pos + i;
+        float *row = st->qkv + ((int64_t)b * m + i) * 3 * inner;
+        float *q = row + h * dh, *k = row + inner + h * dh, *v = row + 2 * inner + h * dh;
+        if (rc) {
+            const float *cs = tf->rot_cos + p * rc, *sn = tf->rot_sin + p * rc;
+            ops_rotary(q, cs, sn, rc);
+            ops_rotary(k, cs, sn, rc);
+            ops_rotary(v, cs, sn, rc);
+        }
+        for (int64_t d = 0; d < dh; d++)
+            q[d] *= j->scale;
+        memcpy(K + p * dh, k, (size_t)dh * sizeof *k);
+        memcpy(V + p * dh, v, (size_t)dh * sizeof *v);
+    }
+    /* the chunk's queries read keys of the chunk up to their own position:
+     * all of them are in the cache now */
+    ops_span spans[2 + 16];
+    for (int i = 0; i < m; i++) {
+        const int64_t p = st->pos + i;
+        int n = attention_spans(hp, j->L->type, p, spans);
+        const float *q = st->qkv + ((int64_t)b * m + i) * 3 * inner + h * dh;
+        float *o = st->att + ((int64_t)b * m + i) * inner + h * dh;
+        attend(q, K, V, dh, spans, n, scores, o);
+    }
+}
+
 void attention_forward(const transformer *tf, tf_state *st, int l, const float *src, int m,
                        float *out)
 {
     const tf_hparams *hp = &tf->hp;
     const tf_layer *L = &tf->layers[l];
     const int64_t rows = (int64_t)st->batch * m, dh = hp->dim_head, inner = hp->inner;
-    const int64_t rc = hp->rot_cols, P = hp->max_pos;
-    const float scale = (float)pow((double)dh, -0.5);
-    /* this layer's cache: [batch][heads][max_pos][dim_head] */
-    float *K = st->k + (int64_t)l * st->batch * hp->heads * P * dh;
-    float *V = st->v + (int64_t)l * st->batch * hp->heads * P * dh;
+    const int64_t P = hp->max_pos;
+    attn_job j = {
+        .tf = tf,
+        .st = st,
+        .L = L,
+        .K = st->k + (int64_t)l * st->batch * hp->heads * P * dh,
+        .V = st->v + (int64_t)l * st->batch * hp->heads * P * dh,
+        .m = m,
+        .scale = (float)pow((double)dh, -0.5),
+    };
 
     ops_linear_pool(tf->pool, src, rows, hp->dim, L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
-
-    /* rotary on q, k, v; scale q; append k, v to the cache */
-    for (int b = 0; b < st->batch; b++)
-        for (int i = 0; i < m; i++) {
-            int64_t p = st->pos + i;
-            float *row = st->qkv + ((int64_t)b * m + i) * 3 * inner;
-            for (int h = 0; h < hp->heads; h++) {
-                float *q = row + h * dh, *k = row + inner + h * dh, *v = row + 2 * inner + h * dh;
-                if (rc) {
-                    const float *cs = tf->rot_cos + p * rc, *sn = tf->rot_sin + p * rc;
-                    ops_rotary(q, cs, sn, rc);
-                    ops_rotary(k, cs, sn, rc);
-                    ops_rotary(v, cs, sn, rc);
-                }
-                for (int64_t d = 0; d < dh; d++)
-                    q[d] *= scale;
-                int64_t at = (((int64_t)b * hp->heads + h) * P + p) * dh;
-                memcpy(K + at, k, (size_t)dh * sizeof *k);
-                memcpy(V + at, v, (size_t)dh * sizeof *v);
-            }
-        }
-
-    /* each (sequence, position, head) independently: any split of this loop
-     * over threads gives the same bits */
-    ops_span spans[2 + 16];
-    for (int b = 0; b < st->batch; b++)
-        for (int i = 0; i < m; i++) {
-            int64_t p = st->pos + i;
-            int n = attention_spans(hp, L->type, p, spans);
-            const float *row = st->qkv + ((int64_t)b * m + i) * 3 * inner;
-            float *o = st->att + ((int64_t)b * m + i) * inner;
-            for (int h = 0; h < hp->heads; h++) {
-                int64_t at = ((int64_t)b * hp->heads + h) * P * dh;
-                ops_attend(row + h * dh, K + at, V + at, dh, spans, n, st->scores, o + h * dh);
-            }
-        }
-
+    tpool_run(tf->pool, (int64_t)st->batch * hp->heads, attn_task, &j);
     ops_linear_pool(tf->pool, st->att, rows, inner, L->to_out_w, L->to_out_b, hp->dim, out,
                     hp->dim);
 }

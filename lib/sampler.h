@@ -11,8 +11,8 @@
 
 typedef struct sampler {
     const dalle_sample_params *p;
-    int k;          /* top-k of the whole row (upstream's k), capped at max_n */
-    int32_t *order; /* [max_n] scratch for the top-k selection */
+    int k;        /* top-k of the whole row (upstream's k), capped at max_n */
+    float *vals;  /* [max_n] scratch for the top-k selection */
 } sampler;
 
 /* For rows of at most max_n candidate logits. A zeroed sampler may be freed. */
@@ -23,7 +23,12 @@ void sampler_free(sampler *s);
 /* One token id in [0, n) from logits[0 .. n): the part of a row that is not
  * masked at this position. The Gumbel noise of candidate `id` is
  * rng_gumbel(seed, stream, counter, id): a pure function of where the token
- * is, never of threads or batching. */
+ * is, never of threads or batching.
+ *
+ * The pick is defined as if the row were sorted by (logit descending, id
+ * ascending), the first k kept, and the first of those with the highest
+ * score taken; it is computed without sorting (a linear-time selection of
+ * the k-th value, none at all when k >= n). Logits must not be NaN. */
 int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, uint64_t counter);
 
 #endif

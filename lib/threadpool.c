@@ -1,16 +1,25 @@
 /* The context's thread pool (see threadpool.h and docs/threads.md).
  *
- * A job is published by bumping a generation counter; every worker runs
- * tasks from a shared atomic counter until none is left and then checks
- * out. The caller runs tasks too and returns once every worker has checked
- * out, so the job's fields are never rewritten while a worker still reads
- * them. Waiting threads poll for a short while before they sleep on a
- * condition variable: a generation step issues a few hundred small
- * products in a row, and waking a sleeping thread for each would cost more
- * than the products themselves. */
+ * A job is published in one atomic word, `state`: its generation, whether
+ * it is still open to workers, and how many workers have joined it. A
+ * worker that sees a new generation joins it (one compare-and-swap) only
+ * while it is open, then takes tasks from a shared counter. The caller
+ * takes tasks too; once none is left it closes the job and waits only for
+ * the workers that joined, which are running their last task. A worker
+ * that was asleep or descheduled (an oversubscribed machine) and comes
+ * late finds the job closed and skips it: the caller never waits for a
+ * thread that is not running. The job's fields are rewritten only after
+ * every joined worker has left, and a worker reads them only after joining.
+ *
+ * Waiting threads poll briefly, then poll with sched_yield (on an idle
+ * machine that returns at once; on a loaded one it lets the others run),
+ * then sleep on a condition variable: a generation step issues a few
+ * hundred small products in a row, and waking a sleeping thread for each
+ * would cost more than the products themselves. */
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -18,8 +27,15 @@
 
 #include "error.h"
 
-/* How long an idle thread polls before it sleeps (ns). */
+/* How long a waiting thread polls in all before it sleeps, and how much of
+ * that it spins without yielding the core (ns). */
 #define TPOOL_SPIN_NS 200000
+#define TPOOL_BUSY_NS 20000
+
+/* state: generation (high 32 bits) | OPEN | joined workers (low 31 bits) */
+#define ST_OPEN ((uint64_t)1 << 31)
+#define ST_JOINED(s) ((s) & (ST_OPEN - 1))
+#define ST_GEN(s) ((uint32_t)((s) >> 32))
 
 struct tpool {
     int n_workers;                      /* started; threads = n_workers + 1 */
@@ -27,13 +43,13 @@ struct tpool {
     pthread_mutex_t run_lock;           /* one job at a time */
     pthread_mutex_t mu;                 /* with wake / done: the sleeping side */
     pthread_cond_t wake, done;
-    /* the current job, written before gen is bumped (release) */
+    /* the current job, written before it is published (release) */
     tpool_task fn;
     void *arg;
     int64_t n_tasks;
+    uint32_t gen;                       /* the caller's copy (under run_lock) */
     atomic_int_fast64_t next;           /* the next task to take */
-    atomic_int pending;                 /* workers not yet checked out */
-    atomic_uint gen;
+    _Atomic uint64_t state;
     atomic_int stop;
 };
 
@@ -57,10 +73,12 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Poll `done_fn` for up to TPOOL_SPIN_NS; 1 if it became true. */
-static int spin_until(int (*done_fn)(tpool *, unsigned), tpool *p, unsigned v)
+/* Poll `done_fn` for up to TPOOL_SPIN_NS (yielding the core after
+ * TPOOL_BUSY_NS); 1 if it became true. */
+static int spin_until(int (*done_fn)(tpool *, uint32_t), tpool *p, uint32_t v)
 {
     uint64_t t0 = 0;
+    int yield = 0;
     for (unsigned i = 1;; i++) {
         if (done_fn(p, v))
             return 1;
@@ -70,21 +88,27 @@ static int spin_until(int (*done_fn)(tpool *, unsigned), tpool *p, unsigned v)
                 t0 = t;
             else if (t - t0 > TPOOL_SPIN_NS)
                 return 0;
+            else
+                yield = t - t0 > TPOOL_BUSY_NS;
         }
-        cpu_relax();
+        if (yield)
+            sched_yield();
+        else
+            cpu_relax();
     }
 }
 
-static int new_job(tpool *p, unsigned seen)
+static int new_job(tpool *p, uint32_t seen)
 {
-    return atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+    return ST_GEN(atomic_load_explicit(&p->state, memory_order_acquire)) != seen ||
            atomic_load_explicit(&p->stop, memory_order_acquire);
 }
 
-static int all_out(tpool *p, unsigned unused)
+/* the job is closed and every worker that joined it has left */
+static int all_out(tpool *p, uint32_t unused)
 {
     (void)unused;
-    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+    return ST_JOINED(atomic_load_explicit(&p->state, memory_order_acquire)) == 0;
 }
 
 static void run_tasks(tpool *p)
@@ -97,10 +121,21 @@ static void run_tasks(tpool *p)
     }
 }
 
+/* Join the job of generation gen if it is still open; 1 if joined. */
+static int join(tpool *p, uint32_t gen)
+{
+    uint64_t s = atomic_load_explicit(&p->state, memory_order_acquire);
+    while ((s & ST_OPEN) && ST_GEN(s) == gen)
+        if (atomic_compare_exchange_weak_explicit(&p->state, &s, s + 1, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 1;
+    return 0;
+}
+
 static void *worker(void *vp)
 {
     tpool *p = vp;
-    unsigned seen = 0;
+    uint32_t seen = 0;
     in_pool = 1;
     for (;;) {
         if (!spin_until(new_job, p, seen)) {
@@ -111,9 +146,13 @@ static void *worker(void *vp)
         }
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             return NULL;
-        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        seen = ST_GEN(atomic_load_explicit(&p->state, memory_order_acquire));
+        if (!join(p, seen))
+            continue; /* closed already: the caller did without us */
         run_tasks(p);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+        uint64_t prev = atomic_fetch_sub_explicit(&p->state, 1, memory_order_acq_rel);
+        if (!(prev & ST_OPEN) && ST_JOINED(prev) == 1) {
+            /* the last one out of a closed job: the caller may be asleep */
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
@@ -144,8 +183,7 @@ dalle_status tpool_create(int n_threads, tpool **out)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "thread pool: cannot create its locks");
     }
     atomic_init(&p->next, 0);
-    atomic_init(&p->pending, 0);
-    atomic_init(&p->gen, 0);
+    atomic_init(&p->state, 0);
     atomic_init(&p->stop, 0);
     /* a worker that cannot start is left out: the pool only gets slower */
     for (int i = 0; i < n_threads - 1; i++) {
@@ -193,9 +231,9 @@ void tpool_run(tpool *p, int64_t n_tasks, tpool_task fn, void *arg)
     p->arg = arg;
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->n_workers, memory_order_relaxed);
+    p->gen++;
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_store_explicit(&p->state, ((uint64_t)p->gen << 32) | ST_OPEN, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
@@ -203,6 +241,9 @@ void tpool_run(tpool *p, int64_t n_tasks, tpool_task fn, void *arg)
     run_tasks(p);
     in_pool = 0;
 
+    /* no task left to take: close the job, then wait for the workers that
+     * joined it (each is finishing a task it took) */
+    atomic_fetch_and_explicit(&p->state, ~ST_OPEN, memory_order_acq_rel);
     if (!spin_until(all_out, p, 0)) {
         pthread_mutex_lock(&p->mu);
         while (!all_out(p, 0))

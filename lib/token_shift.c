@@ -8,9 +8,10 @@
  *     zeros at the top row / left column; q = ceil(dim/4) (torch.chunk).
  * The rest pass through. Image tokens never take text channels.
  *
- * We keep every normed input of the sequence (the history), so a new token
- * reads its neighbours there: the same values the full forward uses, at
- * O(dim) per token. Upstream's uncached forward skips the shift entirely
+ * We keep the shifted channels of the last fmap + 1 normed inputs (a ring,
+ * tf_shift_ring / tf_shift_cols), so a new token reads its neighbours there:
+ * the same values the full forward uses, at O(dim) per token and
+ * O(fmap · dim) memory. Upstream's uncached forward skips the shift entirely
  * when the whole sequence is shorter than text_len; DALLE.forward always
  * feeds at least <bos> + caption, so that case never reaches the model. */
 #include <string.h>
@@ -32,25 +33,29 @@ void token_shift(const transformer *tf, const tf_state *st, float *hist, const f
     const int d = hp->dim, W = hp->fmap;
     const int half = (d + 1) / 2, q = (d + 3) / 4;
     const int left = q < d - q ? q : d - q;
+    const int R = tf_shift_ring(hp), C = tf_shift_cols(hp);
     for (int b = 0; b < st->batch; b++) {
-        float *hb = hist + (int64_t)b * hp->max_pos * d;
-        /* record the whole chunk first: tokens in it read each other */
-        for (int i = 0; i < m; i++)
-            memcpy(hb + (int64_t)(st->pos + i) * d, h + ((int64_t)b * m + i) * d,
-                   (size_t)d * sizeof *h);
+        float *ring = hist + (int64_t)b * R * C;
+        /* token by token, in position order: a token only reads earlier
+         * positions (at most W back), recorded before it, whether in an
+         * earlier chunk or earlier in this one; its own slot is written
+         * after its reads, so a ring of W + 1 slots is never overrun */
         for (int i = 0; i < m; i++) {
-            int p = st->pos + i;
-            const float *cur = hb + (int64_t)p * d;
+            const int p = st->pos + i;
+            const float *cur = h + ((int64_t)b * m + i) * d;
+            const float *prev = ring + (int64_t)((p + R - 1) % R) * C;
             float *o = out + ((int64_t)b * m + i) * d;
             if (p < hp->text_len) {
-                copy_or_zero(o, p > 0 ? cur - d : NULL, half);
+                copy_or_zero(o, p > 0 ? prev : NULL, half);
                 memcpy(o + half, cur + half, (size_t)(d - half) * sizeof *o);
             } else {
                 int img = p - hp->text_len, r = img / W, c = img % W;
-                copy_or_zero(o, r > 0 ? cur - (int64_t)W * d : NULL, q);
-                copy_or_zero(o + q, c > 0 ? cur - d + q : NULL, left);
+                const float *above = ring + (int64_t)((p - W) % R) * C;
+                copy_or_zero(o, r > 0 ? above : NULL, q);
+                copy_or_zero(o + q, c > 0 ? prev + q : NULL, left);
                 memcpy(o + q + left, cur + q + left, (size_t)(d - q - left) * sizeof *o);
             }
+            memcpy(ring + (int64_t)(p % R) * C, cur, (size_t)C * sizeof *cur);
         }
     }
 }

@@ -51,7 +51,8 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
     st->k = alloc_floats(cache, &failed);
     st->v = alloc_floats(cache, &failed);
     if (hp->shift_tokens)
-        st->shift_hist = alloc_floats((int64_t)hp->depth * 2 * batch * hp->max_pos * d, &failed);
+        st->shift_hist = alloc_floats(
+            (int64_t)hp->depth * 2 * batch * tf_shift_ring(hp) * tf_shift_cols(hp), &failed);
     st->x1 = alloc_floats(rows * d, &failed);
     if (hp->reversible)
         st->x2 = alloc_floats(rows * d, &failed);
@@ -62,7 +63,7 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
     st->att = alloc_floats(rows * hp->inner, &failed);
     st->ff_h = alloc_floats(rows * 2 * hp->ff_inner, &failed);
     st->ff_a = alloc_floats(rows * hp->ff_inner, &failed);
-    st->scores = alloc_floats(hp->max_pos, &failed);
+    st->scores = alloc_floats((int64_t)batch * hp->heads * hp->max_pos, &failed);
     if (failed) {
         tf_state_free(st);
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
@@ -133,7 +134,8 @@ static const float *sublayer_input(const transformer *tf, tf_state *st, int l, i
     ops_layer_norm(x, rows, hp->dim, norm->w, norm->b, LN_EPS, st->h);
     if (!hp->shift_tokens)
         return st->h;
-    float *hist = st->shift_hist + ((int64_t)l * 2 + sub) * st->batch * hp->max_pos * hp->dim;
+    float *hist = st->shift_hist +
+                  ((int64_t)l * 2 + sub) * st->batch * tf_shift_ring(hp) * tf_shift_cols(hp);
     token_shift(tf, st, hist, st->h, m, st->hs);
     return st->hs;
 }

@@ -77,7 +77,8 @@ struct transformer {
 struct tf_state {
     int batch, max_chunk, pos;
     float *k, *v;        /* [depth][batch][heads][max_pos][dim_head], rotated */
-    float *shift_hist;   /* [depth][2][batch][max_pos][dim]: normed sublayer inputs */
+    float *shift_hist;   /* [depth][2][batch][tf_shift_ring][tf_shift_cols]: the shifted
+                          * channels of the last normed sublayer inputs (token_shift.c) */
     /* workspace, rows = batch * max_chunk */
     float *x1, *x2;      /* the residual stream(s) [rows][dim] */
     float *h, *hs;       /* normed input, shifted input [rows][dim] */
@@ -86,7 +87,8 @@ struct tf_state {
     float *att;          /* [rows][inner] */
     float *ff_h;         /* [rows][2 * ff_inner] */
     float *ff_a;         /* [rows][ff_inner] */
-    float *scores;       /* [max_pos]: one query's attention weights */
+    float *scores;       /* [batch * heads][max_pos]: attention weights, one row per
+                          * (sequence, head) task of attention.c */
 };
 
 /* rotary.c: fill tf->rot_cos/rot_sin from the checkpoint's table or compute
@@ -96,8 +98,22 @@ dalle_status rotary_build(transformer *tf, dalle_bundle *b);
  * angles (exposed for the test that compares it with the stored one). */
 void rotary_compute_table(const tf_hparams *hp, float *table);
 
-/* token_shift.c: record the normed inputs h (rows of `st`'s chunk) in the
- * history `hist` ([batch][max_pos][dim]) and write the shifted rows to out. */
+/* Token shift reads at most fmap positions back (the token above), and only
+ * the channels that move: ceil(dim/2) for text, 2·ceil(dim/4) (capped at
+ * dim) for image tokens. So the history is a ring of the last fmap + 1
+ * positions (slot = position mod ring) of that many channels, not every
+ * position of the sequence. */
+static inline int tf_shift_ring(const tf_hparams *hp) { return hp->fmap + 1; }
+static inline int tf_shift_cols(const tf_hparams *hp)
+{
+    const int half = (hp->dim + 1) / 2, q = (hp->dim + 3) / 4;
+    const int img = 2 * q < hp->dim ? 2 * q : hp->dim;
+    return half > img ? half : img;
+}
+
+/* token_shift.c: write the shifted rows of the normed inputs h (rows of
+ * `st`'s chunk) to out, and record them in the history ring `hist`
+ * ([batch][tf_shift_ring][tf_shift_cols]). */
 void token_shift(const transformer *tf, const tf_state *st, float *hist, const float *h, int m,
                  float *out);
 

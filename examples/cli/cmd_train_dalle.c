@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "commands.h"
 
@@ -57,14 +55,8 @@ typedef struct opts {
     uint64_t seed;
     double lr;
     int truncate, lr_decay, cosine;
+    cli_world world;
 } opts;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int parse(int argc, char **argv, opts *o, cli_args *a)
 {
@@ -72,6 +64,7 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
     o->dim = 512, o->depth = 2, o->heads = 8, o->dim_head = 64, o->text_seq_len = 256;
     o->steps = 1000, o->batch = 4, o->save_every = 1000, o->log_every = 10, o->lr = 3e-4;
     o->synthetic = -1;
+    cli_world_init(&o->world);
     cli_args_init(a, "train-dalle", argc, argv);
     int rc = 0, kind;
     while (!rc && (kind = cli_next(a)) != CLI_ARG_END) {
@@ -79,8 +72,10 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
             return cli_unexpected(a);
         if (cli_is(a, "-h", "--help")) {
             fputs(usage, stdout);
+            fputs(cli_world_usage, stdout);
             return -1;
         }
+        if (cli_world_option(a, &o->world, &rc)) continue;
         if (cli_is(a, NULL, "--vae")) rc = cli_value(a, &o->vae);
         else if (cli_is(a, NULL, "--bpe")) rc = cli_value(a, &o->bpe);
         else if (cli_is(a, NULL, "--data")) rc = cli_value(a, &o->data);
@@ -130,87 +125,27 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
     return 0;
 }
 
-/* ---- progress ------------------------------------------------------------- */
-
-static void encode_progress(int64_t done, int64_t total, void *user)
-{
-    double *last = user;
-    double t = now();
-    if (done < total && t - *last < 0.1)
-        return;
-    *last = t;
-    fprintf(stderr, "\rencoding images %lld/%lld\033[K", (long long)done, (long long)total);
-    fflush(stderr);
-}
-
-static void format_eta(double s, char *buf, size_t cap)
-{
-    if (!(s >= 0) || s > 360000.0) {
-        snprintf(buf, cap, "--:--");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
-}
-
-typedef struct progress {
-    int tty;
-    int64_t first_step, target, log_every;
-    double t0, last, tokens;
-    int drawn;
-} progress;
-
-/* One status line: redrawn in place on a terminal (at most ten times a
- * second), else one line every log_every steps, for log files. */
-static void report(progress *p, const dalle_train_stats *st)
-{
-    p->tokens += (double)st->tokens;
-    double t = now(), el = t - p->t0;
-    int last = st->step >= p->target;
-    if (p->tty ? (!last && t - p->last < 0.1) : (st->step % p->log_every && !last))
-        return;
-    p->last = t;
-    double done = (double)(st->step - p->first_step);
-    char eta[32];
-    format_eta(done > 0 ? el / done * (double)(p->target - st->step) : -1.0, eta, sizeof eta);
-    fprintf(stderr, "%sstep %lld/%lld  epoch %lld  loss %.4f (text %.3f, image %.3f)  lr %.2g  "
-            "%.0f tokens/s  ETA %s%s%s",
-            p->tty ? "\r" : "", (long long)st->step, (long long)p->target, (long long)st->epoch,
-            st->loss, st->loss_text, st->loss_img, st->lr, el > 0 ? p->tokens / el : 0.0, eta,
-            st->skipped ? "  (skipped: not finite)" : "", p->tty ? "\033[K" : "\n");
-    fflush(stderr);
-    p->drawn = p->tty;
-}
-
-static void end_line(progress *p)
-{
-    if (p->drawn)
-        fputc('\n', stderr);
-    p->drawn = 0;
-}
-
 /* ---- the run ---------------------------------------------------------------- */
 
 static dalle_status load_data(const opts *o, const char *vae, int text_seq_len,
                               dalle_token_data **out)
 {
     dalle_token_data_params dp = dalle_token_data_default_params();
-    double last = 0;
+    cli_train_load l;
+    cli_train_load_init(&l, "encoding images");
     dp.text_seq_len = text_seq_len;
     dp.truncate = o->truncate;
     dp.n_threads = (int)o->threads;
     dp.abort = cli_abort_cb;
-    if (isatty(STDERR_FILENO)) {
-        dp.progress = encode_progress;
-        dp.user = &last;
+    dp.world_colors = (int)o->world.colors, dp.world_shapes = (int)o->world.shapes;
+    dp.world_max_objects = (int)o->world.objects, dp.world_layouts = (int)o->world.layouts;
+    if (l.enabled) {
+        dp.progress = cli_train_load_progress;
+        dp.user = &l;
     }
     dalle_status s = o->data ? dalle_token_data_folder(vae, o->bpe, o->data, &dp, out)
                              : dalle_token_data_synthetic(vae, o->bpe, o->synthetic, &dp, out);
-    if (dp.progress)
-        fputc('\n', stderr);
+    cli_train_load_end(&l);
     return s;
 }
 
@@ -283,18 +218,21 @@ int cmd_train_dalle(int argc, char **argv)
                 dalle_token_data_image_seq_len(d), tp.batch, (long long)dalle_trainer_steps(t),
                 o.steps);
     }
-    progress p = {isatty(STDERR_FILENO), dalle_trainer_steps(t), o.steps, o.log_every,
-                  now(), 0, 0, 0};
+    cli_train_progress p;
+    cli_train_progress_init(&p, dalle_trainer_steps(t), o.steps, o.log_every, "tokens");
     while (!rc && dalle_trainer_steps(t) < o.steps) {
         dalle_train_stats st = dalle_train_default_stats();
         if (dalle_trainer_step_data(t, d, &st)) {
-            end_line(&p);
+            cli_train_progress_end(&p);
             rc = cli_lib_error();
             break;
         }
-        report(&p, &st);
+        char metrics[160];
+        snprintf(metrics, sizeof metrics, "loss %.4f (text %.3f, image %.3f)  lr %.2g", st.loss,
+                 st.loss_text, st.loss_img, st.lr);
+        cli_train_progress_report(&p, st.step, st.epoch, (double)st.tokens, metrics, st.skipped);
         if (cli_interrupted()) {
-            end_line(&p);
+            cli_train_progress_end(&p);
             rc = save_both(t, o.out, o.ckpt);
             if (!rc)
                 fprintf(stderr, "train-dalle: interrupted at step %lld; checkpoint '%s' "
@@ -302,11 +240,11 @@ int cmd_train_dalle(int argc, char **argv)
             rc = rc ? rc : CLI_INTERRUPTED;
         } else if (o.save_every && st.step % o.save_every == 0 && st.step < o.steps &&
                    dalle_trainer_save(t, o.ckpt, 1)) {
-            end_line(&p);
+            cli_train_progress_end(&p);
             rc = cli_lib_error();
         }
     }
-    end_line(&p);
+    cli_train_progress_end(&p);
     if (!rc) {
         rc = save_both(t, o.out, o.ckpt);
         if (!rc)

@@ -22,6 +22,10 @@ int cmd_decode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_train_dalle(int argc, char **argv);
+int cmd_train_bpe(int argc, char **argv);
+int cmd_judge(int argc, char **argv);
+int cmd_train_vae(int argc, char **argv);
+int cmd_train_clip(int argc, char **argv);
 
 /* Exit statuses. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
@@ -156,5 +160,46 @@ void cli_progress_init(cli_progress *p, int64_t total);
 void cli_progress_cb(int64_t done, int64_t total, void *user);
 /* End the line (when something was drawn). */
 void cli_progress_end(cli_progress *p);
+
+/* ---- the train-* commands (train_common.c) ------------------------------- */
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+/* "reading images 40/100" while a data set loads, on a terminal only. */
+typedef struct cli_train_load {
+    const char *what;
+    int enabled, drawn;
+    double last;
+} cli_train_load;
+void cli_train_load_init(cli_train_load *l, const char *what);
+/* A dalle_progress_fn; user is the cli_train_load (pass it when enabled). */
+void cli_train_load_progress(int64_t done, int64_t total, void *user);
+void cli_train_load_end(cli_train_load *l);
+
+/* The status line "step s/N  epoch e  <metrics>  <rate> <unit>/s  ETA m:ss":
+ * redrawn in place on a terminal (at most ten times a second), else one
+ * line every log_every steps, for log files. */
+typedef struct cli_train_progress {
+    int tty, drawn;
+    int64_t first_step, target, log_every;
+    const char *unit; /* "tokens", "images", "pairs" */
+    double t0, last, units;
+} cli_train_progress;
+void cli_train_progress_init(cli_train_progress *p, int64_t first_step, int64_t target,
+                             int64_t log_every, const char *unit);
+/* After step `step`, which processed `units` units. */
+void cli_train_progress_report(cli_train_progress *p, int64_t step, int64_t epoch, double units,
+                               const char *metrics, int skipped);
+void cli_train_progress_end(cli_train_progress *p);
+
+/* The synthetic world's options, shared by every train-* command. */
+typedef struct cli_world {
+    long long colors, shapes, objects, layouts;
+} cli_world;
+extern const char cli_world_usage[]; /* their help lines */
+void cli_world_init(cli_world *w);
+/* Whether the current option is one of them (then *rc: its parse result). */
+int cli_world_option(cli_args *a, cli_world *w, int *rc);
 
 #endif

@@ -23,6 +23,13 @@ static const char usage[] =
     "  convert INPUT... -o OUT      PyTorch checkpoints -> bundle (python3 -m dalle.convert)\n"
     "  train-dalle --vae VAE (--data DIR | --synthetic N) -o OUT\n"
     "                               train a DALL-E transformer on captioned images\n"
+    "  train-bpe --synthetic N -o MERGES.txt\n"
+    "                               learn a small BPE vocabulary from captions\n"
+    "  judge -m MODEL [--clip CLIP] read generated synthetic-world images back: accuracy\n"
+    "  train-vae (--data DIR | --synthetic N) -o OUT\n"
+    "                               train a discrete VAE (the image tokenizer)\n"
+    "  train-clip --bpe MERGES (--data DIR | --synthetic N) -o OUT\n"
+    "                               train a CLIP to rerank generated images\n"
     "\n"
     "options:\n"
     "  -h, --help       this help (COMMAND --help: help on a command)\n"
@@ -49,6 +56,8 @@ static const struct {
     {"generate", cmd_generate}, {"info", cmd_info},     {"tokenize", cmd_tokenize},
     {"encode", cmd_encode},     {"decode", cmd_decode}, {"score", cmd_score},
     {"convert", cmd_convert},   {"train-dalle", cmd_train_dalle},
+    {"train-bpe", cmd_train_bpe},     {"judge", cmd_judge},
+    {"train-vae", cmd_train_vae}, {"train-clip", cmd_train_clip},
 };
 
 int main(int argc, char **argv)

@@ -317,10 +317,393 @@ DALLE_API dalle_status dalle_trainer_logits(const dalle_trainer *t, float *out, 
                                             int *batch);
 
 /* ------------------------------------------------------------------------ */
+/* Training data: captioned images as pixels (CLIP and the VAE)             */
+/* ------------------------------------------------------------------------ */
+
+/* Images held in memory at one size, with their captions as text: what
+ * the CLIP and VAE trainers read. Pixels are kept as 8 bits per channel
+ * (what a PNG of them holds; a quarter of the memory of floats) and turned
+ * into floats in [0, 1] per batch. Images are centre-cropped once, when
+ * the set is made (train_vae.py's Resize + CenterCrop). */
+typedef struct dalle_image_data dalle_image_data;
+
+typedef struct dalle_image_data_params {
+    size_t struct_size;
+    int image_size;       /* pixels per side, 16..1024 (default 128, as
+                             train_vae.py); must be the trainer's */
+    int strict;           /* folder: fail on unpaired or empty files instead
+                             of skipping them; default 0 */
+    /* The synthetic world, as dalle_token_data_params (defaults: the whole
+     * vocabulary, one or two objects, sizes and positions) */
+    uint64_t world_seed;  /* which scenes: item i of this seed (default 0) */
+    int world_colors;     /* the first n palette colours, 3..8 (default 8) */
+    int world_shapes;     /* the first n shapes, 1..4 (default 4) */
+    int world_max_objects; /* 1 or 2 (default 2) */
+    int world_layouts;    /* 0: one large centred object; 1: sizes and
+                             positions (default 1) */
+    int world_heldout;    /* non-zero: the held-out split; default 0 */
+    dalle_progress_fn progress; /* optional: done/total images read */
+    dalle_abort_fn abort;       /* optional: polled between images */
+    void *user;                 /* passed to progress and abort */
+} dalle_image_data_params;
+
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
+DALLE_API void dalle_image_data_params_init(dalle_image_data_params *params,
+                                            size_t struct_size);
+
+/* The default image data parameters (inline: fills your header's struct). */
+static inline dalle_image_data_params dalle_image_data_default_params(void)
+{
+    dalle_image_data_params p;
+    dalle_image_data_params_init(&p, sizeof p);
+    return p;
+}
+
+/* The images of a folder in DALLE-pytorch's layout (as
+ * dalle_token_data_folder: *.png / *.jpg / *.jpeg searched recursively,
+ * sorted by path, each with a same-named .txt of captions, one per
+ * non-empty line; at most 64 captions an image are kept), read at
+ * params->image_size. params may be NULL. Errors: DALLE_ERR_IO,
+ * _FORMAT (strict, or an unreadable image: the message names the file),
+ * _NOT_FOUND (no pair), _INVALID_ARGUMENT, _ABORTED, _OUT_OF_MEMORY. */
+DALLE_API dalle_status dalle_image_data_folder(const char *dir,
+                                               const dalle_image_data_params *params,
+                                               dalle_image_data **out);
+
+/* `count` (1 .. 2^24) items of the built-in synthetic world
+ * (docs/synthetic-world.md), world_seed's items 0 .. count - 1, with one
+ * caption each. Errors as dalle_image_data_folder. */
+DALLE_API dalle_status dalle_image_data_synthetic(int64_t count,
+                                                  const dalle_image_data_params *params,
+                                                  dalle_image_data **out);
+
+/* Release an image set (NULL is ignored). */
+DALLE_API void dalle_image_data_free(dalle_image_data *data);
+
+/* Number of images; 0 for NULL. */
+DALLE_API int64_t dalle_image_data_count(const dalle_image_data *data);
+/* Files a folder set passed over; 0 for a synthetic set or NULL. */
+DALLE_API int64_t dalle_image_data_skipped(const dalle_image_data *data);
+/* Pixels per side of every image; 0 for NULL. */
+DALLE_API int dalle_image_data_image_size(const dalle_image_data *data);
+/* Captions of image i (0 out of range), and caption k of image i (NULL out
+ * of range; owned by the set). */
+DALLE_API int dalle_image_data_caption_count(const dalle_image_data *data, int64_t i);
+DALLE_API const char *dalle_image_data_caption(const dalle_image_data *data, int64_t i, int k);
+
+/* The images (and captions) of training step `step` for `seed` and
+ * `batch`, drawn as dalle_token_data_batch draws its pairs: each epoch a
+ * fresh permutation (from seed and the epoch number) cut into count /
+ * batch batches (drop_last), each image's caption drawn anew each epoch; a
+ * pure function of its arguments, so a resumed run sees what the
+ * uninterrupted one would have. pixels: [batch][3][size][size] in [0, 1];
+ * captions (may be NULL): [batch] pointers into the set; indices (may be
+ * NULL): [batch] the images' numbers. batch: 1 .. count. */
+DALLE_API dalle_status dalle_image_data_batch(dalle_image_data *data, uint64_t seed,
+                                              int64_t step, int batch, float *pixels,
+                                              const char **captions, int64_t *indices);
+
+/* ------------------------------------------------------------------------ */
+/* Training CLIP                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A DALLE-pytorch CLIP being trained (the reranker of generated images),
+ * with its optimiser and the tokenizer its captions go through (copied into
+ * every bundle it saves, so the bundle tokenizes its own captions). */
+typedef struct dalle_clip_trainer dalle_clip_trainer;
+
+typedef struct dalle_clip_train_params {
+    size_t struct_size;
+    /* The model: CLIP's keyword arguments (a fresh one; a resumed trainer
+     * has the checkpoint's). Defaults: upstream CLIP()'s, a large model;
+     * set the sizes you want. dim_head is 64 as upstream. */
+    int dim_text, dim_image, dim_latent; /* widths (512, 512, 512) */
+    int text_enc_depth, visual_enc_depth; /* layers of each tower (6, 6) */
+    int text_heads, visual_heads;        /* attention heads (8, 8) */
+    int text_seq_len;       /* caption tokens (256) */
+    int num_text_tokens;    /* text vocabulary; 0 (default): the tokenizer's */
+    int visual_image_size;  /* pixels per side (256) */
+    int visual_patch_size;  /* a divisor of visual_image_size (32) */
+    /* Captions (dalle_clip_trainer_step_data) */
+    int truncate;           /* non-zero: cut captions longer than text_seq_len;
+                               0 (default): such a caption is an error */
+    int mask_padding;       /* non-zero: text_mask = text != 0 (padding is
+                               neither attended to nor averaged); 0 (default):
+                               text_mask=None, as clip_score and DALLE-pytorch's
+                               reranking compute scores */
+    /* Optimisation (as dalle_train_params) */
+    uint64_t seed;          /* weight initialisation and data order (0) */
+    int batch;              /* pairs per step, at most (8; the contrastive
+                               loss needs >= 2) */
+    int n_threads;          /* worker threads; 0 (default) = the cores */
+    double lr;              /* learning rate (3e-4) */
+    dalle_lr_schedule lr_schedule; /* DALLE_LR_CONSTANT */
+    double min_lr;          /* cosine end / plateau floor (1e-6) */
+    int64_t warmup_steps;   /* linear warm-up steps (0) */
+    int64_t total_steps;    /* cosine: the step where it reaches min_lr (0) */
+    double plateau_factor;  /* plateau: lr *= factor (0.5) ... */
+    int plateau_patience;   /* ... after this many epochs without a new best (10) */
+    int plateau_cooldown;   /* epochs to wait after a reduction (10) */
+    double beta1, beta2, eps; /* Adam (0.9, 0.999, 1e-8) */
+    double weight_decay;    /* decoupled (AdamW) on the Linear weights (0) */
+    double clip_grad_norm;  /* global 2-norm clipping (0.5); <= 0: none */
+} dalle_clip_train_params;
+
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
+DALLE_API void dalle_clip_train_params_init(dalle_clip_train_params *params,
+                                            size_t struct_size);
+
+/* The default CLIP training parameters (inline: fills your header's struct). */
+static inline dalle_clip_train_params dalle_clip_train_default_params(void)
+{
+    dalle_clip_train_params p;
+    dalle_clip_train_params_init(&p, sizeof p);
+    return p;
+}
+
+/* What a CLIP step (or evaluation) measured. */
+typedef struct dalle_clip_train_stats {
+    size_t struct_size;
+    int64_t step;           /* steps taken, this one included */
+    int64_t epoch;          /* dalle_clip_trainer_step_data: this step's epoch */
+    double loss;            /* (CE(sim) + CE(simᵀ)) / 2, CLIP(return_loss=True) */
+    double accuracy;        /* fraction of the 2·batch rows of sim and simᵀ
+                               whose largest entry is their own pair's */
+    double scale;           /* exp(temperature) the step used */
+    double grad_norm;       /* the gradients' 2-norm before clipping */
+    double lr;              /* the learning rate the step used */
+    int skipped;            /* non-zero: not finite, weights left unchanged */
+} dalle_clip_train_stats;
+
+/* Zeroes into a struct of `struct_size` bytes (struct_size set). */
+DALLE_API void dalle_clip_train_stats_init(dalle_clip_train_stats *stats, size_t struct_size);
+
+/* A zeroed CLIP stats struct with its size set (inline). */
+static inline dalle_clip_train_stats dalle_clip_train_default_stats(void)
+{
+    dalle_clip_train_stats s;
+    dalle_clip_train_stats_init(&s, sizeof s);
+    return s;
+}
+
+/* A fresh CLIP initialised as upstream (from params->seed). `tokenizer`: a
+ * bundle holding the BPE merges or a merges .txt (NULL: none; then
+ * params->num_text_tokens must be set, dalle_clip_trainer_step_data cannot
+ * be used and the saved bundle has no tokenizer). params may be NULL.
+ * Errors: DALLE_ERR_INVALID_ARGUMENT (a parameter out of range: the message
+ * names it), _UNSUPPORTED, and those of dalle_tokenizer_create. */
+DALLE_API dalle_status dalle_clip_trainer_create(const char *tokenizer,
+                                                 const dalle_clip_train_params *params,
+                                                 dalle_clip_trainer **out);
+
+/* Continue from a bundle dalle_clip_trainer_save wrote: with the optimiser
+ * state, bit for bit as if the run had not stopped (of params, which may be
+ * NULL, only n_threads is used); without it (or any DALLE-pytorch "clip"
+ * bundle, e.g. a converted one), the weights with a new optimiser from
+ * params (fine-tuning). The tokenizer is the checkpoint's. Errors as
+ * dalle_clip_trainer_create, and DALLE_ERR_MISMATCH (a tensor or setting
+ * missing or mis-shaped: the message names it). */
+DALLE_API dalle_status dalle_clip_trainer_resume(const char *checkpoint,
+                                                 const dalle_clip_train_params *params,
+                                                 dalle_clip_trainer **out);
+
+/* Release a CLIP trainer (NULL is ignored). */
+DALLE_API void dalle_clip_trainer_free(dalle_clip_trainer *t);
+
+/* One step: CLIP.forward(text, images, text_mask, return_loss=True),
+ * backward, clip_grad_norm, Adam(W). text: [batch][text_seq_len] ids below
+ * num_text_tokens (0 = padding); text_mask: [batch][text_seq_len] non-zero
+ * for real tokens, each caption keeping one (NULL: as params->mask_padding
+ * says); images: [batch][3][size][size] in [0, 1], finite; batch 1 ..
+ * params batch (1 gives a loss of 0). stats may be NULL. */
+DALLE_API dalle_status dalle_clip_trainer_step(dalle_clip_trainer *t, const int32_t *text,
+                                               const uint8_t *text_mask, const float *images,
+                                               int batch, dalle_clip_train_stats *stats);
+
+/* The step dalle_image_data_batch draws for this trainer (its seed, step
+ * counter and batch), the captions tokenized by its tokenizer: the usual
+ * loop. The first call on a set tokenizes every caption of it (a caption
+ * too long without truncate fails there, DALLE_ERR_TOO_LONG naming it).
+ * The data's image size must be the model's (DALLE_ERR_MISMATCH). */
+DALLE_API dalle_status dalle_clip_trainer_step_data(dalle_clip_trainer *t,
+                                                    dalle_image_data *data,
+                                                    dalle_clip_train_stats *stats);
+
+/* The loss and accuracy of `batch` pairs (1 .. params batch) without
+ * training (one contrastive batch); arguments as dalle_clip_trainer_step. */
+DALLE_API dalle_status dalle_clip_trainer_eval(dalle_clip_trainer *t, const int32_t *text,
+                                               const uint8_t *text_mask, const float *images,
+                                               int batch, dalle_clip_train_stats *stats);
+
+/* After a step or an evaluation: its similarity matrix sim[text i][image
+ * j] = exp(temperature) · cos (batch² floats into out, cap floats; *batch
+ * receives it). With a mask of all ones these are the scores
+ * clip_ctx_create + clip_score give for the saved model. */
+DALLE_API dalle_status dalle_clip_trainer_sim(const dalle_clip_trainer *t, float *out,
+                                              size_t cap, int *batch);
+
+/* Write the model as a bundle of kind "clip" (clip.* and the weights under
+ * upstream's state-dict names) that clip_ctx_create loads as it is, with
+ * the tokenizer's merges; with_optimizer adds Adam's state, the schedule
+ * and the step counter (train.*) for dalle_clip_trainer_resume. Written
+ * atomically. */
+DALLE_API dalle_status dalle_clip_trainer_save(dalle_clip_trainer *t, const char *path,
+                                               int with_optimizer);
+
+/* Steps taken (skipped ones included); 0 for NULL. */
+DALLE_API int64_t dalle_clip_trainer_steps(const dalle_clip_trainer *t);
+/* Trainable weights (floats); 0 for NULL. */
+DALLE_API int64_t dalle_clip_trainer_num_params(const dalle_clip_trainer *t);
+/* The settings in force (num_text_tokens resolved), into *params
+ * (struct_size as the caller's). */
+DALLE_API dalle_status dalle_clip_trainer_get_params(const dalle_clip_trainer *t,
+                                                     dalle_clip_train_params *params);
+
+/* ------------------------------------------------------------------------ */
 /* Training the VAE                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* (Reserved: the dalle_vae_trainer_* API of train_vae.py goes here.) */
+/* A DALLE-pytorch DiscreteVAE being trained as train_vae.py trains it:
+ * Gumbel-softmax with an annealed temperature, Adam with an exponentially
+ * decaying learning rate. */
+typedef struct dalle_vae_trainer dalle_vae_trainer;
+
+typedef struct dalle_vae_train_params {
+    size_t struct_size;
+    /* The model: DiscreteVAE's keyword arguments (a fresh one; a resumed
+     * trainer has the checkpoint's). Defaults: train_vae.py's. */
+    int image_size;          /* a power of 2, 2^num_layers .. 4096 (128) */
+    int num_tokens;          /* codebook entries (8192) */
+    int codebook_dim;        /* (512) */
+    int num_layers;          /* down-samplings: image_size / 2^num_layers
+                                tokens per side (2) */
+    int num_resnet_blocks;   /* (2) */
+    int hidden_dim;          /* (256) */
+    int smooth_l1_loss;      /* 0: MSE (default) */
+    double kl_div_loss_weight; /* (0) */
+    int straight_through;    /* hard Gumbel-softmax (0) */
+    double temperature;      /* the module's temperature, written to the
+                                bundle (0.9); training uses the annealed one */
+    /* The schedule of train_vae.py: every anneal_every in-epoch steps
+     * (i % 100 == 0, i = 0 included), temp = max(temp · exp(-anneal_rate ·
+     * global_step), temp_min) and lr *= lr_decay */
+    double starting_temp;    /* (1.0) */
+    double temp_min;         /* (0.5) */
+    double anneal_rate;      /* (1e-6) */
+    int anneal_every;        /* (100) */
+    /* Optimisation */
+    uint64_t seed;           /* weights, Gumbel noise and data order (0) */
+    int batch;               /* images per step, at most (8) */
+    int n_threads;           /* worker threads; 0 (default) = the cores */
+    double lr;               /* learning rate (1e-3) */
+    double lr_decay;         /* ExponentialLR gamma (0.98) */
+    int64_t steps_per_epoch; /* dalle_vae_trainer_step: the epoch length that
+                                resets train_vae.py's in-epoch index; 0
+                                (default): one endless epoch. step_data uses
+                                the data's count / batch */
+    double clip_grad_norm;   /* global 2-norm clipping; 0 (default): none,
+                                as train_vae.py */
+} dalle_vae_train_params;
+
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
+DALLE_API void dalle_vae_train_params_init(dalle_vae_train_params *params, size_t struct_size);
+
+/* The default VAE training parameters (inline: fills your header's struct). */
+static inline dalle_vae_train_params dalle_vae_train_default_params(void)
+{
+    dalle_vae_train_params p;
+    dalle_vae_train_params_init(&p, sizeof p);
+    return p;
+}
+
+/* What a VAE step (or evaluation) measured. */
+typedef struct dalle_vae_train_stats {
+    size_t struct_size;
+    int64_t step;           /* steps taken, this one included */
+    int64_t epoch;          /* dalle_vae_trainer_step_data: this step's epoch */
+    double loss;            /* recon + kl_div_loss_weight · kl */
+    double recon;           /* MSE (or smooth L1) of the normalised pixels */
+    double kl;              /* the KL term, summed as upstream */
+    double temperature;     /* the Gumbel temperature the step used */
+    double lr;              /* the learning rate the step used */
+    double grad_norm;       /* the gradients' 2-norm before clipping */
+    int skipped;            /* non-zero: not finite, weights left unchanged */
+} dalle_vae_train_stats;
+
+/* Zeroes into a struct of `struct_size` bytes (struct_size set). */
+DALLE_API void dalle_vae_train_stats_init(dalle_vae_train_stats *stats, size_t struct_size);
+
+/* A zeroed VAE stats struct with its size set (inline). */
+static inline dalle_vae_train_stats dalle_vae_train_default_stats(void)
+{
+    dalle_vae_train_stats s;
+    dalle_vae_train_stats_init(&s, sizeof s);
+    return s;
+}
+
+/* A fresh DiscreteVAE initialised as PyTorch does (from params->seed).
+ * params may be NULL. Errors: DALLE_ERR_INVALID_ARGUMENT (a parameter out
+ * of range: the message names it), _OUT_OF_MEMORY. */
+DALLE_API dalle_status dalle_vae_trainer_create(const dalle_vae_train_params *params,
+                                                dalle_vae_trainer **out);
+
+/* Continue from a bundle dalle_vae_trainer_save wrote: with the optimiser
+ * state, bit for bit (of params, which may be NULL, only n_threads is
+ * used); without it (or any "dvae" bundle of DALLE-pytorch's DiscreteVAE),
+ * the weights with a new optimiser and schedule from params. Errors as
+ * dalle_vae_trainer_create, and DALLE_ERR_MISMATCH (a tensor or setting
+ * missing or mis-shaped: the message names it), _UNSUPPORTED (reinmax). */
+DALLE_API dalle_status dalle_vae_trainer_resume(const char *checkpoint,
+                                                const dalle_vae_train_params *params,
+                                                dalle_vae_trainer **out);
+
+/* Release a VAE trainer (NULL is ignored). */
+DALLE_API void dalle_vae_trainer_free(dalle_vae_trainer *t);
+
+/* One step of train_vae.py: DiscreteVAE.forward(images, return_loss=True,
+ * temp), backward, (clipping), Adam, then the anneal / decay. pixels:
+ * [batch][3][image_size][image_size] in [0, 1], finite; batch 1 .. params
+ * batch. stats may be NULL. */
+DALLE_API dalle_status dalle_vae_trainer_step(dalle_vae_trainer *t, const float *pixels,
+                                              int batch, dalle_vae_train_stats *stats);
+
+/* The step dalle_image_data_batch draws for this trainer (its seed, step
+ * counter and batch). The data's image size must be the model's
+ * (DALLE_ERR_MISMATCH). */
+DALLE_API dalle_status dalle_vae_trainer_step_data(dalle_vae_trainer *t,
+                                                   dalle_image_data *data,
+                                                   dalle_vae_train_stats *stats);
+
+/* The loss of `batch` images (1 .. params batch) at the current
+ * temperature without training (the Gumbel noise of the current step; the
+ * weights, optimiser and schedule are untouched). */
+DALLE_API dalle_status dalle_vae_trainer_eval(dalle_vae_trainer *t, const float *pixels,
+                                              int batch, dalle_vae_train_stats *stats);
+
+/* Inference with the current weights, as dalle_encode / dalle_decode
+ * compute it for the saved bundle: ids [batch][(image_size / 2^num_layers)²]
+ * of pixels, and pixels of ids; batch 1 .. params batch. */
+DALLE_API dalle_status dalle_vae_trainer_encode(dalle_vae_trainer *t, const float *pixels,
+                                                int batch, int32_t *ids);
+DALLE_API dalle_status dalle_vae_trainer_decode(dalle_vae_trainer *t, const int32_t *ids,
+                                                int batch, float *pixels);
+
+/* Write the model as a bundle of kind "dvae" that dalle_ctx_create loads
+ * (dalle_encode / dalle_decode, and dalle_trainer_create's VAE);
+ * with_optimizer adds Adam's state, the temperature, the learning rate and
+ * the step counter (train.*) for dalle_vae_trainer_resume. Written
+ * atomically. */
+DALLE_API dalle_status dalle_vae_trainer_save(dalle_vae_trainer *t, const char *path,
+                                              int with_optimizer);
+
+/* Steps taken (skipped ones included); 0 for NULL. */
+DALLE_API int64_t dalle_vae_trainer_steps(const dalle_vae_trainer *t);
+/* Trainable weights (floats); 0 for NULL. */
+DALLE_API int64_t dalle_vae_trainer_num_params(const dalle_vae_trainer *t);
+/* The settings in force (the model, and lr / starting_temp as the values
+ * the next step will use), into *params (struct_size as the caller's). */
+DALLE_API dalle_status dalle_vae_trainer_get_params(const dalle_vae_trainer *t,
+                                                    dalle_vae_train_params *params);
 
 #ifdef __cplusplus
 }

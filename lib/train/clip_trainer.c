@@ -1,0 +1,732 @@
+/* The public CLIP training API (dalle_clip_trainer_*, include/dalle/train.h)
+ * over the CLIP trainer (clip_train.h) and the optimiser (adamw.h).
+ *
+ * The trainer keeps the tokenizer's merges and writes them into every
+ * bundle it saves: a trained CLIP then tokenizes its own captions, which is
+ * what `dalle generate --clip` and `dalle score` expect of a CLIP bundle. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../bundle.h"
+#include "../error.h"
+#include "../params.h"
+#include "../threadpool.h"
+#include "adamw.h"
+#include "clip_train.h"
+#include "image_data.h"
+
+struct dalle_clip_trainer {
+    dalle_clip_train_params p; /* the settings in force */
+    clip_train *tr;
+    adamw opt;
+    lr_schedule sched;
+    tpool *pool;
+    dalle_tokenizer *tok;      /* NULL without a tokenizer */
+    uint8_t *merges;           /* its merges file, written into saved bundles */
+    size_t merges_size;
+    int64_t step;              /* steps taken, skipped ones included */
+    double epoch_loss;         /* step_data: sum and count of this epoch's losses */
+    int64_t epoch_n;
+    int last_batch;            /* batch of the last forward (0: none yet) */
+    int32_t *tbuf;             /* [batch][T] step_data's captions */
+    uint8_t *mbuf;             /* [batch][T] the mask handed to the forward */
+    float *ibuf;               /* [batch][3][size][size] step_data's images */
+    int64_t *cbuf;             /* [batch] caption numbers */
+    /* the captions of the last data set step_data saw, tokenized once */
+    uint64_t cache_serial;
+    int32_t *cache;            /* [captions][T] */
+};
+
+void dalle_clip_train_params_init(dalle_clip_train_params *params, size_t struct_size)
+{
+    dalle_clip_train_params p;
+    memset(&p, 0, sizeof p);
+    /* CLIP()'s defaults (dalle_pytorch.CLIP) */
+    p.dim_text = p.dim_image = p.dim_latent = 512;
+    p.text_enc_depth = p.visual_enc_depth = 6;
+    p.text_heads = p.visual_heads = 8;
+    p.text_seq_len = 256;
+    p.visual_image_size = 256;
+    p.visual_patch_size = 32;
+    /* the optimiser of train_dalle.py (upstream has no CLIP training script) */
+    p.batch = 8;
+    p.lr = 3e-4;
+    p.lr_schedule = DALLE_LR_CONSTANT;
+    p.min_lr = 1e-6;
+    p.plateau_factor = 0.5;
+    p.plateau_patience = 10;
+    p.plateau_cooldown = 10;
+    p.beta1 = 0.9;
+    p.beta2 = 0.999;
+    p.eps = 1e-8;
+    p.clip_grad_norm = 0.5;
+    params_fill(params, struct_size, &p, sizeof p);
+}
+
+void dalle_clip_train_stats_init(dalle_clip_train_stats *stats, size_t struct_size)
+{
+    dalle_clip_train_stats s;
+    memset(&s, 0, sizeof s);
+    params_fill(stats, struct_size, &s, sizeof s);
+}
+
+/* ---- checks ------------------------------------------------------------------ */
+
+#define BAD(...) dalle_fail(DALLE_ERR_INVALID_ARGUMENT, __VA_ARGS__)
+
+static dalle_status check_shape(const dalle_clip_train_params *p)
+{
+    const struct {
+        const char *name;
+        int v, lo, hi;
+    } f[] = {{"dim_text", p->dim_text, 1, 65536},
+             {"dim_image", p->dim_image, 1, 65536},
+             {"dim_latent", p->dim_latent, 1, 65536},
+             {"text_enc_depth", p->text_enc_depth, 1, 4096},
+             {"visual_enc_depth", p->visual_enc_depth, 1, 4096},
+             {"text_heads", p->text_heads, 1, 4096},
+             {"visual_heads", p->visual_heads, 1, 4096},
+             {"text_seq_len", p->text_seq_len, 1, 65536},
+             {"num_text_tokens", p->num_text_tokens, 0, 1 << 24},
+             {"visual_image_size", p->visual_image_size, 1, 4096},
+             {"visual_patch_size", p->visual_patch_size, 1, 4096}};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (f[i].v < f[i].lo || f[i].v > f[i].hi)
+            return BAD("dalle_clip_train_params.%s = %d (%d..%d)", f[i].name, f[i].v, f[i].lo,
+                       f[i].hi);
+    if (p->visual_image_size % p->visual_patch_size)
+        return BAD("dalle_clip_train_params: visual_image_size %d is not a multiple of "
+                   "visual_patch_size %d",
+                   p->visual_image_size, p->visual_patch_size);
+    return DALLE_OK;
+}
+
+static dalle_status check_optim(const dalle_clip_train_params *p)
+{
+    if (p->batch < 1 || p->batch > 65536)
+        return BAD("dalle_clip_train_params.batch = %d (1..65536)", p->batch);
+    if (p->n_threads < 0)
+        return BAD("dalle_clip_train_params.n_threads = %d (>= 0)", p->n_threads);
+    if (!(p->lr > 0.0 && p->lr < 1e3) || !(p->min_lr >= 0.0 && p->min_lr < 1e3))
+        return BAD("dalle_clip_train_params: lr = %g, min_lr = %g (lr > 0, min_lr >= 0)", p->lr,
+                   p->min_lr);
+    if ((int)p->lr_schedule < 0 || (int)p->lr_schedule > 2)
+        return BAD("dalle_clip_train_params.lr_schedule = %d (0..2)", (int)p->lr_schedule);
+    if (p->warmup_steps < 0 || p->total_steps < 0 ||
+        (p->lr_schedule == DALLE_LR_COSINE && p->total_steps <= p->warmup_steps))
+        return BAD("dalle_clip_train_params: warmup_steps = %lld, total_steps = %lld (>= 0; "
+                   "the cosine schedule needs total_steps > warmup_steps)",
+                   (long long)p->warmup_steps, (long long)p->total_steps);
+    if (!(p->plateau_factor > 0.0 && p->plateau_factor < 1.0) || p->plateau_patience < 0 ||
+        p->plateau_cooldown < 0)
+        return BAD("dalle_clip_train_params: plateau_factor = %g (0..1, open), patience %d, "
+                   "cooldown %d (>= 0)",
+                   p->plateau_factor, p->plateau_patience, p->plateau_cooldown);
+    if (!(p->beta1 >= 0.0 && p->beta1 < 1.0) || !(p->beta2 >= 0.0 && p->beta2 < 1.0) ||
+        !(p->eps >= 0.0 && p->eps < 1.0))
+        return BAD("dalle_clip_train_params: beta1 = %g, beta2 = %g ([0, 1)), eps = %g",
+                   p->beta1, p->beta2, p->eps);
+    if (!(p->weight_decay >= 0.0 && p->weight_decay < 1e3) || !isfinite(p->clip_grad_norm))
+        return BAD("dalle_clip_train_params: weight_decay = %g (>= 0), clip_grad_norm = %g "
+                   "(finite)",
+                   p->weight_decay, p->clip_grad_norm);
+    return DALLE_OK;
+}
+
+static dalle_status check_stats(const dalle_clip_train_stats *st, const char *fn)
+{
+    if (st && (st->struct_size < sizeof *st || st->struct_size > (size_t)1 << 16))
+        return BAD("%s: stats->struct_size = %zu: initialise it with "
+                   "dalle_clip_train_default_stats()",
+                   fn, st->struct_size);
+    return DALLE_OK;
+}
+
+static void put_stats(dalle_clip_train_stats *dst, const dalle_clip_train_stats *src)
+{
+    if (!dst)
+        return;
+    size_t theirs = dst->struct_size;
+    memcpy(dst, src, sizeof *src); /* theirs >= ours: check_stats */
+    dst->struct_size = theirs;
+}
+
+/* ---- the tokenizer ------------------------------------------------------------- */
+
+static dalle_status read_whole(const char *path, uint8_t **data, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
+    size_t n = 0, cap = 1 << 16;
+    uint8_t *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            uint8_t *m = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
+            if (!m) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = m;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (!got)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        return dalle_fail(buf ? DALLE_ERR_IO : DALLE_ERR_OUT_OF_MEMORY, "%s: cannot read", path);
+    }
+    *data = buf;
+    *size = n;
+    return DALLE_OK;
+}
+
+/* The merges bytes of tensor tokenizer.bpe_merges of the bundle at path
+ * (*data stays NULL when it has none). */
+static dalle_status merges_from_bundle(const char *path, uint8_t **data, size_t *size)
+{
+    dalle_bundle *b;
+    dalle_status s = dalle_bundle_open(path, &b);
+    if (s)
+        return s;
+    int idx = dalle_bundle_find_tensor(b, "tokenizer.bpe_merges");
+    dalle_tensor_info info;
+    if (idx >= 0 && !(s = dalle_bundle_tensor_info(b, idx, &info))) {
+        uint8_t *buf = malloc(info.nbytes ? (size_t)info.nbytes : 1);
+        if (!buf)
+            s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer: out of memory");
+        else if ((s = dalle_bundle_read_tensor(b, idx, buf, (size_t)info.nbytes)))
+            free(buf);
+        else
+            *data = buf, *size = (size_t)info.nbytes;
+    }
+    dalle_bundle_close(b);
+    return s;
+}
+
+static int is_bundle(const char *path)
+{
+    char magic[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return got == sizeof magic && !memcmp(magic, "DALLEBND", 8);
+}
+
+/* The tokenizer at `path` (a bundle or a merges .txt): opened for
+ * step_data, its merges kept for saving, its vocabulary size in *vocab.
+ * `required`: a bundle without merges is an error (else: no tokenizer). */
+static dalle_status load_tokenizer(dalle_clip_trainer *t, const char *path, int required,
+                                   int *vocab)
+{
+    *vocab = 0;
+    dalle_status s;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
+    fclose(f);
+    s = is_bundle(path) ? merges_from_bundle(path, &t->merges, &t->merges_size)
+                        : read_whole(path, &t->merges, &t->merges_size);
+    if (s)
+        return s;
+    if (!t->merges)
+        return required ? dalle_fail(DALLE_ERR_NOT_FOUND,
+                                     "%s: no tensor 'tokenizer.bpe_merges'", path)
+                        : DALLE_OK;
+    /* through the public loader: the same checks and vocabulary as inference */
+    if ((s = dalle_tokenizer_create(path, &t->tok)))
+        return s;
+    *vocab = dalle_tokenizer_vocab_size(t->tok);
+    return DALLE_OK;
+}
+
+/* ---- creating -------------------------------------------------------------------- */
+
+void dalle_clip_trainer_free(dalle_clip_trainer *t)
+{
+    if (!t)
+        return;
+    clip_train_free(t->tr);
+    adamw_free(&t->opt);
+    tpool_free(t->pool);
+    dalle_tokenizer_free(t->tok);
+    free(t->merges);
+    free(t->tbuf);
+    free(t->mbuf);
+    free(t->ibuf);
+    free(t->cbuf);
+    free(t->cache);
+    free(t);
+}
+
+static lr_schedule schedule_from(const dalle_clip_train_params *p)
+{
+    lr_schedule s = lr_schedule_default();
+    s.kind = (lr_kind)p->lr_schedule;
+    s.base_lr = s.plateau_lr = p->lr;
+    s.min_lr = p->min_lr;
+    s.warmup_steps = p->warmup_steps;
+    s.total_steps = p->total_steps;
+    s.factor = p->plateau_factor;
+    s.patience = p->plateau_patience;
+    s.cooldown = p->plateau_cooldown;
+    return s;
+}
+
+/* The model of t->p, a fresh optimiser, the pool and the step buffers. */
+static dalle_status build(dalle_clip_trainer *t)
+{
+    const dalle_clip_train_params *p = &t->p;
+    clip_train_config c = clip_train_default_config();
+    c.dim_text = p->dim_text;
+    c.dim_image = p->dim_image;
+    c.dim_latent = p->dim_latent;
+    c.num_text_tokens = p->num_text_tokens;
+    c.text_enc_depth = p->text_enc_depth;
+    c.text_seq_len = p->text_seq_len;
+    c.text_heads = p->text_heads;
+    c.visual_enc_depth = p->visual_enc_depth;
+    c.visual_heads = p->visual_heads;
+    c.visual_image_size = p->visual_image_size;
+    c.visual_patch_size = p->visual_patch_size;
+    c.seed = p->seed;
+    adamw_config ac = {p->beta1, p->beta2, p->eps, p->weight_decay};
+    dalle_status s;
+    if ((s = clip_train_create(&c, p->batch, &t->tr)) ||
+        (s = adamw_init(&t->opt, t->tr->n_weights, &ac)) ||
+        (s = tpool_create(p->n_threads, &t->pool)))
+        return s;
+    t->tr->pool = t->pool;
+    t->sched = schedule_from(p);
+    const size_t B = (size_t)p->batch, T = (size_t)p->text_seq_len,
+                 px = (size_t)3 * p->visual_image_size * p->visual_image_size;
+    t->tbuf = malloc(B * T * sizeof *t->tbuf);
+    t->mbuf = malloc(B * T);
+    t->ibuf = malloc(B * px * sizeof *t->ibuf);
+    t->cbuf = malloc(B * sizeof *t->cbuf);
+    if (!t->tbuf || !t->mbuf || !t->ibuf || !t->cbuf)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer: out of memory");
+    return DALLE_OK;
+}
+
+dalle_status dalle_clip_trainer_create(const char *tokenizer,
+                                       const dalle_clip_train_params *params,
+                                       dalle_clip_trainer **out)
+{
+    if (!out)
+        return BAD("dalle_clip_trainer_create: out is NULL");
+    dalle_clip_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer_create: out of memory");
+    dalle_clip_train_params_init(&t->p, sizeof t->p);
+    int vocab = 0;
+    dalle_status s =
+        params_merge(params, sizeof t->p, sizeof t->p, "dalle_clip_train_params", &t->p);
+    if (s || (s = check_shape(&t->p)) || (s = check_optim(&t->p)) ||
+        (tokenizer && (s = load_tokenizer(t, tokenizer, 1, &vocab))))
+        goto fail;
+    if (!t->p.num_text_tokens)
+        t->p.num_text_tokens = vocab;
+    if (!t->p.num_text_tokens) {
+        s = BAD("dalle_clip_trainer_create: no tokenizer: give one, or set num_text_tokens");
+        goto fail;
+    }
+    if ((s = build(t)))
+        goto fail;
+    *out = t;
+    return DALLE_OK;
+fail:
+    dalle_clip_trainer_free(t);
+    return s;
+}
+
+/* ---- resuming ------------------------------------------------------------------------ */
+
+/* clip.* of a bundle into t->p. */
+static dalle_status read_model(dalle_clip_trainer *t, dalle_bundle *b)
+{
+    const char *keys[11] = {"clip.dim_text",         "clip.dim_image",
+                            "clip.dim_latent",       "clip.text_enc_depth",
+                            "clip.visual_enc_depth", "clip.text_heads",
+                            "clip.visual_heads",     "clip.text_seq_len",
+                            "clip.num_text_tokens",  "clip.visual_image_size",
+                            "clip.visual_patch_size"};
+    int *dst[11] = {&t->p.dim_text,       &t->p.dim_image,         &t->p.dim_latent,
+                    &t->p.text_enc_depth, &t->p.visual_enc_depth,  &t->p.text_heads,
+                    &t->p.visual_heads,   &t->p.text_seq_len,      &t->p.num_text_tokens,
+                    &t->p.visual_image_size, &t->p.visual_patch_size};
+    /* the keys upstream's CLIP() leaves at their defaults may be absent */
+    const int64_t def[11] = {512, 512, 512, 6, 6, 8, 8, 256, 10000, 256, 32};
+    for (int i = 0; i < 11; i++) {
+        int64_t v;
+        dalle_status s = bundle_int(b, keys[i], def[i], &v);
+        if (s)
+            return s;
+        if (v < 1 || v > (1 << 24))
+            return dalle_fail(DALLE_ERR_MISMATCH, "%s: '%s' = %lld is out of range",
+                              bundle_path(b), keys[i], (long long)v);
+        *dst[i] = (int)v;
+    }
+    int64_t ch = 3;
+    dalle_status s = bundle_int(b, "clip.channels", 3, &ch);
+    if (s)
+        return s;
+    if (ch != 3)
+        return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: clip.channels = %lld: only RGB (3)",
+                          bundle_path(b), (long long)ch);
+    if ((s = check_shape(&t->p)))
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: %s", bundle_path(b), dalle_last_error());
+    return DALLE_OK;
+}
+
+/* train.* of a checkpoint: what is not in adamw_save's part. */
+static dalle_status read_train_state(dalle_clip_trainer *t, dalle_bundle *b)
+{
+    int64_t step, seed, batch, epoch_n, truncate, mask;
+    double clip, epoch_loss;
+    const char *path = bundle_path(b);
+    if (dalle_bundle_meta_i64(b, "train.step", &step) ||
+        dalle_bundle_meta_i64(b, "train.seed", &seed) ||
+        dalle_bundle_meta_i64(b, "train.batch", &batch) ||
+        dalle_bundle_meta_i64(b, "train.epoch_n", &epoch_n) ||
+        dalle_bundle_meta_i64(b, "train.clip.truncate", &truncate) ||
+        dalle_bundle_meta_i64(b, "train.clip.mask_padding", &mask) ||
+        dalle_bundle_meta_f64(b, "train.clip_grad_norm", &clip) ||
+        dalle_bundle_meta_f64(b, "train.epoch_loss", &epoch_loss))
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step / seed / batch / epoch_n / "
+                          "clip.truncate / clip.mask_padding / clip_grad_norm / epoch_loss "
+                          "missing or mistyped", path);
+    if (step < 0 || batch < 1 || batch > 65536 || epoch_n < 0)
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step %lld / batch %lld invalid", path,
+                          (long long)step, (long long)batch);
+    t->step = step;
+    t->p.seed = (uint64_t)seed;
+    t->p.batch = (int)batch;
+    t->p.truncate = truncate != 0;
+    t->p.mask_padding = mask != 0;
+    t->p.clip_grad_norm = clip;
+    t->epoch_n = epoch_n;
+    t->epoch_loss = epoch_loss;
+    return DALLE_OK;
+}
+
+/* After adamw_load: the settings the loaded optimiser and schedule hold. */
+static void params_from_optimizer(dalle_clip_trainer *t)
+{
+    const lr_schedule *s = &t->sched;
+    t->p.beta1 = t->opt.cfg.beta1;
+    t->p.beta2 = t->opt.cfg.beta2;
+    t->p.eps = t->opt.cfg.eps;
+    t->p.weight_decay = t->opt.cfg.weight_decay;
+    t->p.lr_schedule = (dalle_lr_schedule)s->kind;
+    t->p.lr = s->base_lr;
+    t->p.min_lr = s->min_lr;
+    t->p.warmup_steps = s->warmup_steps;
+    t->p.total_steps = s->total_steps;
+    t->p.plateau_factor = s->factor;
+    t->p.plateau_patience = (int)s->patience;
+    t->p.plateau_cooldown = (int)s->cooldown;
+}
+
+dalle_status dalle_clip_trainer_resume(const char *checkpoint,
+                                       const dalle_clip_train_params *params,
+                                       dalle_clip_trainer **out)
+{
+    if (!checkpoint || !out)
+        return BAD("dalle_clip_trainer_resume: %s is NULL", checkpoint ? "out" : "checkpoint");
+    dalle_clip_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer_resume: out of memory");
+    dalle_clip_train_params_init(&t->p, sizeof t->p);
+    dalle_bundle *b = NULL;
+    int64_t dummy;
+    int vocab = 0;
+    dalle_status s =
+        params_merge(params, sizeof t->p, sizeof t->p, "dalle_clip_train_params", &t->p);
+    if (s || (s = check_optim(&t->p)) || (s = dalle_bundle_open(checkpoint, &b)))
+        goto fail;
+    if (strcmp(dalle_bundle_kind(b), "clip")) {
+        s = dalle_fail(DALLE_ERR_MISMATCH, "%s: a bundle of kind '%s'; resuming needs a "
+                       "DALLE-pytorch CLIP (kind clip)", checkpoint, dalle_bundle_kind(b));
+        goto fail;
+    }
+    const int with_opt = !dalle_bundle_meta_i64(b, "train.adam.step", &dummy);
+    if ((s = read_model(t, b)) || (with_opt && (s = read_train_state(t, b))) ||
+        (s = load_tokenizer(t, checkpoint, 0, &vocab)) || (s = build(t)) ||
+        (s = clip_train_load_weights(t->tr, b)))
+        goto fail;
+    if (with_opt) {
+        if ((s = adamw_load(&t->opt, &t->sched, b, "train.")))
+            goto fail;
+        params_from_optimizer(t);
+    }
+    dalle_bundle_close(b);
+    *out = t;
+    return DALLE_OK;
+fail:
+    dalle_bundle_close(b);
+    dalle_clip_trainer_free(t);
+    return s;
+}
+
+/* ---- training ------------------------------------------------------------------------- */
+
+/* The mask the forward gets: the caller's, or all ones (text_mask=None,
+ * as clip_score), or NULL (text != 0) as params say. */
+static const uint8_t *mask_for(dalle_clip_trainer *t, const uint8_t *text_mask, int batch)
+{
+    if (text_mask || t->p.mask_padding)
+        return text_mask;
+    memset(t->mbuf, 1, (size_t)batch * t->p.text_seq_len);
+    return t->mbuf;
+}
+
+/* Rows of sim and of simᵀ whose largest entry is on the diagonal, over 2·batch. */
+static double accuracy(const float *sim, int batch)
+{
+    int64_t right = 0;
+    for (int i = 0; i < batch; i++) {
+        int br = 0, bc = 0;
+        for (int j = 1; j < batch; j++) {
+            if (sim[(int64_t)i * batch + j] > sim[(int64_t)i * batch + br])
+                br = j;
+            if (sim[(int64_t)j * batch + i] > sim[(int64_t)bc * batch + i])
+                bc = j;
+        }
+        right += (br == i) + (bc == i);
+    }
+    return (double)right / (2.0 * batch);
+}
+
+static dalle_status forward(dalle_clip_trainer *t, const int32_t *text,
+                            const uint8_t *text_mask, const float *images, int batch,
+                            dalle_clip_train_stats *stats, const char *fn, double *loss)
+{
+    if (!t || !text || !images)
+        return BAD("%s: %s is NULL", fn, !t ? "trainer" : !text ? "text" : "images");
+    if (batch < 1 || batch > t->p.batch)
+        return BAD("%s: batch = %d (1..%d)", fn, batch, t->p.batch);
+    dalle_status s;
+    const float scale = expf(t->tr->pw.temperature[0]);
+    if ((s = clip_train_forward(t->tr, text, mask_for(t, text_mask, batch), images, batch,
+                                loss)))
+        return s;
+    t->last_batch = batch;
+    dalle_clip_train_stats_init(stats, sizeof *stats);
+    stats->loss = *loss;
+    stats->scale = scale;
+    stats->accuracy = accuracy(clip_train_sim(t->tr), batch);
+    stats->lr = lr_schedule_at(&t->sched, t->step);
+    return DALLE_OK;
+}
+
+dalle_status dalle_clip_trainer_step(dalle_clip_trainer *t, const int32_t *text,
+                                     const uint8_t *text_mask, const float *images, int batch,
+                                     dalle_clip_train_stats *stats)
+{
+    dalle_clip_train_stats st;
+    double loss = 0.0;
+    dalle_status s = check_stats(stats, "dalle_clip_trainer_step");
+    if (s)
+        return s;
+    if (t)
+        clip_train_zero_grad(t->tr);
+    if ((s = forward(t, text, text_mask, images, batch, &st, "dalle_clip_trainer_step", &loss)))
+        return s;
+    clip_train *tr = t->tr;
+    clip_train_backward(tr);
+    st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, t->p.clip_grad_norm);
+    /* torch would carry a NaN into every weight: leave them as they are */
+    st.skipped = !isfinite(loss) || !isfinite(st.grad_norm);
+    if (!st.skipped)
+        adamw_step(&t->opt, tr->w, tr->g, tr->decay, st.lr);
+    t->step++;
+    st.step = t->step;
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+/* Tokenize every caption of d once (the cache keyed by the set's serial). */
+static dalle_status tokenize_all(dalle_clip_trainer *t, dalle_image_data *d)
+{
+    if (t->cache && t->cache_serial == image_data_serial(d))
+        return DALLE_OK;
+    free(t->cache);
+    t->cache = NULL;
+    const int64_t n = image_data_n_captions(d), T = t->p.text_seq_len;
+    int32_t *c = malloc((size_t)(n ? n : 1) * T * sizeof *c);
+    if (!c)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer_step_data: out of memory");
+    for (int64_t k = 0; k < n; k++) {
+        const char *text = image_data_caption_at(d, k);
+        int32_t *ids = c + k * T;
+        dalle_status s = dalle_tokenizer_tokenize(t->tok, text, ids, (int)T, t->p.truncate);
+        int bad = -1;
+        for (int64_t i = 0; !s && i < T && bad < 0; i++)
+            if (ids[i] >= t->p.num_text_tokens)
+                bad = ids[i];
+        if (s || bad >= 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", s ? dalle_last_error() : "");
+            free(c);
+            if (s)
+                return dalle_fail(s, "caption \"%.200s\": %s", text, msg);
+            return dalle_fail(DALLE_ERR_MISMATCH,
+                              "caption \"%.200s\": token id %d, but the model has %d text "
+                              "tokens",
+                              text, bad, t->p.num_text_tokens);
+        }
+    }
+    t->cache = c;
+    t->cache_serial = image_data_serial(d);
+    return DALLE_OK;
+}
+
+dalle_status dalle_clip_trainer_step_data(dalle_clip_trainer *t, dalle_image_data *data,
+                                          dalle_clip_train_stats *stats)
+{
+    if (!t || !data)
+        return BAD("dalle_clip_trainer_step_data: %s is NULL", t ? "data" : "trainer");
+    dalle_status s = check_stats(stats, "dalle_clip_trainer_step_data");
+    if (s)
+        return s;
+    if (!t->tok)
+        return BAD("dalle_clip_trainer_step_data: the trainer has no tokenizer for captions");
+    if (dalle_image_data_image_size(data) != t->p.visual_image_size)
+        return dalle_fail(DALLE_ERR_MISMATCH,
+                          "dalle_clip_trainer_step_data: the images are %d px, the model "
+                          "takes %d",
+                          dalle_image_data_image_size(data), t->p.visual_image_size);
+    const int64_t spe = image_data_steps_per_epoch(data, t->p.batch);
+    if (!spe)
+        return BAD("dalle_clip_trainer_step_data: %lld images, fewer than the batch of %d",
+                   (long long)dalle_image_data_count(data), t->p.batch);
+    if ((s = tokenize_all(t, data)))
+        return s;
+    const int64_t step = t->step, T = t->p.text_seq_len;
+    if ((s = image_data_batch(data, t->p.seed, step, t->p.batch, t->ibuf, t->cbuf, NULL)))
+        return s;
+    for (int b = 0; b < t->p.batch; b++)
+        memcpy(t->tbuf + b * T, t->cache + t->cbuf[b] * T, (size_t)T * sizeof *t->tbuf);
+    dalle_clip_train_stats st;
+    dalle_clip_train_stats_init(&st, sizeof st);
+    if ((s = dalle_clip_trainer_step(t, t->tbuf, NULL, t->ibuf, t->p.batch, &st)))
+        return s;
+    st.epoch = step / spe;
+    if (!st.skipped) {
+        t->epoch_loss += st.loss;
+        t->epoch_n++;
+    }
+    if ((step + 1) % spe == 0) {
+        if (t->epoch_n)
+            lr_schedule_observe(&t->sched, t->epoch_loss / (double)t->epoch_n);
+        t->epoch_loss = 0.0;
+        t->epoch_n = 0;
+    }
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+dalle_status dalle_clip_trainer_eval(dalle_clip_trainer *t, const int32_t *text,
+                                     const uint8_t *text_mask, const float *images, int batch,
+                                     dalle_clip_train_stats *stats)
+{
+    dalle_clip_train_stats st;
+    double loss;
+    dalle_status s = check_stats(stats, "dalle_clip_trainer_eval");
+    if (s || (s = forward(t, text, text_mask, images, batch, &st, "dalle_clip_trainer_eval",
+                          &loss)))
+        return s;
+    st.step = t->step;
+    put_stats(stats, &st);
+    return DALLE_OK;
+}
+
+dalle_status dalle_clip_trainer_sim(const dalle_clip_trainer *t, float *out, size_t cap,
+                                    int *batch)
+{
+    if (!t || !out)
+        return BAD("dalle_clip_trainer_sim: %s is NULL", t ? "out" : "trainer");
+    if (!t->last_batch)
+        return BAD("dalle_clip_trainer_sim: no forward yet (take a step or evaluate first)");
+    size_t n = (size_t)t->last_batch * t->last_batch;
+    if (cap < n)
+        return BAD("dalle_clip_trainer_sim: cap = %zu floats, %zu needed", cap, n);
+    memcpy(out, clip_train_sim(t->tr), n * sizeof *out);
+    if (batch)
+        *batch = t->last_batch;
+    return DALLE_OK;
+}
+
+/* ---- queries and saving ---------------------------------------------------------------- */
+
+int64_t dalle_clip_trainer_steps(const dalle_clip_trainer *t) { return t ? t->step : 0; }
+int64_t dalle_clip_trainer_num_params(const dalle_clip_trainer *t)
+{
+    return t ? t->tr->n_weights : 0;
+}
+
+dalle_status dalle_clip_trainer_get_params(const dalle_clip_trainer *t,
+                                           dalle_clip_train_params *params)
+{
+    if (!t || !params)
+        return BAD("dalle_clip_trainer_get_params: %s is NULL", t ? "params" : "trainer");
+    size_t theirs = params->struct_size;
+    if (theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
+        return BAD("dalle_clip_trainer_get_params: params->struct_size = %zu: initialise it "
+                   "with dalle_clip_train_default_params()", theirs);
+    params_fill(params, theirs, &t->p, sizeof t->p);
+    return DALLE_OK;
+}
+
+static dalle_status write_train_state(const dalle_clip_trainer *t, dalle_bundle_writer *w)
+{
+    dalle_status s;
+    if ((s = dalle_bundle_writer_set_i64(w, "train.step", t->step)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.seed", (int64_t)t->p.seed)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.batch", t->p.batch)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.epoch_n", t->epoch_n)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.clip.truncate", t->p.truncate != 0)) ||
+        (s = dalle_bundle_writer_set_i64(w, "train.clip.mask_padding", t->p.mask_padding != 0)) ||
+        (s = dalle_bundle_writer_set_f64(w, "train.clip_grad_norm", t->p.clip_grad_norm)) ||
+        (s = dalle_bundle_writer_set_f64(w, "train.epoch_loss", t->epoch_loss)))
+        return s;
+    return adamw_save(&t->opt, &t->sched, w, "train.");
+}
+
+dalle_status dalle_clip_trainer_save(dalle_clip_trainer *t, const char *path, int with_optimizer)
+{
+    if (!t || !path)
+        return BAD("dalle_clip_trainer_save: %s is NULL", t ? "path" : "trainer");
+    dalle_bundle_writer *w = NULL;
+    char source[160];
+    snprintf(source, sizeof source, "libdalle %s dalle_clip_trainer, step %lld",
+             dalle_version(), (long long)t->step);
+    dalle_status s = dalle_bundle_writer_create("clip", &w);
+    if (!s)
+        s = dalle_bundle_writer_set_str(w, "general.source", source);
+    if (!s)
+        s = clip_train_write(t->tr, w);
+    if (!s && t->merges) {
+        int64_t dims[1] = {(int64_t)t->merges_size};
+        if (!(s = dalle_bundle_writer_set_str(w, "tokenizer.kind", "clip_bpe")))
+            s = dalle_bundle_writer_add_tensor(w, "tokenizer.bpe_merges", DALLE_DTYPE_U8, 1, dims,
+                                               t->merges, 3);
+    }
+    if (!s && with_optimizer)
+        s = write_train_state(t, w);
+    if (!s)
+        s = dalle_bundle_writer_finish(w, path);
+    dalle_bundle_writer_free(w);
+    return s;
+}

@@ -348,14 +348,15 @@ static void test_concurrent(const char *path, const int32_t *text, const int32_t
 {
     logits_job jobs[2];
     pthread_t th[2];
+    int started[2];
     for (int i = 0; i < 2; i++) {
         jobs[i] = (logits_job){path, i ? 3 : 1, batch, n_img, text, img,
                                malloc(sizeof(float) * n), -1};
-        if (pthread_create(&th[i], NULL, logits_thread, &jobs[i]))
-            jobs[i].rc = -1000;
+        /* the thread owns jobs[i] until joined: remember here whether it runs */
+        started[i] = !pthread_create(&th[i], NULL, logits_thread, &jobs[i]);
     }
     for (int i = 0; i < 2; i++) {
-        if (jobs[i].rc != -1000)
+        if (started[i])
             pthread_join(th[i], NULL);
         CHECK(jobs[i].rc == DALLE_OK && !memcmp(jobs[i].out, want, sizeof(float) * n),
               "%s: dalle_logits on %d threads while another context runs on %d: the same bytes",

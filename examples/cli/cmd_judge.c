@@ -127,10 +127,11 @@ static int tally_add(tally *t, const synth_verdict *v)
     return all;
 }
 
-static void print_cell(const tally *t, int k)
+/* One column of the table; the last one is not padded (no trailing blanks). */
+static void print_cell(const tally *t, int k, int last)
 {
     if (!t->asked[k])
-        printf("  %-16s", "not asked");
+        printf(last ? "  %s" : "  %-16s", "not asked");
     else
         printf("  %4d/%-4d %5.1f%%", t->right[k], t->asked[k], 100.0 * t->right[k] / t->asked[k]);
 }
@@ -274,15 +275,15 @@ static int run(const opts *o)
                (long long)o->n, (unsigned long long)o->seed, world.n_colors, world.n_shapes,
                world.max_objects, world.max_objects > 1 ? "s" : "", world.layouts, S,
                S > 1 ? "s" : "", size, size);
-        printf("%-12s  %-16s", "attribute", "first sample");
+        printf(o->clip ? "%-12s  %-16s" : "%-12s  %s", "attribute", "first sample");
         if (o->clip)
-            printf("  CLIP-best of %-3d", S);
+            printf("  CLIP-best of %d", S);
         printf("\n");
         for (int k = 0; k < N_ATTR; k++) {
             printf("%-12s", attr_name[k]);
-            print_cell(&first, k);
+            print_cell(&first, k, !o->clip);
             if (o->clip)
-                print_cell(&best, k);
+                print_cell(&best, k, 1);
             printf("\n");
         }
     }

@@ -16,6 +16,7 @@
 #include "adamw.h"
 #include "clip_train.h"
 #include "image_data.h"
+#include "merges_io.h"
 
 struct dalle_clip_trainer {
     dalle_clip_train_params p; /* the settings in force */
@@ -155,74 +156,6 @@ static void put_stats(dalle_clip_train_stats *dst, const dalle_clip_train_stats 
 
 /* ---- the tokenizer ------------------------------------------------------------- */
 
-static dalle_status read_whole(const char *path, uint8_t **data, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
-    size_t n = 0, cap = 1 << 16;
-    uint8_t *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            uint8_t *m = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
-            if (!m) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = m;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (!got)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        return dalle_fail(buf ? DALLE_ERR_IO : DALLE_ERR_OUT_OF_MEMORY, "%s: cannot read", path);
-    }
-    *data = buf;
-    *size = n;
-    return DALLE_OK;
-}
-
-/* The merges bytes of tensor tokenizer.bpe_merges of the bundle at path
- * (*data stays NULL when it has none). */
-static dalle_status merges_from_bundle(const char *path, uint8_t **data, size_t *size)
-{
-    dalle_bundle *b;
-    dalle_status s = dalle_bundle_open(path, &b);
-    if (s)
-        return s;
-    int idx = dalle_bundle_find_tensor(b, "tokenizer.bpe_merges");
-    dalle_tensor_info info;
-    if (idx >= 0 && !(s = dalle_bundle_tensor_info(b, idx, &info))) {
-        uint8_t *buf = malloc(info.nbytes ? (size_t)info.nbytes : 1);
-        if (!buf)
-            s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer: out of memory");
-        else if ((s = dalle_bundle_read_tensor(b, idx, buf, (size_t)info.nbytes)))
-            free(buf);
-        else
-            *data = buf, *size = (size_t)info.nbytes;
-    }
-    dalle_bundle_close(b);
-    return s;
-}
-
-static int is_bundle(const char *path)
-{
-    char magic[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t got = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return got == sizeof magic && !memcmp(magic, "DALLEBND", 8);
-}
-
 /* The tokenizer at `path` (a bundle or a merges .txt): opened for
  * step_data, its merges kept for saving, its vocabulary size in *vocab.
  * `required`: a bundle without merges is an error (else: no tokenizer). */
@@ -235,8 +168,7 @@ static dalle_status load_tokenizer(dalle_clip_trainer *t, const char *path, int 
     if (!f)
         return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
     fclose(f);
-    s = is_bundle(path) ? merges_from_bundle(path, &t->merges, &t->merges_size)
-                        : read_whole(path, &t->merges, &t->merges_size);
+    s = merges_from_path(path, &t->merges, &t->merges_size);
     if (s)
         return s;
     if (!t->merges)

@@ -15,6 +15,7 @@
 #include "../params.h"
 #include "../threadpool.h"
 #include "adamw.h"
+#include "merges_io.h"
 #include "tf_train.h"
 #include "token_data.h"
 
@@ -177,62 +178,6 @@ static void put_stats(dalle_train_stats *dst, const dalle_train_stats *src)
 
 /* ---- the VAE and the tokenizer --------------------------------------------------- */
 
-static dalle_status read_whole(const char *path, uint8_t **data, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dalle_fail(DALLE_ERR_IO, "%s: cannot open", path);
-    size_t n = 0, cap = 1 << 16;
-    uint8_t *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            uint8_t *m = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
-            if (!m) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = m;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (!got)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        return dalle_fail(buf ? DALLE_ERR_IO : DALLE_ERR_OUT_OF_MEMORY, "%s: cannot read", path);
-    }
-    *data = buf;
-    *size = n;
-    return DALLE_OK;
-}
-
-/* The merges bytes of tensor tokenizer.bpe_merges, or none (*data NULL). */
-static dalle_status merges_from_bundle(dalle_bundle *b, uint8_t **data, size_t *size)
-{
-    int idx = dalle_bundle_find_tensor(b, "tokenizer.bpe_merges");
-    dalle_tensor_info info;
-    if (idx < 0)
-        return DALLE_OK;
-    dalle_status s = dalle_bundle_tensor_info(b, idx, &info);
-    if (s)
-        return s;
-    uint8_t *buf = malloc(info.nbytes ? (size_t)info.nbytes : 1);
-    if (!buf)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer: out of memory");
-    if ((s = dalle_bundle_read_tensor(b, idx, buf, (size_t)info.nbytes))) {
-        free(buf);
-        return s;
-    }
-    *data = buf;
-    *size = (size_t)info.nbytes;
-    return DALLE_OK;
-}
-
 /* The tokenizer at `path` (NULL: t->src's, if any): its merges, kept for
  * saving, and its vocabulary size (0 without a tokenizer). */
 static dalle_status load_tokenizer(dalle_trainer *t, const char *path, const char *src_path,
@@ -241,22 +186,11 @@ static dalle_status load_tokenizer(dalle_trainer *t, const char *path, const cha
     dalle_status s;
     *vocab = 0;
     if (path) {
-        char magic[8] = {0};
         FILE *f = fopen(path, "rb");
         if (!f)
             return dalle_fail(DALLE_ERR_IO, "%s: cannot open the tokenizer", path);
-        size_t got = fread(magic, 1, sizeof magic, f);
         fclose(f);
-        if (got == sizeof magic && !memcmp(magic, "DALLEBND", 8)) {
-            dalle_bundle *b;
-            if ((s = dalle_bundle_open(path, &b)))
-                return s;
-            s = merges_from_bundle(b, &t->merges, &t->merges_size);
-            dalle_bundle_close(b);
-        } else {
-            s = read_whole(path, &t->merges, &t->merges_size);
-        }
-        if (s)
+        if ((s = merges_from_path(path, &t->merges, &t->merges_size)))
             return s;
     } else if ((s = merges_from_bundle(t->src, &t->merges, &t->merges_size))) {
         return s;

@@ -38,7 +38,9 @@
  * is reset between phases through /proc/self/clear_refs where the kernel
  * allows it, giving the peak of loading, of batch 1 and of batch 8.
  *
- * Rooflines (float32 weights, bytes = 4 per element):
+ * Rooflines (bytes per matrix element as the bundle stores them and the
+ * library keeps them: 4 for f32, 2 for f16 / bf16, 1 + 4/32 for int8 with
+ * its float32 scale per 32; vectors are float32):
  *   batch 1: a token reads every weight it needs once. Per layer: to_qkv,
  *     to_out, the two feed-forward matrices, their biases, two LayerNorms
  *     and two LayerScales; then the final LayerNorm, the image rows of
@@ -84,7 +86,7 @@
     X(b8_start_prefix_s) X(b8_start_step_s) X(b8_mid_prefix_s) X(b8_mid_step_s) X(b8_mid_prime) \
     X(hwm_b1_kb) X(hwm_b8_kb) X(decode_s) X(decode8_s) X(hwm_total_kb) X(full_b1_s)           \
     X(full_b1_step_s) X(full_b8_s) X(full_b8_step_s) X(threads) X(repeat) X(hwm_full_b1_kb)  \
-    X(hwm_full_b8_kb)
+    X(hwm_full_b8_kb) X(mat_bytes) X(mat_dtype)
 
 typedef struct result {
 #define FIELD(k) double k;
@@ -315,10 +317,27 @@ static int worker(const char *path, int window, int threads, int full_max, int r
     for (int i = 0; i < dalle_bundle_n_tensors(b); i++) {
         dalle_tensor_info ti;
         if (dalle_bundle_tensor_info(b, i, &ti) == DALLE_OK && ti.codec != DALLE_CODEC_ALIAS) {
-            /* the library holds every weight as float32 */
-            r.weight_bytes += (double)ti.numel * 4;
-            if (strncmp(ti.name, "vae.", 4) && strncmp(ti.name, "tokenizer.", 10))
-                r.tf_weight_bytes += (double)ti.numel * 4;
+            /* the transformer keeps its matrices as stored (f32, f16, bf16,
+             * int8 + scales); the VAE widens any f16/bf16 to float32 */
+            const int vae = !strncmp(ti.name, "vae.", 4);
+            const double bytes = vae ? (double)ti.numel * 4 : (double)ti.nbytes;
+            r.weight_bytes += bytes;
+            if (!vae && strncmp(ti.name, "tokenizer.", 10))
+                r.tf_weight_bytes += bytes;
+        }
+    }
+    {
+        /* bytes per element of the matrices (to_logits.1.weight's type) */
+        dalle_tensor_info ti;
+        int idx = dalle_bundle_find_tensor(b, "to_logits.1.weight");
+        r.mat_dtype = 0;
+        r.mat_bytes = 4;
+        if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK) {
+            r.mat_dtype = ti.dtype;
+            if (ti.dtype == DALLE_DTYPE_F16 || ti.dtype == DALLE_DTYPE_BF16)
+                r.mat_bytes = 2;
+            else if (ti.dtype == DALLE_DTYPE_I8)
+                r.mat_bytes = 1 + 4.0 / (double)meta_i64(b, "weights.int8_block", 32);
         }
     }
     const int S = (int)r.image_seq_len;
@@ -463,7 +482,7 @@ static void derive(result *r, const ceilings *c, derived *d)
     const double logits_vec = r->num_image_tokens + 2 * D;
     d->mat_elems = L * layer_mat + logits_mat;
     d->w1_elems = L * (layer_mat + layer_vec) + logits_mat + logits_vec + D;
-    d->bytes_b1 = 4 * d->w1_elems;
+    d->bytes_b1 = r->mat_bytes * d->mat_elems + 4 * (d->w1_elems - d->mat_elems);
     d->kv_bytes_tok = 4 * 2 * L * inner * d->keys_avg;
     d->attn_flops_tok = L * 4 * inner * d->keys_avg;
     d->flops_tok = 2 * d->mat_elems + d->attn_flops_tok;
@@ -488,6 +507,13 @@ static void derive(result *r, const ceilings *c, derived *d)
     } else {
         const char *base = strrchr(r->path, '/');
         snprintf(r->label, sizeof r->label, "%.60s", base ? base + 1 : r->path);
+    }
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "int8"};
+    if (r->mat_dtype >= 1 && r->mat_dtype <= 3 && strlen(r->label) < 40) {
+        /* reduced-precision weights (lowp): no PyTorch reference */
+        strcat(r->label, " ");
+        strcat(r->label, dtypes[(int)r->mat_dtype]);
+        d->pytorch_b1 = d->pytorch_b8 = 0;
     }
 }
 
@@ -542,7 +568,7 @@ static void print_machine(const ceilings *c, int threads)
 static void print_tables(const result *rs, const derived *ds, int n, const ceilings *c)
 {
     printf("\n== image tokens per second (mid-image window: the mean over a whole image) ==\n");
-    printf("%-9s %5s %10s %9s %10s %9s %7s %8s %8s  %s\n", "workload", "batch", "tokens/s",
+    printf("%-13s %5s %10s %9s %10s %9s %7s %8s %8s  %s\n", "workload", "batch", "tokens/s",
            "ms/token", "roofline", "fraction", "target", "PyTorch", "speed-up", "roofline term");
     for (int i = 0; i < n; i++) {
         const result *r = &rs[i];
@@ -566,14 +592,14 @@ static void print_tables(const result *rs, const derived *ds, int n, const ceili
             else
                 snprintf(term, sizeof term, "%.1f MFLOP/token / %.1f GFLOP/s", d->flops_tok / 1e6,
                          c->sgemm_all);
-            printf("%-9s %5d %10.1f %9.2f %10.1f %8.1f%% %6.0f%% %8s %8s  %s%s\n", r->label,
+            printf("%-13s %5d %10.1f %9.2f %10.1f %8.1f%% %6.0f%% %8s %8s  %s%s\n", r->label,
                    bsel ? 8 : 1, tps, 1e3 / tps, roof, 100 * frac, 100 * tgt, pt, su, term,
                    frac >= tgt ? "" : "  BELOW TARGET");
         }
     }
 
     printf("\n== load, VAE, memory ==\n");
-    printf("%-9s %8s %10s %10s %10s %9s %9s %9s %9s %9s  %s\n", "workload", "load s",
+    printf("%-13s %8s %10s %10s %10s %9s %9s %9s %9s %9s  %s\n", "workload", "load s",
            "decode ms", "weights MB", "(transf.)", "KV b1 MB", "KV b8 MB", "peak b1", "peak b8",
            "budget b8", "peak <= weights + KV + 10%?");
     for (int i = 0; i < n; i++) {
@@ -585,7 +611,7 @@ static void print_tables(const result *rs, const derived *ds, int n, const ceili
         double pk8 = (whole ? r->hwm_full_b8_kb : r->hwm_b8_kb) * 1024 / 1e6;
         double bud1 = 1.1 * (r->weight_bytes + d->kv_cache_b1) / 1e6;
         double bud8 = 1.1 * (r->weight_bytes + d->kv_cache_b8) / 1e6;
-        printf("%-9s %8.2f %10.1f %10.1f %10.1f %9.1f %9.1f %8.1f%s %8.1f%s %9.1f  b1 %s "
+        printf("%-13s %8.2f %10.1f %10.1f %10.1f %9.1f %9.1f %8.1f%s %8.1f%s %9.1f  b1 %s "
                "(budget %.1f), b8 %s\n",
                r->label, r->load_s, 1e3 * r->decode_s, r->weight_bytes / 1e6,
                r->tf_weight_bytes / 1e6, d->kv_cache_b1 / 1e6, d->kv_cache_b8 / 1e6, pk1,
@@ -623,7 +649,7 @@ static void print_tables(const result *rs, const derived *ds, int n, const ceili
             double a_ideal = bsel ? fmax(d->attn_flops_tok / (c->sgemm_all * 1e9),
                                          d->kv_bytes_tok / (c->read_all * 1e9))
                                   : d->kv_bytes_tok / (c->read_all * 1e9);
-            printf("%-9s b%d: %7.3f ms/token at key %5.0f, %7.3f ms at key %5.0f", r->label, B,
+            printf("%-13s b%d: %7.3f ms/token at key %5.0f, %7.3f ms at key %5.0f", r->label, B,
                    1e3 * ts, ks, 1e3 * tm, km);
             if (tm > ts)
                 printf("  =>  fixed %7.3f ms (ideal %6.3f, %4.0f%%) + attention %6.3f ms at %4.0f "
@@ -634,17 +660,17 @@ static void print_tables(const result *rs, const derived *ds, int n, const ceili
                 printf("  =>  no split: the later window was not slower (noise)\n");
             (void)inner;
         }
-        printf("%-9s     prefix (<bos> + %d caption tokens, no priming): %.1f ms at batch 1, "
+        printf("%-13s     prefix (<bos> + %d caption tokens, no priming): %.1f ms at batch 1, "
                "%.1f ms at batch 8\n",
                r->label, (int)r->text_seq_len, 1e3 * r->b1_start_prefix_s,
                1e3 * r->b8_start_prefix_s);
-        printf("%-9s     whole image (prefix + %d tokens at the mean cost), estimated: %.2f s "
+        printf("%-13s     whole image (prefix + %d tokens at the mean cost), estimated: %.2f s "
                "at batch 1, %.2f s per batch of 8\n",
                r->label, (int)r->image_seq_len,
                r->b1_start_prefix_s + r->image_seq_len * r->b1_mid_step_s,
                r->b8_start_prefix_s + r->image_seq_len * r->b8_mid_step_s);
         if (r->full_b1_s > 0)
-            printf("%-9s     whole image, measured: %.2f s at batch 1 (%.1f tokens/s in the "
+            printf("%-13s     whole image, measured: %.2f s at batch 1 (%.1f tokens/s in the "
                    "loop; window estimate %.1f), %.2f s at batch 8 (%.1f tokens/s; estimate "
                    "%.1f)\n",
                    r->label, r->full_b1_s, 1 / r->full_b1_step_s, d->tps_b1, r->full_b8_s,

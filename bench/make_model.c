@@ -3,7 +3,7 @@
  * conventions: tensor names are DALLE-pytorch state-dict keys, metadata
  * `dalle.*` / `vae.*` as docs/bundle-keys.md lists them.
  *
- *   bench_make_model S|XS out.dalle [seed]
+ *   bench_make_model S|XS out.dalle [seed] [--dtype f32|f16|bf16|int8]
  *
  * Workloads (DALLE-pytorch DALLE + DiscreteVAE, rotary + token shift, full
  * attention, CLIP BPE text vocabulary 49408):
@@ -22,7 +22,15 @@
  * depth <= 18). Every LayerNorm keeps activations O(1), so the logits are
  * finite and O(1). Stored raw (random floats do not compress); the rotary
  * table `transformer.pos_emb` is left out (the library computes it as
- * upstream does). No tokenizer: the benchmark feeds token ids. */
+ * upstream does). No tokenizer: the benchmark feeds token ids.
+ *
+ * --dtype stores the transformer's matrices (to_qkv, to_out, the
+ * feed-forward's two linears, to_logits, the token embeddings) as the
+ * converter's --dtype does (docs/bundle-format.md, "Reduced-precision
+ * weights"): f16 / bf16 rounded to nearest even, or int8 with one float32
+ * scale per 32 elements of a row in `<name>:scale`. The random numbers are
+ * drawn in the same order for every dtype, so a seed gives the same model
+ * at each precision. */
 #include <dalle/dalle.h>
 #include <math.h>
 #include <stdio.h>
@@ -68,7 +76,39 @@ static void fill_normal(float *x, int64_t n, double std)
 static dalle_bundle_writer *W;
 static float *buf;
 static int64_t buf_cap;
-static uint64_t total_bytes;
+static uint64_t total_bytes, stored_bytes;
+
+/* --dtype: 0 f32, 1 f16, 2 bf16, 3 int8 (the bundle's dtype codes, int8 = i8) */
+static int mat_dtype;
+#define INT8_BLOCK 32
+
+static uint16_t round_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+        return (uint16_t)(u >> 16 | 0x40); /* NaN stays NaN */
+    return (uint16_t)((u + 0x7FFFu + (u >> 16 & 1)) >> 16);
+}
+
+static uint16_t round_f16(float f)
+{
+    uint32_t u, sign, a;
+    memcpy(&u, &f, 4);
+    sign = u >> 16 & 0x8000u;
+    a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u)
+        return (uint16_t)(sign | 0x7E00u);
+    if (a >= 0x477FF000u) /* 65520 and up round to infinity */
+        return (uint16_t)(sign | 0x7C00u);
+    if (a < 0x38800000u) { /* subnormal half: units of 2^-24 */
+        float v;
+        memcpy(&v, &a, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(v * 16777216.0f));
+    }
+    a -= 0x38000000u; /* rebias the exponent (127 - 15) << 23 */
+    return (uint16_t)(sign | (a + 0xFFFu + (a >> 13 & 1)) >> 13);
+}
 
 static void die(const char *what, dalle_status s)
 {
@@ -104,13 +144,73 @@ static void add(const char *name, enum fill f, double v, int ndim, int64_t d0, i
     if (s)
         die(name, s);
     total_bytes += (uint64_t)n * 4;
+    stored_bytes += (uint64_t)n * 4;
 }
 
-static void add_linear(const char *prefix, int64_t out, int64_t in, int bias)
+/* A transformer matrix [out][in], normal(0, std), stored as --dtype says. */
+static void add_matrix(const char *name, double std, int64_t out, int64_t in)
+{
+    if (mat_dtype == DALLE_DTYPE_F32) {
+        add(name, NORMAL, std, 2, out, in, 0, 0);
+        return;
+    }
+    const int64_t n = out * in, dims[2] = {out, in};
+    float *w = malloc((size_t)n * sizeof *w);
+    if (!w) {
+        fprintf(stderr, "bench_make_model: out of memory\n");
+        exit(1);
+    }
+    fill_normal(w, n, std);
+    total_bytes += (uint64_t)n * 4;
+    dalle_status s;
+    if (mat_dtype == DALLE_DTYPE_F16 || mat_dtype == DALLE_DTYPE_BF16) {
+        uint16_t *h = (uint16_t *)w; /* in place: element i is read before it is overwritten */
+        for (int64_t i = 0; i < n; i++)
+            h[i] = mat_dtype == DALLE_DTYPE_BF16 ? round_bf16(w[i]) : round_f16(w[i]);
+        s = dalle_bundle_writer_add_tensor(W, name, (dalle_dtype)mat_dtype, 2, dims, h, 0);
+        stored_bytes += (uint64_t)n * 2;
+    } else {
+        const int64_t nb = (in + INT8_BLOCK - 1) / INT8_BLOCK, sdims[2] = {out, nb};
+        int8_t *q = malloc((size_t)n);
+        float *sc = malloc((size_t)(out * nb) * sizeof *sc);
+        if (!q || !sc) {
+            fprintf(stderr, "bench_make_model: out of memory\n");
+            exit(1);
+        }
+        for (int64_t r = 0; r < out; r++)
+            for (int64_t b = 0; b < nb; b++) {
+                const int64_t i0 = r * in + b * INT8_BLOCK;
+                const int64_t i1 = i0 + INT8_BLOCK < (r + 1) * in ? i0 + INT8_BLOCK : (r + 1) * in;
+                float amax = 0.0f;
+                for (int64_t i = i0; i < i1; i++)
+                    amax = fmaxf(amax, fabsf(w[i]));
+                const float scale = (float)(amax / 127.0);
+                sc[r * nb + b] = scale;
+                for (int64_t i = i0; i < i1; i++) {
+                    double k = scale > 0.0f ? nearbyint(w[i] / (double)scale) : 0.0;
+                    q[i] = (int8_t)(k > 127 ? 127 : k < -127 ? -127 : k);
+                }
+            }
+        char sname[600];
+        snprintf(sname, sizeof sname, "%s:scale", name);
+        s = dalle_bundle_writer_add_tensor(W, name, DALLE_DTYPE_I8, 2, dims, q, 0);
+        if (!s)
+            s = dalle_bundle_writer_add_tensor(W, sname, DALLE_DTYPE_F32, 2, sdims, sc, 0);
+        stored_bytes += (uint64_t)n + (uint64_t)(out * nb) * 4;
+        free(q);
+        free(sc);
+    }
+    free(w);
+    if (s)
+        die(name, s);
+}
+
+/* nn.Linear of the transformer: the weight reduced by --dtype, the bias f32 */
+static void add_tf_linear(const char *prefix, int64_t out, int64_t in, int bias)
 {
     char name[512];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    add(name, NORMAL, 1.0 / sqrt((double)in), 2, out, in, 0, 0);
+    add_matrix(name, 1.0 / sqrt((double)in), out, in);
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", prefix);
         add(name, NORMAL, 0.02, 1, out, 0, 0, 0);
@@ -201,6 +301,11 @@ static void write_meta(const workload *w)
              w->name);
     check(dalle_bundle_writer_set_str(W, "general.source", src), "meta");
     check(dalle_bundle_writer_set_str(W, "general.converter", "bench_make_model 1"), "meta");
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "int8"};
+    if (mat_dtype != DALLE_DTYPE_F32)
+        check(dalle_bundle_writer_set_str(W, "weights.dtype", dtypes[mat_dtype]), "meta");
+    if (mat_dtype == DALLE_DTYPE_I8)
+        check(dalle_bundle_writer_set_i64(W, "weights.int8_block", INT8_BLOCK), "meta");
 }
 
 static void write_vae(const workload *w)
@@ -249,9 +354,9 @@ static void write_transformer(const workload *w)
         snprintf(n, sizeof n, "%s.fn.norm", p);
         add_norm(n, d);
         snprintf(n, sizeof n, "%s.fn.fn.fn.fn.fn.to_qkv", p);
-        add_linear(n, 3 * inner, d, 0);
+        add_tf_linear(n, 3 * inner, d, 0);
         snprintf(n, sizeof n, "%s.fn.fn.fn.fn.fn.to_out.0", p);
-        add_linear(n, d, inner, 1);
+        add_tf_linear(n, d, inner, 1);
         /* feed-forward: PreNorm(CachedAs(PreShiftToken(FeedForward))) */
         snprintf(p, sizeof p, "transformer.layers.layers.%d.1", l);
         snprintf(n, sizeof n, "%s.scale", p);
@@ -259,38 +364,64 @@ static void write_transformer(const workload *w)
         snprintf(n, sizeof n, "%s.fn.norm", p);
         add_norm(n, d);
         snprintf(n, sizeof n, "%s.fn.fn.fn.fn.net.0", p);
-        add_linear(n, 2 * ffi, d, 1);
+        add_tf_linear(n, 2 * ffi, d, 1);
         snprintf(n, sizeof n, "%s.fn.fn.fn.fn.net.3", p);
-        add_linear(n, d, ffi, 1);
+        add_tf_linear(n, d, ffi, 1);
     }
     add_norm("to_logits.0", d);
-    add_linear("to_logits.1", total, d, 1);
-    add("text_emb.weight", NORMAL, 1.0, 2, text_vocab, d, 0, 0);
-    add("image_emb.weight", NORMAL, 1.0, 2, w->num_tokens, d, 0, 0);
+    add_tf_linear("to_logits.1", total, d, 1);
+    add_matrix("text_emb.weight", 1.0, text_vocab, d);
+    add_matrix("image_emb.weight", 1.0, w->num_tokens, d);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: bench_make_model S|XS out.dalle [seed]\n");
+    static const char *const dtypes[] = {"f32", "f16", "bf16", "int8"};
+    const char *pos[3] = {NULL, NULL, NULL};
+    int n_pos = 0;
+    mat_dtype = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(argv[i + 1], dtypes[k]))
+                    mat_dtype = k;
+            if (mat_dtype < 0) {
+                fprintf(stderr, "bench_make_model: --dtype %s: f32, f16, bf16 or int8\n",
+                        argv[i + 1]);
+                return 2;
+            }
+            i++;
+        } else if (n_pos < 3) {
+            pos[n_pos++] = argv[i];
+        } else {
+            n_pos = 0;
+            break;
+        }
+    }
+    if (mat_dtype < 0)
+        mat_dtype = DALLE_DTYPE_F32;
+    if (n_pos < 2) {
+        fprintf(stderr,
+                "usage: bench_make_model S|XS out.dalle [seed] [--dtype f32|f16|bf16|int8]\n");
         return 2;
     }
     const workload *w = NULL;
     for (size_t i = 0; i < sizeof WORKLOADS / sizeof *WORKLOADS; i++)
-        if (!strcmp(argv[1], WORKLOADS[i].name))
+        if (!strcmp(pos[0], WORKLOADS[i].name))
             w = &WORKLOADS[i];
     if (!w) {
-        fprintf(stderr, "bench_make_model: unknown workload '%s' (S or XS)\n", argv[1]);
+        fprintf(stderr, "bench_make_model: unknown workload '%s' (S or XS)\n", pos[0]);
         return 2;
     }
-    rng_state = argc > 3 ? strtoull(argv[3], NULL, 0) : 8;
+    rng_state = pos[2] ? strtoull(pos[2], NULL, 0) : 8;
     check(dalle_bundle_writer_create("dalle", &W), "writer");
     write_meta(w);
     write_vae(w);
     write_transformer(w);
-    check(dalle_bundle_writer_finish(W, argv[2]), argv[2]);
+    check(dalle_bundle_writer_finish(W, pos[1]), pos[1]);
     dalle_bundle_writer_free(W);
     free(buf);
-    printf("%s: DALLE-%s, %.1f MB of float32 weights\n", argv[2], w->name, total_bytes / 1e6);
+    printf("%s: DALLE-%s, %.1f MB of float32 weights, %.1f MB stored (matrices %s)\n", pos[1],
+           w->name, total_bytes / 1e6, stored_bytes / 1e6, dtypes[mat_dtype]);
     return 0;
 }

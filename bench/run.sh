@@ -9,7 +9,9 @@
 #   BUILD=dir (default build-bench), TOKENS=n (window, default 64),
 #   REPEAT=r (windows of each kind, best kept; default 3),
 #   ONE_THREAD=0 to skip the one-thread run, REV=text to name the sources
-#   when they are not a git checkout.
+#   when they are not a git checkout, DTYPES="f32 bf16 int8" (default) the
+#   weight precisions (bench_make_model --dtype; f16 too if listed), each
+#   a model of its own with the same random weights.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-bench}
@@ -22,8 +24,17 @@ else
 fi
 ninja -C "$BUILD" bench/bench_ceilings bench/bench_make_model bench/bench_generate >/dev/null
 B=$BUILD/bench
-[ -f "$B/dalle_s.dalle" ] || "$B/bench_make_model" S "$B/dalle_s.dalle"
-[ -f "$B/dalle_xs.dalle" ] || "$B/bench_make_model" XS "$B/dalle_xs.dalle"
+DTYPES=${DTYPES:-f32 bf16 int8}
+MODELS=
+for w in S XS; do
+    lw=$(echo "$w" | tr 'A-Z' 'a-z')
+    for d in $DTYPES; do
+        # float32 keeps the historical name dalle_s.dalle / dalle_xs.dalle
+        if [ "$d" = f32 ]; then f="$B/dalle_$lw.dalle"; else f="$B/dalle_${lw}_$d.dalle"; fi
+        [ -f "$f" ] || "$B/bench_make_model" "$w" "$f" --dtype "$d"
+        MODELS="$MODELS $f"
+    done
+done
 
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     REV=$(git rev-parse --short HEAD)
@@ -33,9 +44,11 @@ else
 fi
 echo "# libdalle $REV, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# bench_generate --tokens $TOKENS --repeat $REPEAT --full 1024 $* (all cores)"
-"$B/bench_generate" --tokens "$TOKENS" --repeat "$REPEAT" --full 1024 "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
+# shellcheck disable=SC2086 # MODELS is a list of paths without spaces
+"$B/bench_generate" --tokens "$TOKENS" --repeat "$REPEAT" --full 1024 "$@" $MODELS
 if [ "${ONE_THREAD:-1}" != 0 ]; then
     echo
     echo "# bench_generate --threads 1 --tokens $TOKENS --repeat $REPEAT $* (one thread, windows only)"
-    "$B/bench_generate" --threads 1 --tokens "$TOKENS" --repeat "$REPEAT" "$@" "$B/dalle_s.dalle" "$B/dalle_xs.dalle"
+    # shellcheck disable=SC2086
+    "$B/bench_generate" --threads 1 --tokens "$TOKENS" --repeat "$REPEAT" "$@" $MODELS
 fi

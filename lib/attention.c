@@ -182,8 +182,7 @@ void attention_forward(const transformer *tf, tf_state *st, int l, const float *
         .scale = (float)pow((double)dh, -0.5),
     };
 
-    ops_linear_pool(tf->pool, src, rows, hp->dim, L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
+    tf_linear(tf, st, src, rows, hp->dim, &L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
     tpool_run(tf->pool, (int64_t)st->batch * hp->heads, attn_task, &j);
-    ops_linear_pool(tf->pool, st->att, rows, inner, L->to_out_w, L->to_out_b, hp->dim, out,
-                    hp->dim);
+    tf_linear(tf, st, st->att, rows, inner, &L->to_out_w, L->to_out_b, hp->dim, out, hp->dim);
 }

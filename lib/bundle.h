@@ -23,6 +23,15 @@ const char *bundle_path(const dalle_bundle *b);
 dalle_status bundle_tensor_f32(dalle_bundle *b, const char *name, int ndim,
                                const int64_t *dims, const float **out);
 
+/* The data of tensor `name` in the dtype it is stored in (*dtype: f32,
+ * f16, bf16 or i8; other dtypes are DALLE_ERR_MISMATCH), decoded once and
+ * kept by the bundle like bundle_tensor_f32, whose buffer an f32 tensor
+ * shares; f16/bf16 elements are in the host's byte order. Shape checked as
+ * bundle_tensor_f32. For the reduced-precision weights of the transformer,
+ * which stay reduced in memory (docs/bundle-format.md). */
+dalle_status bundle_tensor_typed(dalle_bundle *b, const char *name, int ndim,
+                                 const int64_t *dims, dalle_dtype *dtype, const void **out);
+
 /* Shape of tensor `name`: DALLE_ERR_MISMATCH (naming it) when absent. */
 dalle_status bundle_tensor_shape(const dalle_bundle *b, const char *name,
                                  dalle_tensor_info *info);

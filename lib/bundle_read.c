@@ -61,6 +61,7 @@ typedef struct tensor_entry {
     uint64_t offset;        /* payload start relative to data_offset */
     uint32_t crc;
     float *f32;             /* bundle_tensor_f32 cache; aliases point into the target's */
+    void *native;           /* bundle_tensor_typed cache of a f16/bf16/i8 tensor, the same */
 } tensor_entry;
 
 struct dalle_bundle {
@@ -82,7 +83,7 @@ struct dalle_bundle {
     char *names;              /* all tensor names, NUL-terminated */
 
     const char *kind;
-    pthread_mutex_t lock;     /* guards tensors[].f32 */
+    pthread_mutex_t lock;     /* guards tensors[].f32 and .native */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -849,8 +850,10 @@ void dalle_bundle_close(dalle_bundle *b)
     }
     if (b->tensors)
         for (int i = 0; i < b->n_tensors; i++)
-            if (b->tensors[i].info.codec != DALLE_CODEC_ALIAS)
+            if (b->tensors[i].info.codec != DALLE_CODEC_ALIAS) {
                 free(b->tensors[i].f32);
+                free(b->tensors[i].native);
+            }
     free(b->meta);
     free(b->meta_sorted);
     free(b->tensors);
@@ -1330,11 +1333,46 @@ static dalle_status ensure_f32(dalle_bundle *b, tensor_entry *t)
     return DALLE_OK;
 }
 
-dalle_status bundle_tensor_f32(dalle_bundle *b, const char *name, int ndim, const int64_t *dims,
-                               const float **out)
+/* Fill t->native (lock held) for a f16, bf16 or i8 tensor: its decoded
+   bytes, 64-byte aligned, in the host's byte order. */
+static dalle_status ensure_native(dalle_bundle *b, tensor_entry *t)
 {
-    if (!b || !name || !out || (ndim > 0 && !dims))
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "bundle_tensor_f32: NULL argument");
+    if (t->native)
+        return DALLE_OK;
+    const unsigned esz = bnd_dtype_size(t->info.dtype);
+    if (t->info.codec == DALLE_CODEC_ALIAS) {
+        tensor_entry *tg = &b->tensors[t->info.alias_of];
+        dalle_status st = ensure_native(b, tg);
+        if (st)
+            return st;
+        t->native = (unsigned char *)tg->native + (size_t)t->info.alias_offset * esz;
+        return DALLE_OK;
+    }
+    unsigned char *buf = aligned_buffer(t->info.nbytes);
+    if (!buf)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: tensor '%s': out of memory (%llu "
+                          "bytes)", b->path, t->info.name, (unsigned long long)t->info.nbytes);
+    dalle_status st = decode_tensor(b, t, buf);
+    if (st) {
+        free(buf);
+        return st;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    if (esz == 2)
+        for (size_t i = 0; i < (size_t)t->info.numel; i++) {
+            uint16_t v = bnd_get_u16(buf + 2 * i);
+            memcpy(buf + 2 * i, &v, 2);
+        }
+#endif
+    t->native = buf;
+    return DALLE_OK;
+}
+
+/* The entry of tensor `name` with exactly the shape dims[ndim] (ndim < 0:
+   any shape). */
+static dalle_status shaped_entry(dalle_bundle *b, const char *name, int ndim,
+                                 const int64_t *dims, tensor_entry **out)
+{
     int idx = find_index(b, name);
     if (idx < 0)
         return dalle_fail(DALLE_ERR_MISMATCH, "%s: tensor '%s' is missing", b->path, name);
@@ -1352,6 +1390,51 @@ dalle_status bundle_tensor_f32(dalle_bundle *b, const char *name, int ndim, cons
                               ndim > DALLE_MAX_DIMS ? "..." : "", got);
         }
     }
+    *out = t;
+    return DALLE_OK;
+}
+
+dalle_status bundle_tensor_typed(dalle_bundle *b, const char *name, int ndim,
+                                 const int64_t *dims, dalle_dtype *dtype, const void **out)
+{
+    if (!b || !name || !out || !dtype || (ndim > 0 && !dims))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "bundle_tensor_typed: NULL argument");
+    tensor_entry *t;
+    dalle_status st = shaped_entry(b, name, ndim, dims, &t);
+    if (st)
+        return st;
+    if (t->info.dtype == DALLE_DTYPE_F32) {
+        const float *p;
+        if ((st = bundle_tensor_f32(b, name, -1, NULL, &p)))
+            return st;
+        *dtype = DALLE_DTYPE_F32;
+        *out = p;
+        return DALLE_OK;
+    }
+    if (t->info.dtype != DALLE_DTYPE_F16 && t->info.dtype != DALLE_DTYPE_BF16 &&
+        t->info.dtype != DALLE_DTYPE_I8)
+        return dalle_fail(DALLE_ERR_MISMATCH, "%s: tensor '%s': dtype %s, expected f32, f16, "
+                          "bf16 or i8", b->path, name, bnd_dtype_name(t->info.dtype));
+    pthread_mutex_lock(&b->lock);
+    st = ensure_native(b, t);
+    const void *p = t->native;
+    pthread_mutex_unlock(&b->lock);
+    if (st)
+        return st;
+    *dtype = t->info.dtype;
+    *out = p;
+    return DALLE_OK;
+}
+
+dalle_status bundle_tensor_f32(dalle_bundle *b, const char *name, int ndim, const int64_t *dims,
+                               const float **out)
+{
+    if (!b || !name || !out || (ndim > 0 && !dims))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "bundle_tensor_f32: NULL argument");
+    tensor_entry *t;
+    dalle_status shape_st = shaped_entry(b, name, ndim, dims, &t);
+    if (shape_st)
+        return shape_st;
     if (t->info.dtype != DALLE_DTYPE_F32 && t->info.dtype != DALLE_DTYPE_F16 &&
         t->info.dtype != DALLE_DTYPE_BF16)
         return dalle_fail(DALLE_ERR_MISMATCH, "%s: tensor '%s': dtype %s, expected a float "

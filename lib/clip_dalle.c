@@ -55,10 +55,10 @@ static dalle_status load_layer(dalle_bundle *b, const char *tower, const clip_en
     if ((s = load_common(b, pre, d, &T->attn_scale, &T->attn_norm)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.fn.to_qkv.weight", pre);
-    if ((s = clip_tensor(b, name, 2, 3 * inner, d, 0, 0, &T->to_qkv)))
+    if ((s = clip_weight(b, name, 3 * inner, d, &T->to_qkv)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.fn.to_out.0.weight", pre);
-    if ((s = clip_tensor(b, name, 2, d, inner, 0, 0, &T->to_out_w)))
+    if ((s = clip_weight(b, name, d, inner, &T->to_out_w)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.fn.to_out.0.bias", pre);
     if ((s = clip_tensor(b, name, 1, d, 0, 0, 0, &T->to_out_b)))
@@ -68,13 +68,13 @@ static dalle_status load_layer(dalle_bundle *b, const char *tower, const clip_en
     if ((s = load_common(b, pre, d, &T->ff_scale, &T->ff_norm)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.net.0.weight", pre);
-    if ((s = clip_tensor(b, name, 2, 2 * ffi, d, 0, 0, &T->ff_w1)))
+    if ((s = clip_weight(b, name, 2 * ffi, d, &T->ff_w1)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.net.0.bias", pre);
     if ((s = clip_tensor(b, name, 1, 2 * ffi, 0, 0, 0, &T->ff_b1)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.net.3.weight", pre);
-    if ((s = clip_tensor(b, name, 2, d, ffi, 0, 0, &T->ff_w2)))
+    if ((s = clip_weight(b, name, d, ffi, &T->ff_w2)))
         return s;
     snprintf(name, sizeof name, "%s.fn.fn.net.3.bias", pre);
     return clip_tensor(b, name, 1, d, 0, 0, 0, &T->ff_b2);

@@ -131,6 +131,9 @@ static int clip_to(const ops_span *sp, int n_sp, int64_t i, ops_span *out)
     return count;
 }
 
+/* CLIP's matrices are float32 (clip_weight). */
+static const float *f32(const ops_weight *w) { return (const float *)w->data; }
+
 static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, int batch, int n,
                       const uint8_t *key_mask, const float *src, float *out)
 {
@@ -141,7 +144,8 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
     float *K = CW_F(w, CW_K), *V = CW_F(w, CW_V), *scores = CW_F(w, CW_SCORES);
     ops_span *base = w->buf[CW_SPANS], *sp = base + e->max_len;
 
-    ops_linear_pool(w->pool, src, rows, e->dim, L->tf.to_qkv, L->qkv_b, stride, qkv, stride);
+    ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.to_qkv), L->qkv_b, stride, qkv,
+                    stride);
     for (int b = 0; b < batch; b++) {
         const int n_base = key_spans(key_mask ? key_mask + (int64_t)b * n : NULL, n, base);
         float *seq = qkv + (int64_t)b * n * stride;
@@ -167,7 +171,7 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
             }
         }
     }
-    ops_linear_pool(w->pool, att, rows, inner, L->tf.to_out_w, L->tf.to_out_b, e->dim, out,
+    ops_linear_pool(w->pool, att, rows, inner, f32(&L->tf.to_out_w), L->tf.to_out_b, e->dim, out,
                     e->dim);
 }
 
@@ -178,14 +182,14 @@ static void feed_forward(const clip_encoder *e, const clip_layer *L, clip_work *
     float *a = CW_F(w, CW_FF_A);
     if (e->act == CLIP_ACT_GEGLU) {
         float *h = CW_F(w, CW_FF_H);
-        ops_linear_pool(w->pool, src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, 2 * ffi, h,
+        ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.ff_w1), L->tf.ff_b1, 2 * ffi, h,
                         2 * ffi);
         ops_geglu(h, rows, ffi, a);
     } else {
-        ops_linear_pool(w->pool, src, rows, e->dim, L->tf.ff_w1, L->tf.ff_b1, ffi, a, ffi);
+        ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.ff_w1), L->tf.ff_b1, ffi, a, ffi);
         ops_quick_gelu(a, rows * ffi);
     }
-    ops_linear_pool(w->pool, a, rows, ffi, L->tf.ff_w2, L->tf.ff_b2, e->dim, out, e->dim);
+    ops_linear_pool(w->pool, a, rows, ffi, f32(&L->tf.ff_w2), L->tf.ff_b2, e->dim, out, e->dim);
 }
 
 /* x += scale * norm_out(y), as lib/transformer.c's residual */
@@ -240,6 +244,17 @@ dalle_status clip_tensor(dalle_bundle *b, const char *name, int ndim, int64_t d0
 {
     int64_t dims[4] = {d0, d1, d2, d3};
     return bundle_tensor_f32(b, name, ndim, dims, out);
+}
+
+dalle_status clip_weight(dalle_bundle *b, const char *name, int64_t out, int64_t in,
+                         ops_weight *w)
+{
+    const float *p;
+    int64_t dims[2] = {out, in};
+    dalle_status s = bundle_tensor_f32(b, name, 2, dims, &p);
+    if (!s)
+        *w = ops_weight_f32(p);
+    return s;
 }
 
 dalle_status clip_scale(dalle_bundle *b, const char *name, float *out)

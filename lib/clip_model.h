@@ -111,6 +111,10 @@ dalle_status clip_hparam(const dalle_bundle *b, const char *key, int64_t def, in
 /* bundle_tensor_f32 with the shape spelled out (ndim <= 4). */
 dalle_status clip_tensor(dalle_bundle *b, const char *name, int ndim, int64_t d0, int64_t d1,
                          int64_t d2, int64_t d3, const float **out);
+/* A weight matrix [out][in] for tf_layer: always float32 in CLIP (a bundle's
+ * f16/bf16 matrices are widened at load by bundle_tensor_f32). */
+dalle_status clip_weight(dalle_bundle *b, const char *name, int64_t out, int64_t in,
+                         ops_weight *w);
 /* exp() of the scalar tensor `name` (temperature / logit_scale), finite. */
 dalle_status clip_scale(dalle_bundle *b, const char *name, float *out);
 

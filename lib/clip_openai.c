@@ -44,15 +44,15 @@ static dalle_status load_layer(dalle_bundle *b, const char *tower, int64_t d, in
     T->type = ATTN_FULL;
 #define NAME(suffix) (snprintf(name, sizeof name, "%s.%s", pre, suffix), name)
     snprintf(pre, sizeof pre, "%sresblocks.%d", tower, l);
-    if ((s = clip_tensor(b, NAME("attn.in_proj_weight"), 2, 3 * d, d, 0, 0, &T->to_qkv)) ||
+    if ((s = clip_weight(b, NAME("attn.in_proj_weight"), 3 * d, d, &T->to_qkv)) ||
         (s = clip_tensor(b, NAME("attn.in_proj_bias"), 1, 3 * d, 0, 0, 0, &L->qkv_b)) ||
-        (s = clip_tensor(b, NAME("attn.out_proj.weight"), 2, d, d, 0, 0, &T->to_out_w)) ||
+        (s = clip_weight(b, NAME("attn.out_proj.weight"), d, d, &T->to_out_w)) ||
         (s = clip_tensor(b, NAME("attn.out_proj.bias"), 1, d, 0, 0, 0, &T->to_out_b)) ||
         (s = norm(b, NAME("ln_1"), d, &T->attn_norm)) ||
         (s = norm(b, NAME("ln_2"), d, &T->ff_norm)) ||
-        (s = clip_tensor(b, NAME("mlp.c_fc.weight"), 2, 4 * d, d, 0, 0, &T->ff_w1)) ||
+        (s = clip_weight(b, NAME("mlp.c_fc.weight"), 4 * d, d, &T->ff_w1)) ||
         (s = clip_tensor(b, NAME("mlp.c_fc.bias"), 1, 4 * d, 0, 0, 0, &T->ff_b1)) ||
-        (s = clip_tensor(b, NAME("mlp.c_proj.weight"), 2, d, 4 * d, 0, 0, &T->ff_w2)) ||
+        (s = clip_weight(b, NAME("mlp.c_proj.weight"), d, 4 * d, &T->ff_w2)) ||
         (s = clip_tensor(b, NAME("mlp.c_proj.bias"), 1, d, 0, 0, 0, &T->ff_b2)))
         return s;
 #undef NAME

@@ -84,4 +84,73 @@ void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head
  * of OpenAI CLIP's MLPs (appended for CLIP; see lib/clip_encoder.c). */
 void ops_quick_gelu(float *x, int64_t n);
 
+/* ---- reduced-precision weights (lib/ops_lowp.c, docs/performance.md) -------- */
+
+/* How a weight matrix is stored; the codes are the bundle's dtype codes
+ * (DALLE_DTYPE_F32, _F16, _BF16, _I8). */
+enum { OPS_W_F32 = 0, OPS_W_F16 = 1, OPS_W_BF16 = 2, OPS_W_I8 = 3 };
+
+/* A weight matrix [out][in] (nn.Linear's layout, row-major) kept as the
+ * bundle stores it: float32, IEEE binary16, bfloat16, or int8 with one
+ * float32 scale per block of `block` consecutive elements of a row (the
+ * element is q * scale, rounded to float32; a row's last block may be
+ * shorter). Everything is computed in float32. */
+typedef struct ops_weight {
+    int dtype;           /* OPS_W_* */
+    const void *data;    /* [out][in] elements of dtype */
+    const float *scales; /* OPS_W_I8: [out][ops_weight_blocks(in, block)]; else NULL */
+    int block;           /* OPS_W_I8: a multiple of 8; else 0 */
+} ops_weight;
+
+static inline ops_weight ops_weight_f32(const float *w)
+{
+    ops_weight r = {OPS_W_F32, w, 0, 0};
+    return r;
+}
+
+/* Scale blocks of one row of `in` elements. */
+static inline int64_t ops_weight_blocks(int64_t in, int block)
+{
+    return (in + block - 1) / block;
+}
+
+/* The rows [row0, ...) of w, rows of `in` elements, as a weight of their own. */
+ops_weight ops_weight_rows(const ops_weight *w, int64_t in, int64_t row0);
+
+/* Row `row` of w widened to float32 (the values the products use): an
+ * embedding look-up. */
+void ops_weight_row(const ops_weight *w, int64_t in, int64_t row, float *out);
+
+/* Up to this many rows a reduced-precision product runs as a
+ * matrix-vector kernel (a generation step at batch 1 .. 8). */
+#define OPS_LINEAR_W_FEW_ROWS 8
+
+/* Floats of scratch one thread needs for the many-row path of
+ * ops_linear_w with rows of `in` elements. */
+int64_t ops_linear_w_scratch(int64_t in);
+
+/* ops_linear_pool with a typed weight: y[r][j] = sum_i x[r][i] * w[j][i] +
+ * b[j]. A float32 weight is exactly ops_linear_pool (the same call, the
+ * same bits). A reduced one:
+ *   - rows <= OPS_LINEAR_W_FEW_ROWS, or no scratch: a matrix-vector kernel
+ *     that widens each weight as it streams it and accumulates in float32
+ *     (AVX2/FMA/F16C where the CPU has them, plain C otherwise). Every
+ *     element is one fixed sequence of operations that depends on `in`
+ *     only: the same bits for any pool, any split and any number of rows;
+ *   - more rows: blocks of weight rows are widened into the scratch of the
+ *     thread that takes them (`scratch`: `slots` areas of
+ *     ops_linear_w_scratch(in) floats each, allocated by the caller once),
+ *     then multiplied by ops_gemm on that thread: a fixed partition, the
+ *     same bits for any pool.
+ * Allocates nothing. */
+void ops_linear_w(struct tpool *pool, const float *x, int64_t rows, int64_t in,
+                  const ops_weight *w, const float *b, int64_t out, float *y, int64_t ldy,
+                  float *scratch, int slots);
+
+/* Whether the reduced-precision kernels use the CPU's AVX2/FMA/F16C code.
+ * want < 0: only ask; 0: use plain C from now on; 1: use the vector code
+ * where the CPU has it. For tests (process-wide, not thread-safe against
+ * running products). */
+int ops_lowp_simd(int want);
+
 #endif

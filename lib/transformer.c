@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "threadpool.h"
 #include "transformer_internal.h"
 
 #define LN_EPS 1e-5f /* nn.LayerNorm's default */
@@ -64,6 +65,13 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
     st->ff_h = alloc_floats(rows * 2 * hp->ff_inner, &failed);
     st->ff_a = alloc_floats(rows * hp->ff_inner, &failed);
     st->scores = alloc_floats((int64_t)batch * hp->heads * hp->max_pos, &failed);
+    if (tf->lowp) {
+        /* one widening area per thread for the many-row products of
+         * reduced weights (ops_linear_w), made here, never in the loop */
+        st->lowp_slots = tpool_threads(tf->pool);
+        st->lowp_scratch =
+            alloc_floats(st->lowp_slots * ops_linear_w_scratch(tf->lowp_in), &failed);
+    }
     if (failed) {
         tf_state_free(st);
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
@@ -77,8 +85,9 @@ void tf_state_free(tf_state *st)
 {
     if (!st)
         return;
-    float *bufs[] = {st->k,  st->v, st->shift_hist, st->x1,   st->x2,   st->h,
-                     st->hs, st->y, st->qkv,        st->att, st->ff_h, st->ff_a, st->scores};
+    float *bufs[] = {st->k,   st->v,    st->shift_hist, st->x1,     st->x2,
+                     st->h,   st->hs,   st->y,          st->qkv,    st->att,
+                     st->ff_h, st->ff_a, st->scores,    st->lowp_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         free(bufs[i]);
     free(st);
@@ -100,12 +109,12 @@ static void embed(const transformer *tf, const tf_state *st, const int32_t *toke
             int32_t id = tokens[(int64_t)b * m + i];
             float *xr = x + ((int64_t)b * m + i) * d;
             if (p < hp->text_len) {
-                memcpy(xr, tf->text_emb + id * d, (size_t)d * sizeof *xr);
+                ops_weight_row(&tf->text_emb, d, id, xr);
                 if (!hp->rotary_emb)
                     for (int64_t j = 0; j < d; j++)
                         xr[j] += tf->text_pos_emb[p * d + j];
             } else {
-                memcpy(xr, tf->image_emb + id * d, (size_t)d * sizeof *xr);
+                ops_weight_row(&tf->image_emb, d, id, xr);
                 if (!hp->rotary_emb) {
                     /* AxialPositionalEmbedding, summed: row part + column part */
                     int img = p - hp->text_len;
@@ -155,11 +164,10 @@ static void feed_forward(const transformer *tf, tf_state *st, const tf_layer *L,
 {
     const tf_hparams *hp = &tf->hp;
     int64_t rows = (int64_t)st->batch * m;
-    ops_linear_pool(tf->pool, src, rows, hp->dim, L->ff_w1, L->ff_b1, 2 * hp->ff_inner,
-                    st->ff_h, 2 * hp->ff_inner);
+    tf_linear(tf, st, src, rows, hp->dim, &L->ff_w1, L->ff_b1, 2 * hp->ff_inner, st->ff_h,
+              2 * hp->ff_inner);
     ops_geglu(st->ff_h, rows, hp->ff_inner, st->ff_a);
-    ops_linear_pool(tf->pool, st->ff_a, rows, hp->ff_inner, L->ff_w2, L->ff_b2, hp->dim, out,
-                    hp->dim);
+    tf_linear(tf, st, st->ff_a, rows, hp->ff_inner, &L->ff_w2, L->ff_b2, hp->dim, out, hp->dim);
 }
 
 static void run_layers(const transformer *tf, tf_state *st, int m)
@@ -193,8 +201,8 @@ static void run_layers(const transformer *tf, tf_state *st, int m)
  * unmasked half is computed, the other is -FLT_MAX as upstream's
  * masked_fill_ writes it (text positions p < text_seq_len predict text,
  * the rest predict image tokens). */
-static void logits_rows(const transformer *tf, const float *x, int64_t n_rows, int p0,
-                        float *out)
+static void logits_rows(const transformer *tf, const tf_state *st, const float *x,
+                        int64_t n_rows, int p0, float *out)
 {
     const tf_hparams *hp = &tf->hp;
     const int64_t V = hp->total_tokens, d = hp->dim;
@@ -213,12 +221,12 @@ static void logits_rows(const transformer *tf, const float *x, int64_t n_rows, i
                 o[j] = -FLT_MAX;
     }
     if (n_text)
-        ops_linear_pool(tf->pool, x, n_text, d, tf->logits_w, tf->logits_b, hp->text_vocab,
-                        out, V);
-    if (n_rows > n_text)
-        ops_linear_pool(tf->pool, x + n_text * d, n_rows - n_text, d,
-                        tf->logits_w + hp->text_vocab * d, tf->logits_b + hp->text_vocab,
-                        hp->num_image_tokens, out + n_text * V + hp->text_vocab, V);
+        tf_linear(tf, st, x, n_text, d, &tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
+    if (n_rows > n_text) {
+        const ops_weight img = ops_weight_rows(&tf->logits_w, d, hp->text_vocab);
+        tf_linear(tf, st, x + n_text * d, n_rows - n_text, d, &img, tf->logits_b + hp->text_vocab,
+                  hp->num_image_tokens, out + n_text * V + hp->text_vocab, V);
+    }
 }
 
 static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits)
@@ -235,7 +243,7 @@ static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode
         ops_layer_norm(x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
         float *o = mode == TF_LOGITS_LAST ? logits + (int64_t)b * V
                                           : logits + (int64_t)b * m * V;
-        logits_rows(tf, x, n, st->pos + first, o);
+        logits_rows(tf, st, x, n, st->pos + first, o);
     }
 }
 

@@ -46,30 +46,42 @@ typedef struct tf_norm {
 } tf_norm;
 
 /* One layer: attention and feed-forward sublayers, each
- * LayerScale(PreNorm(fn)). Shared layers point at the same weights. */
+ * LayerScale(PreNorm(fn)). Shared layers point at the same weights. The
+ * four matrices are typed (lib/ops.h ops_weight): float32, or the bf16 /
+ * f16 / int8 the bundle stores, kept reduced in memory; CLIP's layers
+ * (lib/clip_model.h) are always float32. Norms, biases and scales are
+ * float32. */
 typedef struct tf_layer {
     attn_type type;
     const float *attn_scale;
     tf_norm attn_norm, attn_norm_out; /* norm_out.w NULL without sandwich_norm */
-    const float *to_qkv;              /* [3 * inner][dim], no bias */
-    const float *to_out_w, *to_out_b; /* [dim][inner], [dim] */
+    ops_weight to_qkv;                /* [3 * inner][dim], no bias */
+    ops_weight to_out_w;              /* [dim][inner] */
+    const float *to_out_b;            /* [dim] */
     const float *ff_scale;
     tf_norm ff_norm, ff_norm_out;
-    const float *ff_w1, *ff_b1;       /* [2 * ff_inner][dim]: GEGLU's [x | gates] */
-    const float *ff_w2, *ff_b2;       /* [dim][ff_inner] */
+    ops_weight ff_w1;                 /* [2 * ff_inner][dim]: GEGLU's [x | gates] */
+    const float *ff_b1;
+    ops_weight ff_w2;                 /* [dim][ff_inner] */
+    const float *ff_b2;
 } tf_layer;
 
 struct transformer {
     tf_hparams hp;
     tf_layer *layers;
-    const float *text_emb;     /* [text_vocab][dim] (rows of to_logits.1.weight when shared) */
-    const float *image_emb;    /* [num_image_tokens][dim] */
+    ops_weight text_emb;       /* [text_vocab][dim] (rows of to_logits.1.weight when shared) */
+    ops_weight image_emb;      /* [num_image_tokens][dim] */
     const float *text_pos_emb; /* [text_len][dim], rotary off only */
     const float *axial_rows;   /* image_pos_emb.weights_0: [fmap][dim], rotary off only */
     const float *axial_cols;   /* image_pos_emb.weights_1: [fmap][dim] */
     float *rot_cos, *rot_sin;  /* [max_pos + 1][rot_cols], owned */
     tf_norm logits_norm;       /* to_logits.0 */
-    const float *logits_w, *logits_b; /* to_logits.1: [total_tokens][dim], [total_tokens] */
+    ops_weight logits_w;       /* to_logits.1.weight: [total_tokens][dim] */
+    const float *logits_b;     /* [total_tokens] */
+    int lowp;                  /* some matrix is reduced (bf16, f16, int8): states get
+                                * ops_linear_w scratch for their many-row products */
+    int64_t lowp_in;           /* the longest row of a reduced matrix (its `in`) */
+    int int8_block;            /* weights.int8_block: elements per int8 scale */
     struct tpool *pool;        /* the owning context's thread pool (NULL: the caller's thread) */
 };
 
@@ -89,7 +101,17 @@ struct tf_state {
     float *ff_a;         /* [rows][ff_inner] */
     float *scores;       /* [batch * heads][max_pos]: attention weights, one row per
                           * (sequence, head) task of attention.c */
+    float *lowp_scratch; /* tf->lowp only: lowp_slots areas of ops_linear_w_scratch(lowp_in) */
+    int lowp_slots;      /* the pool's threads when the state was made */
 };
+
+/* A product of the model's typed weights with the state's scratch. */
+static inline void tf_linear(const transformer *tf, const tf_state *st, const float *x,
+                             int64_t rows, int64_t in, const ops_weight *w, const float *b,
+                             int64_t out, float *y, int64_t ldy)
+{
+    ops_linear_w(tf->pool, x, rows, in, w, b, out, y, ldy, st->lowp_scratch, st->lowp_slots);
+}
 
 /* rotary.c: fill tf->rot_cos/rot_sin from the checkpoint's table or compute
  * it as upstream does. */

@@ -5,6 +5,7 @@
  * share_input_output_emb) are aliases in the bundle, so each layer simply
  * loads its own names. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "transformer_internal.h"
 
 #define MAX_ATTN_TYPES 4096
+/* weights.int8_block when absent: the converter's block (docs/bundle-format.md) */
+#define DEFAULT_INT8_BLOCK 32
 
 static dalle_status req_int(const dalle_bundle *b, const char *key, int64_t lo, int64_t hi,
                             int *out)
@@ -190,6 +193,50 @@ static dalle_status tensor(dalle_bundle *b, const char *name, int ndim, int64_t 
     return bundle_tensor_f32(b, name, ndim, dims, out);
 }
 
+/* A weight matrix [out][in] as the bundle stores it (docs/bundle-format.md,
+ * "Reduced-precision weights"): f32, f16 and bf16 are used as they are; an
+ * i8 matrix comes with its scales, the f32 tensor `<name>:scale` of shape
+ * [out][ceil(in / block)], block = weights.int8_block. Reduced matrices
+ * stay reduced in memory (lib/ops_lowp.c computes with them). */
+static dalle_status weight(dalle_bundle *b, transformer *tf, const char *name, int64_t out,
+                           int64_t in, ops_weight *w)
+{
+    const int64_t dims[2] = {out, in};
+    dalle_dtype dt;
+    const void *p;
+    dalle_status s = bundle_tensor_typed(b, name, 2, dims, &dt, &p);
+    if (s)
+        return s;
+    *w = (ops_weight){.dtype = (int)dt, .data = p};
+    if (dt == DALLE_DTYPE_I8) {
+        char sname[600];
+        const int64_t nb = ops_weight_blocks(in, tf->int8_block);
+        const int64_t sdims[2] = {out, nb};
+        const float *sc;
+        snprintf(sname, sizeof sname, "%s:scale", name);
+        if (dalle_bundle_find_tensor(b, sname) < 0)
+            return dalle_fail(DALLE_ERR_MISMATCH,
+                              "%s: tensor '%s' is int8 but its scales '%s' are missing",
+                              bundle_path(b), name, sname);
+        if ((s = bundle_tensor_f32(b, sname, 2, sdims, &sc)))
+            return s;
+        for (int64_t i = 0; i < out * nb; i++)
+            if (!(sc[i] >= 0.0f) || isinf(sc[i]))
+                return dalle_fail(DALLE_ERR_MISMATCH,
+                                  "%s: tensor '%s': scale %lld is %g: expected a finite value "
+                                  ">= 0",
+                                  bundle_path(b), sname, (long long)i, (double)sc[i]);
+        w->scales = sc;
+        w->block = tf->int8_block;
+    }
+    if (dt != DALLE_DTYPE_F32) {
+        tf->lowp = 1;
+        if (in > tf->lowp_in)
+            tf->lowp_in = in;
+    }
+    return DALLE_OK;
+}
+
 /* The state-dict prefix of sublayer `sub` (0 attention, 1 feed-forward) of
  * layer l: SequentialSequence's layers.L.S, or ReversibleSequence's
  * blocks.L.f/g wrapped in Deterministic (.net). */
@@ -228,8 +275,9 @@ static dalle_status load_sublayer_common(dalle_bundle *b, const tf_hparams *hp,
     return tensor(b, name, 1, d, 0, 0, 0, &norm_out->b);
 }
 
-static dalle_status load_layer(dalle_bundle *b, const tf_hparams *hp, int l, tf_layer *L)
+static dalle_status load_layer(dalle_bundle *b, transformer *tf, int l, tf_layer *L)
 {
+    const tf_hparams *hp = &tf->hp;
     char pre[256], name[512];
     dalle_status s;
     int64_t d = hp->dim, inner = hp->inner, ffi = hp->ff_inner;
@@ -243,10 +291,10 @@ static dalle_status load_layer(dalle_bundle *b, const tf_hparams *hp, int l, tf_
     if ((s = load_sublayer_common(b, hp, pre, &L->attn_scale, &L->attn_norm, &L->attn_norm_out)))
         return s;
     snprintf(name, sizeof name, "%s.%s.to_qkv.weight", pre, attn_path);
-    if ((s = tensor(b, name, 2, 3 * inner, d, 0, 0, &L->to_qkv)))
+    if ((s = weight(b, tf, name, 3 * inner, d, &L->to_qkv)))
         return s;
     snprintf(name, sizeof name, "%s.%s.to_out.0.weight", pre, attn_path);
-    if ((s = tensor(b, name, 2, d, inner, 0, 0, &L->to_out_w)))
+    if ((s = weight(b, tf, name, d, inner, &L->to_out_w)))
         return s;
     snprintf(name, sizeof name, "%s.%s.to_out.0.bias", pre, attn_path);
     if ((s = tensor(b, name, 1, d, 0, 0, 0, &L->to_out_b)))
@@ -256,13 +304,13 @@ static dalle_status load_layer(dalle_bundle *b, const tf_hparams *hp, int l, tf_
     if ((s = load_sublayer_common(b, hp, pre, &L->ff_scale, &L->ff_norm, &L->ff_norm_out)))
         return s;
     snprintf(name, sizeof name, "%s.%s.0.weight", pre, ff_path);
-    if ((s = tensor(b, name, 2, 2 * ffi, d, 0, 0, &L->ff_w1)))
+    if ((s = weight(b, tf, name, 2 * ffi, d, &L->ff_w1)))
         return s;
     snprintf(name, sizeof name, "%s.%s.0.bias", pre, ff_path);
     if ((s = tensor(b, name, 1, 2 * ffi, 0, 0, 0, &L->ff_b1)))
         return s;
     snprintf(name, sizeof name, "%s.%s.3.weight", pre, ff_path);
-    if ((s = tensor(b, name, 2, d, ffi, 0, 0, &L->ff_w2)))
+    if ((s = weight(b, tf, name, d, ffi, &L->ff_w2)))
         return s;
     snprintf(name, sizeof name, "%s.%s.3.bias", pre, ff_path);
     return tensor(b, name, 1, d, 0, 0, 0, &L->ff_b2);
@@ -275,16 +323,16 @@ static dalle_status load_embeddings(dalle_bundle *b, transformer *tf)
     dalle_status s;
     if ((s = tensor(b, "to_logits.0.weight", 1, d, 0, 0, 0, &tf->logits_norm.w)) ||
         (s = tensor(b, "to_logits.0.bias", 1, d, 0, 0, 0, &tf->logits_norm.b)) ||
-        (s = tensor(b, "to_logits.1.weight", 2, hp->total_tokens, d, 0, 0, &tf->logits_w)) ||
+        (s = weight(b, tf, "to_logits.1.weight", hp->total_tokens, d, &tf->logits_w)) ||
         (s = tensor(b, "to_logits.1.bias", 1, hp->total_tokens, 0, 0, 0, &tf->logits_b)))
         return s;
     if (hp->share_io) {
         /* SharedEmbedding: text ids are rows [0, text_vocab) of the output
          * projection's weight, image ids the rows after them. */
         tf->text_emb = tf->logits_w;
-        tf->image_emb = tf->logits_w + (int64_t)hp->text_vocab * d;
-    } else if ((s = tensor(b, "text_emb.weight", 2, hp->text_vocab, d, 0, 0, &tf->text_emb)) ||
-               (s = tensor(b, "image_emb.weight", 2, hp->num_image_tokens, d, 0, 0,
+        tf->image_emb = ops_weight_rows(&tf->logits_w, d, hp->text_vocab);
+    } else if ((s = weight(b, tf, "text_emb.weight", hp->text_vocab, d, &tf->text_emb)) ||
+               (s = weight(b, tf, "image_emb.weight", hp->num_image_tokens, d,
                            &tf->image_emb))) {
         return s;
     }
@@ -315,10 +363,16 @@ dalle_status transformer_load(dalle_bundle *b, const model_shapes *shapes, trans
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", bundle_path(b));
         goto fail;
     }
-    if ((s = read_layer_types(b, tf)))
+    if ((s = read_layer_types(b, tf)) ||
+        (s = opt_int(b, "weights.int8_block", DEFAULT_INT8_BLOCK, 8, 1 << 16, &tf->int8_block)))
         goto fail;
+    if (tf->int8_block % 8) {
+        s = dalle_fail(DALLE_ERR_MISMATCH, "%s: metadata 'weights.int8_block' = %d: expected a "
+                       "multiple of 8", bundle_path(b), tf->int8_block);
+        goto fail;
+    }
     for (int l = 0; l < tf->hp.depth; l++)
-        if ((s = load_layer(b, &tf->hp, l, &tf->layers[l])))
+        if ((s = load_layer(b, tf, l, &tf->layers[l])))
             goto fail;
     if ((s = load_embeddings(b, tf)) || (s = rotary_build(tf, b)))
         goto fail;

@@ -6,117 +6,27 @@
  * bit-exact resume, thread independence and a tiny training run.
  *
  * Finite differences of the operations are taken on small DOUBLE reference
- * forwards written here (h = 1e-6: truncation O(h²) and round-off
- * O(1e-16 / h) are both far below the float error of the backward passes,
- * ~1e-7 relative), after checking that each reference computes what the
- * float operation computes. The error is rel-L2 = |g - g_fd| / |g_fd| over
- * all entries; the tolerance 1e-5 leaves room for float rounding only.
+ * forwards written here (fd_check.h: h = 1e-6, rel-L2 tolerance 1e-5, room
+ * for float rounding only), after checking that each reference computes
+ * what the float operation computes.
  *
  *     test_backward [TMPDIR]
  * Prints one line per check; exits 1 if any failed.
  */
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dalle/dalle.h"
+#include "fd_check.h"
 #include "ops.h"
 #include "threadpool.h"
 #include "train/adamw.h"
 #include "train/ops_backward.h"
 #include "train/tf_train.h"
 #include "transformer_internal.h"
-
-static int n_checks, n_failed;
-static const char *tmpdir = "/tmp";
-
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    n_checks++;
-    if (!ok)
-        n_failed++;
-    printf("%s - ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-}
-
-/* ---- helpers --------------------------------------------------------------------- */
-
-static uint64_t rs = 0x9e3779b97f4a7c15ull;
-static double urand(void) /* [0, 1) */
-{
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return (double)(rs >> 11) / 9007199254740992.0;
-}
-static float frand(double lo, double hi) { return (float)(lo + (hi - lo) * urand()); }
-static void fill(float *x, int64_t n, double lo, double hi)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = frand(lo, hi);
-}
-
-static double rel_l2(const float *g, const double *ref, int64_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        num += (g[i] - ref[i]) * (g[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
-
-static double max_abs_diff_fd(const float *a, const double *b, int64_t n)
-{
-    double m = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        if (fabs(a[i] - b[i]) > m)
-            m = fabs(a[i] - b[i]);
-    return m;
-}
-
-/* A scalar function of a parameter vector (the op's inputs, concatenated):
- * Σ c ⊙ forward(θ) in double. */
-typedef double (*loss_fn)(const double *theta, const void *ctx);
-
-static void fd_grad(loss_fn f, const void *ctx, double *theta, int64_t n, double *g)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double t = theta[i], h = 1e-6 * (fabs(t) > 1.0 ? fabs(t) : 1.0);
-        theta[i] = t + h;
-        double fp = f(theta, ctx);
-        theta[i] = t - h;
-        double fm = f(theta, ctx);
-        theta[i] = t;
-        g[i] = (fp - fm) / (2.0 * h);
-    }
-}
-
-#define FD_TOL 1e-5
-
-/* Compare the float gradient `g` (n entries of the packed θ) with finite
- * differences of f at θ = the float inputs. */
-static void check_fd(const char *what, loss_fn f, const void *ctx, const float *inputs,
-                     const float *g, int64_t n)
-{
-    double *theta = malloc((size_t)n * sizeof *theta), *ref = calloc((size_t)n, sizeof *ref);
-    for (int64_t i = 0; i < n; i++)
-        theta[i] = inputs[i];
-    fd_grad(f, ctx, theta, n, ref);
-    double r = rel_l2(g, ref, n);
-    check(r < FD_TOL, "%s: %lld gradients vs finite differences: rel-L2 %.2e, max abs %.2e", what,
-          (long long)n, r, max_abs_diff_fd(g, ref, n));
-    free(theta);
-    free(ref);
-}
 
 /* ---- linear ------------------------------------------------------------------------ */
 
@@ -790,8 +700,7 @@ int main(int argc, char **argv)
     test_adamw();
     test_clip_and_schedule();
     test_tf_train();
-    printf("%d checks, %d failed\n", n_checks, n_failed);
-    return n_failed ? 1 : 0;
+    return check_summary(NULL);
 }
 
 /* ---- the DALL·E transformer's training step ------------------------------------------------ */
@@ -835,11 +744,21 @@ static double loss_of(tf_train *tr, const int32_t *text, const int32_t *image, i
     return L;
 }
 
-/* Gradients of the whole model against central differences of the loss,
- * on three weights of every tensor (the largest gradient and two random
- * ones). The forward is float: h = 1e-2 keeps the rounding noise of the
- * loss (~1e-7) / h below 1e-5 and the O(h²) truncation near 1e-4
- * relative; a weight passes at |g - fd| <= 1e-2·|fd| + 3e-5. */
+typedef struct pairs_ctx {
+    tf_train *tr;
+    const int32_t *text, *image;
+    int batch;
+} pairs_ctx;
+
+static double pairs_loss(void *ctx)
+{
+    const pairs_ctx *k = ctx;
+    return loss_of(k->tr, k->text, k->image, k->batch);
+}
+
+/* Gradients of the whole model against central differences of the loss
+ * (check_model_fd: three weights of every tensor, h = 1e-2 on the float
+ * forward). */
 static void tf_grad_check(const char *what, tf_train_config c)
 {
     tf_train *tr = NULL;
@@ -850,46 +769,14 @@ static void tf_grad_check(const char *what, tf_train_config c)
         return;
     }
     /* move every weight off its initial value (LayerNorm 1/0, equal scales) */
-    for (int64_t i = 0; i < tr->n_weights; i++)
-        tr->w[i] += frand(-0.05, 0.05);
+    for (int64_t i = 0; i < tr->pt.n_weights; i++)
+        tr->pt.w[i] += frand(-0.05, 0.05);
     random_pairs(&c, B, text, image);
     tf_train_zero_grad(tr);
     tf_train_forward(tr, text, image, B, NULL, NULL);
     tf_train_backward(tr);
-    double worst = 0.0, num = 0.0, den = 0.0;
-    int n = 0, bad = 0;
-    char worst_name[160] = "";
-    for (int t = 0; t < tr->n_params; t++) {
-        const tf_param *p = &tr->params[t];
-        int64_t pick[3] = {0, (int64_t)(urand() * p->numel), (int64_t)(urand() * p->numel)};
-        for (int64_t i = 1; i < p->numel; i++)
-            if (fabsf(tr->g[p->offset + i]) > fabsf(tr->g[p->offset + pick[0]]))
-                pick[0] = i;
-        for (int k = 0; k < 3; k++) {
-            float *wp = tr->w + p->offset + pick[k], keep = *wp;
-            double h = 1e-2;
-            *wp = (float)(keep + h);
-            double fp = loss_of(tr, text, image, B);
-            *wp = (float)(keep - h);
-            double fm = loss_of(tr, text, image, B);
-            *wp = keep;
-            double fd = (fp - fm) / ((double)(float)(keep + h) - (double)(float)(keep - h));
-            double g = tr->g[p->offset + pick[k]], e = fabs(g - fd);
-            num += e * e;
-            den += fd * fd;
-            n++;
-            if (e > 1e-2 * fabs(fd) + 3e-5)
-                bad++;
-            if (e / (fabs(fd) + 1e-3) > worst) {
-                worst = e / (fabs(fd) + 1e-3);
-                snprintf(worst_name, sizeof worst_name, "%s[%lld] g %.3e fd %.3e", p->name,
-                         (long long)pick[k], g, fd);
-            }
-        }
-    }
-    check(bad == 0, "%s: %d weights of %d tensors vs finite differences: rel-L2 %.2e, "
-                    "%d out of tolerance; worst %s",
-          what, n, tr->n_params, sqrt(num / den), bad, worst_name);
+    pairs_ctx k = {tr, text, image, B};
+    check_model_fd(what, &tr->pt, pairs_loss, &k);
     tf_train_free(tr);
 }
 
@@ -955,8 +842,8 @@ static double train_step(tf_train *tr, adamw *o, const lr_schedule *s, const int
     tf_train_zero_grad(tr);
     tf_train_forward(tr, text, image, batch, &L, NULL);
     tf_train_backward(tr);
-    clip_grad_norm(tr->g, tr->n_weights, 0.5);
-    adamw_step(o, tr->w, tr->g, tr->decay, lr_schedule_at(s, o->step));
+    clip_grad_norm(tr->pt.g, tr->pt.n_weights, 0.5);
+    adamw_step(o, tr->pt.w, tr->pt.g, tr->pt.decay, lr_schedule_at(s, o->step));
     return L;
 }
 
@@ -972,7 +859,7 @@ static void tf_round_trip(const char *what, tf_train_config c)
     lr_schedule s = lr_schedule_default();
     s.kind = LR_CONSTANT;
     s.base_lr = 1e-2;
-    if (tf_train_create(&c, B, &tr) || adamw_init(&o, tr->n_weights, &ac)) {
+    if (tf_train_create(&c, B, &tr) || adamw_init(&o, tr->pt.n_weights, &ac)) {
         check(0, "%s: create: %s", what, dalle_last_error());
         return;
     }
@@ -1037,7 +924,7 @@ static void tf_resume_and_threads(void)
     tf_train *a = NULL, *b = NULL;
     adamw oa, ob;
     tf_train_create(&c, B, &a);
-    adamw_init(&oa, a->n_weights, &ac);
+    adamw_init(&oa, a->pt.n_weights, &ac);
     for (int i = 0; i < 4; i++)
         train_step(a, &oa, &s, text, image, B);
     char path[600];
@@ -1048,7 +935,7 @@ static void tf_resume_and_threads(void)
 
     c.seed = 999; /* a different initialisation, overwritten by the load */
     tf_train_create(&c, B, &b);
-    adamw_init(&ob, b->n_weights, &ac);
+    adamw_init(&ob, b->pt.n_weights, &ac);
     lr_schedule sb = lr_schedule_default();
     dalle_bundle *bun = NULL;
     if (!st)
@@ -1060,26 +947,26 @@ static void tf_resume_and_threads(void)
     dalle_bundle_close(bun);
     for (int i = 0; i < 4 && !st; i++)
         train_step(b, &ob, &sb, text, image, B);
-    check(!st && !memcmp(a->w, b->w, (size_t)a->n_weights * sizeof *a->w) &&
-              !memcmp(oa.m, ob.m, (size_t)a->n_weights * 4) && oa.step == ob.step,
+    check(!st && !memcmp(a->pt.w, b->pt.w, (size_t)a->pt.n_weights * sizeof *a->pt.w) &&
+              !memcmp(oa.m, ob.m, (size_t)a->pt.n_weights * 4) && oa.step == ob.step,
           "checkpoint after 4 steps (weights + AdamW + schedule), resume, 4 more: bit-identical "
           "to the uninterrupted run %s",
           st ? dalle_last_error() : "");
     remove(path);
 
     /* thread count: gradients bit-identical on no pool and a 4-thread one */
-    float *g1 = malloc((size_t)a->n_weights * sizeof *g1);
+    float *g1 = malloc((size_t)a->pt.n_weights * sizeof *g1);
     tpool *pool = NULL;
     tf_train_zero_grad(a);
     tf_train_forward(a, text, image, B, NULL, NULL);
     tf_train_backward(a);
-    memcpy(g1, a->g, (size_t)a->n_weights * sizeof *g1);
+    memcpy(g1, a->pt.g, (size_t)a->pt.n_weights * sizeof *g1);
     st = tpool_create(4, &pool);
     a->pool = pool;
     tf_train_zero_grad(a);
     tf_train_forward(a, text, image, B, NULL, NULL);
     tf_train_backward(a);
-    check(!st && !memcmp(g1, a->g, (size_t)a->n_weights * sizeof *g1),
+    check(!st && !memcmp(g1, a->pt.g, (size_t)a->pt.n_weights * sizeof *g1),
           "gradients on the calling thread and on a %d-thread pool: bit-identical",
           tpool_threads(pool));
     a->pool = NULL;
@@ -1117,7 +1004,7 @@ static void tf_training_run(void)
     s.base_lr = 1e-3;
     s.warmup_steps = 10;
     tf_train_create(&c, B, &tr);
-    adamw_init(&o, tr->n_weights, &ac);
+    adamw_init(&o, tr->pt.n_weights, &ac);
     double first = 0.0, last = 0.0, parts[2];
     for (int i = 0; i < 200; i++) {
         double L = train_step(tr, &o, &s, text, image, B);

@@ -2,8 +2,8 @@
  *
  *  - the pieces CLIP adds (masked mean, F.normalize, the contrastive loss
  *    with its temperature, the patch embedding) against central finite
- *    differences of DOUBLE reference forwards written here (h = 1e-6, rel-L2
- *    tolerance 1e-5, as tests/test_backward.c);
+ *    differences of DOUBLE reference forwards written here (fd_check.h:
+ *    h = 1e-6, rel-L2 tolerance 1e-5, as tests/test_backward.c);
  *  - the whole model's gradients on a tiny CLIP (float forward, h = 1e-2);
  *  - with the golden case: the trainer loads the converted upstream
  *    checkpoint (every tensor name and shape, nothing left over) and its
@@ -19,13 +19,12 @@
  *     test_clip_train TMPDIR [GOLDEN_DIR CLIP_BUNDLE]
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dalle/dalle.h"
+#include "fd_check.h"
 #include "npy.h"
 #include "ops.h"
 #include "threadpool.h"
@@ -33,78 +32,6 @@
 #include "train/clip_train.h"
 #include "train/ops_backward.h"
 #include "train/synth.h"
-
-static int n_checks, n_failed;
-static const char *tmpdir = "/tmp";
-
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    n_checks++;
-    if (!ok)
-        n_failed++;
-    printf("%s - ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-}
-
-static uint64_t rs = 0x2545f4914f6cdd1dull;
-static double urand(void) /* [0, 1) */
-{
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return (double)(rs >> 11) / 9007199254740992.0;
-}
-static float frand(double lo, double hi) { return (float)(lo + (hi - lo) * urand()); }
-static void fill(float *x, int64_t n, double lo, double hi)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = frand(lo, hi);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* ---- finite differences of double references ------------------------------------- */
-
-typedef double (*loss_fn)(const double *theta, const void *ctx);
-
-#define FD_TOL 1e-5
-
-/* rel-L2 of the float gradient g against central differences of f at θ =
- * the float inputs (n entries). */
-static void check_fd(const char *what, loss_fn f, const void *ctx, const float *inputs,
-                     const float *g, int64_t n)
-{
-    double *theta = malloc((size_t)n * sizeof *theta);
-    double num = 0.0, den = 0.0, worst = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        theta[i] = inputs[i];
-    for (int64_t i = 0; i < n; i++) {
-        double t = theta[i], h = 1e-6 * (fabs(t) > 1.0 ? fabs(t) : 1.0);
-        theta[i] = t + h;
-        double fp = f(theta, ctx);
-        theta[i] = t - h;
-        double fm = f(theta, ctx);
-        theta[i] = t;
-        double fd = (fp - fm) / (2.0 * h), e = fabs(g[i] - fd);
-        num += e * e;
-        den += fd * fd;
-        worst = fmax(worst, e);
-    }
-    double r = den > 0.0 ? sqrt(num / den) : sqrt(num);
-    check(r < FD_TOL, "%s: %lld gradients vs finite differences: rel-L2 %.2e, max abs %.2e",
-          what, (long long)n, r, worst);
-    free(theta);
-}
 
 /* masked mean: θ = x [B][n][d]; loss = Σ c ⊙ mean */
 typedef struct mm_ctx {
@@ -352,9 +279,21 @@ static double loss_of(clip_train *tr, const int32_t *text, const float *images, 
     return L;
 }
 
+typedef struct batch_ctx {
+    clip_train *tr;
+    const int32_t *text;
+    const float *images;
+    int batch;
+} batch_ctx;
+
+static double batch_loss(void *ctx)
+{
+    const batch_ctx *k = ctx;
+    return loss_of(k->tr, k->text, k->images, k->batch);
+}
+
 /* Every tensor: its largest gradient and two random entries against a
- * central difference of the float forward (h = 1e-2: rounding noise of the
- * loss / h ~1e-5; a weight passes at |g - fd| <= 1e-2·|fd| + 3e-5). */
+ * central difference of the float forward (check_model_fd). */
 static void test_whole_model(void)
 {
     clip_train_config c = tiny_config();
@@ -366,8 +305,8 @@ static void test_whole_model(void)
         check(0, "clip_train_create: %s", dalle_last_error());
         return;
     }
-    for (int64_t i = 0; i < tr->n_weights; i++) /* off LayerNorm 1/0, equal scales */
-        tr->w[i] += frand(-0.05, 0.05);
+    for (int64_t i = 0; i < tr->pt.n_weights; i++) /* off LayerNorm 1/0, equal scales */
+        tr->pt.w[i] += frand(-0.05, 0.05);
     tr->pw.temperature[0] = 1.3f;
     random_batch(&c, B, text, images);
     text[2 * 5 + 0] = 4; /* caption 2: padding in the middle too */
@@ -378,48 +317,15 @@ static void test_whole_model(void)
     dalle_status st = clip_train_forward(tr, text, NULL, images, B, &L0);
     clip_train_backward(tr);
     check(!st && isfinite(L0), "tiny CLIP (%lld weights, %d tensors): forward loss %.4f",
-          (long long)tr->n_weights, tr->n_params, L0);
-    double worst = 0.0, num = 0.0, den = 0.0;
-    int n = 0, bad = 0;
-    char worst_name[200] = "";
-    for (int t = 0; t < tr->n_params; t++) {
-        const tf_param *p = &tr->params[t];
-        int64_t pick[3] = {0, (int64_t)(urand() * p->numel), (int64_t)(urand() * p->numel)};
-        for (int64_t i = 1; i < p->numel; i++)
-            if (fabsf(tr->g[p->offset + i]) > fabsf(tr->g[p->offset + pick[0]]))
-                pick[0] = i;
-        for (int k = 0; k < 3; k++) {
-            float *wp = tr->w + p->offset + pick[k], keep = *wp;
-            const double h = 1e-2;
-            *wp = (float)(keep + h);
-            double fp = loss_of(tr, text, images, B);
-            *wp = (float)(keep - h);
-            double fm = loss_of(tr, text, images, B);
-            *wp = keep;
-            double fd = (fp - fm) / ((double)(float)(keep + h) - (double)(float)(keep - h));
-            double g = tr->g[p->offset + pick[k]], e = fabs(g - fd);
-            num += e * e;
-            den += fd * fd;
-            n++;
-            if (e > 1e-2 * fabs(fd) + 3e-5)
-                bad++;
-            if (e / (fabs(fd) + 1e-3) > worst) {
-                worst = e / (fabs(fd) + 1e-3);
-                snprintf(worst_name, sizeof worst_name, "%s[%lld] g %.3e fd %.3e", p->name,
-                         (long long)pick[k], g, fd);
-            }
-        }
-    }
-    check(bad == 0,
-          "tiny CLIP: %d weights of %d tensors vs finite differences: rel-L2 %.2e, %d out of "
-          "tolerance; worst %s",
-          n, tr->n_params, sqrt(num / den), bad, worst_name);
+          (long long)tr->pt.n_weights, tr->pt.n_params, L0);
+    batch_ctx k = {tr, text, images, B};
+    check_model_fd("tiny CLIP", &tr->pt, batch_loss, &k);
     /* padding (id 0, masked out) is neither attended to nor averaged: no
      * gradient reaches its embedding row */
-    const tf_param *emb = clip_train_find(tr, "text_emb.weight");
+    const train_param *emb = clip_train_find(tr, "text_emb.weight");
     int zero = 1;
     for (int i = 0; i < c.dim_text; i++)
-        zero &= tr->g[emb->offset + i] == 0.0f;
+        zero &= tr->pt.g[emb->offset + i] == 0.0f;
     check(zero, "text mask: the padding id's embedding row gets exactly no gradient");
     clip_train_free(tr);
 }
@@ -486,10 +392,10 @@ static void test_golden(const char *golden_dir, const char *bundle_path)
             if (!clip_train_find(tr, info.name) && !unknown++)
                 snprintf(first_unknown, sizeof first_unknown, "%s", info.name);
         }
-        check(!st && n_model == tr->n_params && !unknown,
+        check(!st && n_model == tr->pt.n_params && !unknown,
               "golden clip.pt: the trainer's %d tensors are the converted state dict's %d "
               "(names and shapes), none unknown%s%s %s",
-              tr->n_params, n_model, unknown ? ", first unknown: " : "", first_unknown,
+              tr->pt.n_params, n_model, unknown ? ", first unknown: " : "", first_unknown,
               st ? dalle_last_error() : "");
         int32_t *ids = npy_to_i32(&text), *m32 = npy_to_i32(&mask);
         uint8_t *m8 = malloc((size_t)mask.numel);
@@ -526,8 +432,8 @@ static double train_step(clip_train *tr, adamw *o, double lr, const int32_t *tex
     clip_train_zero_grad(tr);
     clip_train_forward(tr, text, mask, images, B, &L);
     clip_train_backward(tr);
-    clip_grad_norm(tr->g, tr->n_weights, 0.5);
-    adamw_step(o, tr->w, tr->g, tr->decay, lr);
+    clip_grad_norm(tr->pt.g, tr->pt.n_weights, 0.5);
+    adamw_step(o, tr->pt.w, tr->pt.g, tr->pt.decay, lr);
     return L;
 }
 
@@ -561,7 +467,7 @@ static void test_round_trip(void)
     adamw o;
     adamw_config ac = adamw_default_config();
     ac.weight_decay = 0.01;
-    if (clip_train_create(&c, B, &tr) || adamw_init(&o, tr->n_weights, &ac)) {
+    if (clip_train_create(&c, B, &tr) || adamw_init(&o, tr->pt.n_weights, &ac)) {
         check(0, "round trip: create: %s", dalle_last_error());
         return;
     }
@@ -615,18 +521,18 @@ static void test_round_trip(void)
     remove(path);
 
     /* thread count */
-    float *g1 = malloc((size_t)tr->n_weights * sizeof *g1);
+    float *g1 = malloc((size_t)tr->pt.n_weights * sizeof *g1);
     clip_train_zero_grad(tr);
     clip_train_forward(tr, text, NULL, images, B, NULL);
     clip_train_backward(tr);
-    memcpy(g1, tr->g, (size_t)tr->n_weights * sizeof *g1);
+    memcpy(g1, tr->pt.g, (size_t)tr->pt.n_weights * sizeof *g1);
     tpool *pool = NULL;
     st = tpool_create(3, &pool);
     tr->pool = pool;
     clip_train_zero_grad(tr);
     clip_train_forward(tr, text, NULL, images, B, NULL);
     clip_train_backward(tr);
-    check(!st && !memcmp(g1, tr->g, (size_t)tr->n_weights * sizeof *g1),
+    check(!st && !memcmp(g1, tr->pt.g, (size_t)tr->pt.n_weights * sizeof *g1),
           "gradients on the calling thread and on a %d-thread pool: bit-identical",
           tpool_threads(pool));
     tr->pool = NULL;
@@ -769,7 +675,7 @@ static void test_training_run(void)
     clip_train *tr = NULL;
     adamw o;
     adamw_config ac = adamw_default_config();
-    if (clip_train_create(&c, B, &tr) || adamw_init(&o, tr->n_weights, &ac)) {
+    if (clip_train_create(&c, B, &tr) || adamw_init(&o, tr->pt.n_weights, &ac)) {
         check(0, "training run: create: %s", dalle_last_error());
         return;
     }
@@ -821,7 +727,7 @@ static void test_training_run(void)
     printf("# synthetic world (4 colours, 3 shapes, one centred object, %d px, %d words): "
            "%lld weights, %d steps of %d in %.2f s (%.1f ms/step); train loss %.3f -> %.3f, "
            "temperature %.3f; unseen combinations: top caption true for %d of %d, own %d\n",
-           SW_SIZE, n_vocab - 1, (long long)tr->n_weights, STEPS, B, secs, 1e3 * secs / STEPS,
+           SW_SIZE, n_vocab - 1, (long long)tr->pt.n_weights, STEPS, B, secs, 1e3 * secs / STEPS,
            first, last, tr->pw.temperature[0], trh, B, exh);
     check(after < 0.5 * before,
           "CLIP on the synthetic world, %d steps: held-out loss %.3f -> %.3f (must halve; "
@@ -843,6 +749,7 @@ static void test_training_run(void)
 
 int main(int argc, char **argv)
 {
+    rng_seed(0x2545f4914f6cdd1dull);
     if (argc > 1)
         tmpdir = argv[1];
     test_masked_mean();
@@ -856,6 +763,5 @@ int main(int argc, char **argv)
     else
         printf("# golden case not given: the upstream-checkpoint check is skipped\n");
     test_training_run();
-    printf("%d checks, %d failed\n", n_checks, n_failed);
-    return n_failed ? 1 : 0;
+    return check_summary(NULL);
 }

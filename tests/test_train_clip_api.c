@@ -16,41 +16,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "train_files.h"
 
-static const char *tmpdir, *merges;
-
-static char *tmp(const char *name)
-{
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(len > 0 ? (size_t)len : 1);
-    *n = buf ? fread(buf, 1, (size_t)len, f) : 0;
-    fclose(f);
-    return buf;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
-    int same = x && y && na == nb && na > 0 && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
+static const char *merges;
 
 enum { SIZE = 32, BATCH = 8, T = 16, PX = 3 * SIZE * SIZE };
 
@@ -145,7 +113,7 @@ static void test_errors(dalle_image_data *d)
                 DALLE_ERR_INVALID_ARGUMENT, "batch = 9");
     text[3] = 100;
     CHECK_FAILS(dalle_clip_trainer_step(t, text, NULL, img, 2, &st), DALLE_ERR_INVALID_ARGUMENT,
-                "= 100: expected [0, 100)");
+                "dalle_clip_trainer_step: caption tokens: text[3] = 100: expected [0, 100)");
     text[3] = 0;
     memset(mask, 0, sizeof mask);
     CHECK_FAILS(dalle_clip_trainer_step(t, text, mask, img, 2, &st), DALLE_ERR_INVALID_ARGUMENT,

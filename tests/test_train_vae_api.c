@@ -14,41 +14,7 @@
 #include <string.h>
 
 #include "check.h"
-
-static const char *tmpdir;
-
-static char *tmp(const char *name)
-{
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(len > 0 ? (size_t)len : 1);
-    *n = buf ? fread(buf, 1, (size_t)len, f) : 0;
-    fclose(f);
-    return buf;
-}
-
-static int same_file(const char *a, const char *b)
-{
-    size_t na = 0, nb = 0;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
-    int same = x && y && na == nb && na > 0 && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
+#include "train_files.h"
 
 enum { SIZE = 32, BATCH = 4, PX = 3 * SIZE * SIZE };
 
@@ -149,7 +115,7 @@ static void test_errors(dalle_image_data *d)
     int32_t ids[64];
     ids[0] = 64;
     CHECK_FAILS(dalle_vae_trainer_decode(t, ids, 1, pix), DALLE_ERR_INVALID_ARGUMENT,
-                "outside [0, 64)");
+                "dalle_vae_trainer_decode: ids[0] = 64 is outside [0, 64)");
     dalle_image_data_params dp64 = dalle_image_data_default_params();
     dp64.image_size = 64;
     dalle_image_data *d64 = NULL;

@@ -39,14 +39,13 @@
  * reconstructions as PNGs every 100 steps.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "conv.h"
 #include "dalle/dalle.h"
+#include "fd_check.h"
 #include "threadpool.h"
 #include "train/conv_backward.h"
 #include "train/synth.h"
@@ -62,44 +61,6 @@
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
-
-static int n_checks, n_failed;
-static const char *tmpdir = "/tmp";
-
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    n_checks++;
-    if (!ok)
-        n_failed++;
-    printf("%s - ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-}
-
-static uint64_t rs = 0x9e3779b97f4a7c15ull;
-static double urand(void)
-{
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return (double)(rs >> 11) / 9007199254740992.0;
-}
-static void fill(float *x, int64_t n, double lo, double hi)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * urand());
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* ---- 1. convolutions ------------------------------------------------------------- */
 
@@ -147,8 +108,10 @@ static void ref_forward(const bconv *c, const double *x, const double *w, const 
                     }
 }
 
-static double ref_loss(const cref *r, const double *t)
+/* Σ r ⊙ y(θ): the loss_fn of the finite differences (ctx: the cref). */
+static double ref_loss(const double *t, const void *ctx)
 {
+    const cref *r = ctx;
     const int64_t ny = (int64_t)r->c.cout * r->c.batch * r->c.ho * r->c.wo;
     double *y = malloc((size_t)ny * sizeof *y), L = 0.0;
     ref_forward(&r->c, t, t + r->nx, t + r->nx + r->nw, y);
@@ -156,16 +119,6 @@ static double ref_loss(const cref *r, const double *t)
         L += r->r[i] * y[i];
     free(y);
     return L;
-}
-
-static double rel_l2(const float *g, const double *ref, int64_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        num += (g[i] - ref[i]) * (g[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void test_conv(const char *what, int cin, int cout, int k, int s, int p, int tr, int B,
@@ -223,15 +176,7 @@ static void test_conv(const char *what, int cin, int cout, int k, int s, int p, 
           "%s forward = double loops (rel-L2 %.1e whole, %.1e one row per tile)%s %.1e", what,
           e_whole, e_rows, B == 1 ? "; = lib/conv.c:" : "", e_conv);
     /* backward onto non-zero buffers (it accumulates): subtract them after */
-    for (int64_t i = 0; i < n; i++) {
-        double tt = t[i], hh = 1e-6 * (fabs(tt) > 1 ? fabs(tt) : 1);
-        t[i] = tt + hh;
-        double fp = ref_loss(&r, t);
-        t[i] = tt - hh;
-        double fm = ref_loss(&r, t);
-        t[i] = tt;
-        fd[i] = (fp - fm) / (2 * hh);
-    }
+    fd_grad(ref_loss, &r, t, n, fd);
     for (int pass = 0; pass < 3; pass++) {
         float *gg = pass == 0 ? g : pass == 1 ? g2 : g3;
         for (int64_t i = 0; i < n; i++)
@@ -319,18 +264,19 @@ static void grad_check(const char *what, vae_train_config c, int decoder_only)
     vae_train_stats st;
     vae_train_forward(tr, px, B, &st);
     vae_train_backward(tr);
-    float *g = malloc((size_t)tr->n_weights * sizeof *g), *v = malloc((size_t)tr->n_weights * 4);
-    memcpy(g, tr->g, (size_t)tr->n_weights * sizeof *g);
+    const int64_t nw = tr->pt.n_weights;
+    float *g = malloc((size_t)nw * sizeof *g), *v = malloc((size_t)nw * 4);
+    memcpy(g, tr->pt.g, (size_t)tr->pt.n_weights * sizeof *g);
     const double h = 1e-3;
     int bad = 0, checked = 0;
     double worst = 0.0;
     char worst_name[160] = "";
-    for (int t = -3; t < tr->n_params; t++) {
+    for (int t = -3; t < tr->pt.n_params; t++) {
         /* t < 0: a random direction over every (checked) tensor */
-        memset(v, 0, (size_t)tr->n_weights * sizeof *v);
+        memset(v, 0, (size_t)tr->pt.n_weights * sizeof *v);
         double norm = 0.0;
-        for (int q = 0; q < tr->n_params; q++) {
-            const vae_param *p = &tr->params[q];
+        for (int q = 0; q < tr->pt.n_params; q++) {
+            const train_param *p = &tr->pt.params[q];
             if ((t >= 0 && q != t) || (decoder_only && strstr(p->name, "encoder")))
                 continue;
             for (int64_t i = 0; i < p->numel; i++) {
@@ -342,30 +288,31 @@ static void grad_check(const char *what, vae_train_config c, int decoder_only)
         if (norm == 0.0)
             continue;
         double dot = 0.0;
-        for (int64_t i = 0; i < tr->n_weights; i++) {
+        for (int64_t i = 0; i < tr->pt.n_weights; i++) {
             v[i] = (float)(v[i] / sqrt(norm));
             dot += (double)v[i] * g[i];
         }
-        float *w0 = malloc((size_t)tr->n_weights * sizeof *w0);
-        memcpy(w0, tr->w, (size_t)tr->n_weights * sizeof *w0);
-        for (int64_t i = 0; i < tr->n_weights; i++)
-            tr->w[i] = w0[i] + (float)h * v[i];
+        float *w0 = malloc((size_t)tr->pt.n_weights * sizeof *w0);
+        memcpy(w0, tr->pt.w, (size_t)tr->pt.n_weights * sizeof *w0);
+        for (int64_t i = 0; i < tr->pt.n_weights; i++)
+            tr->pt.w[i] = w0[i] + (float)h * v[i];
         double lp = loss_at(tr, px, B);
-        for (int64_t i = 0; i < tr->n_weights; i++)
-            tr->w[i] = w0[i] - (float)h * v[i];
+        for (int64_t i = 0; i < tr->pt.n_weights; i++)
+            tr->pt.w[i] = w0[i] - (float)h * v[i];
         double lm = loss_at(tr, px, B);
-        memcpy(tr->w, w0, (size_t)tr->n_weights * sizeof *w0);
+        memcpy(tr->pt.w, w0, (size_t)tr->pt.n_weights * sizeof *w0);
         free(w0);
         double fd = (lp - lm) / (2 * h), err = fabs(fd - dot) / (0.02 * fabs(dot) + 2e-4);
         checked++;
         if (getenv("VT_DEBUG"))
-            printf("    %s: fd %.6f grad %.6f\n", t < 0 ? "random" : tr->params[t].name, fd, dot);
+            printf("    %s: fd %.6f grad %.6f\n", t < 0 ? "random" : tr->pt.params[t].name, fd,
+                   dot);
         if (fabs(fd - dot) > 0.02 * fabs(dot) + 2e-4)
             bad++;
         if (err > worst) {
             worst = err;
             snprintf(worst_name, sizeof worst_name, "%s (fd %.5f, grad %.5f)",
-                     t < 0 ? "random direction" : tr->params[t].name, fd, dot);
+                     t < 0 ? "random direction" : tr->pt.params[t].name, fd, dot);
         }
     }
     check(bad == 0,
@@ -528,14 +475,14 @@ static void test_resume(void)
     if (s) {
         check(0, "resume: %s", dalle_last_error());
     } else {
-        size_t nb = (size_t)a->n_weights * sizeof(float);
-        check(!memcmp(a->w, b->w, nb) && !memcmp(a->opt.m, b->opt.m, nb) &&
+        size_t nb = (size_t)a->pt.n_weights * sizeof(float);
+        check(!memcmp(a->pt.w, b->pt.w, nb) && !memcmp(a->opt.m, b->opt.m, nb) &&
                   !memcmp(a->opt.v, b->opt.v, nb) && a->opt.step == b->opt.step &&
                   a->temp == b->temp && a->lr == b->lr && a->step == b->step,
               "checkpoint after 4 steps (weights, Adam, temp %.4f, lr %.3g), resume, 4 more: "
               "bit-identical to the uninterrupted run",
               a->temp, a->lr);
-        check(!memcmp(a->w, t3->w, nb) && !memcmp(a->opt.v, t3->opt.v, nb),
+        check(!memcmp(a->pt.w, t3->pt.w, nb) && !memcmp(a->opt.v, t3->opt.v, nb),
               "8 steps on 1 thread and on %d threads: bit-identical weights and moments",
               tpool_threads(pool));
     }
@@ -637,7 +584,7 @@ static void test_errors(void)
     ids[2] = 8; /* 8 px, 2 layers: 2×2 ids */
     check(vae_train_decode(tr, ids, 1, px) == DALLE_ERR_INVALID_ARGUMENT,
           "decode of id 8 of 8 refused: %s", dalle_last_error());
-    const vae_param *p = vae_train_find(tr, "vae.decoder.3.0.weight");
+    const train_param *p = vae_train_find(tr, "vae.decoder.3.0.weight");
     check(p && p->ndim == 4 && p->dims[0] == 5 && p->dims[1] == 5 && p->dims[2] == 4 &&
               vae_train_find(tr, "vae.decoder.0.weight") &&
               vae_train_find(tr, "vae.encoder.2.net.4.bias") &&
@@ -678,7 +625,7 @@ static int demo(int argc, char **argv)
     float *grid = malloc((size_t)2 * 8 * 3 * size * size * sizeof *grid);
     int32_t *ids = malloc((size_t)B * tr->grid * tr->grid * sizeof *ids);
     synth_batch(&w, 1000000, B, size, held);
-    printf("demo: %d px, %lld weights, batch %d, %d threads\n", size, (long long)tr->n_weights,
+    printf("demo: %d px, %lld weights, batch %d, %d threads\n", size, (long long)tr->pt.n_weights,
            B, tpool_threads(pool));
     double t0 = now(), acc = 0;
     for (int i = 0; i <= steps; i++) {
@@ -746,6 +693,7 @@ int main(int argc, char **argv)
     test_round_trip(1, 0);
     test_resume();
     test_training();
-    printf("%d checks, %d failed (%.1f s)\n", n_checks, n_failed, now() - t0);
-    return n_failed ? 1 : 0;
+    char took[32];
+    snprintf(took, sizeof took, " (%.1f s)", now() - t0);
+    return check_summary(took);
 }

@@ -6,7 +6,9 @@
  *     dalle.save_png("out.png", model:decode(ids))
  *
  * Objects: dalle.Model (a dalle_ctx), dalle.Clip (a clip_ctx), dalle.Image
- * (float32 pixels [batch][3][height][width] in a userdata). Handles are freed
+ * (float32 pixels [batch][3][height][width] in a userdata), dalle.Synth (a
+ * generator of the synthetic world; dalle.judge reads its pictures back,
+ * dalle.learn_bpe learns a vocabulary from captions). Handles are freed
  * by close(), by __close (a `<close>` variable leaving scope) or by __gc,
  * whichever comes first; a closed handle raises on use.
  *
@@ -31,6 +33,7 @@
 #include <lua.h>
 
 #include <dalle/dalle.h>
+#include <dalle/train.h>
 
 #define MODEL_MT "dalle.Model"
 #define CLIP_MT "dalle.Clip"
@@ -38,6 +41,8 @@
 #define ERROR_MT "dalle.Error"
 #define TOKENIZER_MT "dalle.Tokenizer"
 #define BUNDLE_MT "dalle.BundleHandle" /* internal: dalle.bundle()'s open file */
+#define SYNTH_MT "dalle.Synth"
+#define MERGES_MT "dalle.BpeMerges" /* internal: dalle.learn_bpe()'s result */
 
 /* Largest batch the binding builds (the C calls accept 1 .. 2^20). */
 #define MAX_BATCH (1 << 20)
@@ -1494,6 +1499,317 @@ static int l_strerror(lua_State *L)
     return 2;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The synthetic world and its judge (dalle_synth_* of <dalle/train.h>)      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lsynth {
+    dalle_synth *g;
+} lsynth;
+
+static const char *const split_names[] = {"train", "heldout", "any", NULL};
+
+static dalle_synth *check_synth(lua_State *L, int arg)
+{
+    lsynth *s = luaL_checkudata(L, arg, SYNTH_MT);
+    if (!s->g)
+        luaL_error(L, "attempt to use a closed dalle synth");
+    return s->g;
+}
+
+/* dalle.synth([seed [, {colors, shapes, max_objects, layouts, split}]]):
+ * a generator of the world's items; split is "train" (default), "heldout"
+ * or "any". */
+static int l_synth_open(lua_State *L)
+{
+    static const char *const keys[] = {"colors", "shapes", "max_objects", "layouts", "split",
+                                       NULL};
+    lua_settop(L, 2);
+    lua_Integer seed = luaL_optinteger(L, 1, 0);
+    int has = opt_table(L, 2, keys);
+    dalle_synth_params p = dalle_synth_default_params();
+    p.colors = (int)opt_integer(L, 2, has, "colors", p.colors, INT_MIN, INT_MAX);
+    p.shapes = (int)opt_integer(L, 2, has, "shapes", p.shapes, INT_MIN, INT_MAX);
+    p.max_objects = (int)opt_integer(L, 2, has, "max_objects", p.max_objects, INT_MIN, INT_MAX);
+    p.layouts = (int)opt_integer(L, 2, has, "layouts", p.layouts, INT_MIN, INT_MAX);
+    if (has && lua_getfield(L, 2, "split") != LUA_TNIL) {
+        int found = -1;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (int i = 0; split_names[i] && found < 0; i++)
+                if (!strcmp(lua_tostring(L, -1), split_names[i]))
+                    found = i;
+        if (found < 0)
+            option_error(L, 2, "split", -1, "'train', 'heldout' or 'any'");
+        p.split = (dalle_synth_split)found;
+    }
+    lua_settop(L, 2);
+    lsynth *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->g = NULL;
+    luaL_setmetatable(L, SYNTH_MT);
+    CHECK_STATUS(L, dalle_synth_create((uint64_t)seed, &p, &s->g));
+    return 1;
+}
+
+static int l_synth_close(lua_State *L)
+{
+    lsynth *s = luaL_checkudata(L, 1, SYNTH_MT);
+    dalle_synth_free(s->g);
+    s->g = NULL;
+    return 0;
+}
+
+static int l_synth_tostring(lua_State *L)
+{
+    lsynth *s = luaL_checkudata(L, 1, SYNTH_MT);
+    dalle_synth_params p = dalle_synth_default_params();
+    uint64_t seed = 0;
+    if (s->g && dalle_synth_get_params(s->g, &p, &seed) == DALLE_OK)
+        lua_pushfstring(L, "dalle.Synth(seed %I, %s, %d colours, %d shapes)",
+                        (lua_Integer)seed, split_names[p.split], p.colors, p.shapes);
+    else
+        lua_pushliteral(L, "dalle.Synth(closed)");
+    return 1;
+}
+
+static void set_name(lua_State *L, const char *key, const char *value)
+{
+    if (value) {
+        lua_pushstring(L, value);
+        lua_setfield(L, -2, key);
+    }
+}
+
+/* Push a scene as a table: {objects = {{color, shape, size, position, cx,
+ * cy, extent}, ...}, background, relation (two objects), says = {size =
+ * true, ...}}. */
+static void push_scene(lua_State *L, const dalle_synth_scene *s)
+{
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, s->n_objects, 0);
+    for (int k = 0; k < s->n_objects && k < DALLE_SYNTH_MAX_OBJECTS; k++) {
+        const dalle_synth_object *o = &s->objects[k];
+        lua_createtable(L, 0, 7);
+        set_name(L, "color", dalle_synth_color_name(o->color));
+        set_name(L, "shape", dalle_synth_shape_name(o->shape));
+        set_name(L, "size", o->size == DALLE_SYNTH_LARGE ? "large" : "small");
+        set_name(L, "position", dalle_synth_position_name(o->position));
+        lua_pushnumber(L, o->cx);
+        lua_setfield(L, -2, "cx");
+        lua_pushnumber(L, o->cy);
+        lua_setfield(L, -2, "cy");
+        lua_pushnumber(L, o->extent);
+        lua_setfield(L, -2, "extent");
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "objects");
+    set_name(L, "background", dalle_synth_color_name(s->background));
+    if (s->n_objects == 2)
+        set_name(L, "relation", dalle_synth_relation_name(s->relation));
+    lua_createtable(L, 0, 3);
+    const struct {
+        const char *name;
+        unsigned bit;
+    } says[] = {{"size", DALLE_SYNTH_SAYS_SIZE},
+                {"position", DALLE_SYNTH_SAYS_POSITION},
+                {"background", DALLE_SYNTH_SAYS_BACKGROUND}};
+    for (int i = 0; i < 3; i++)
+        if (s->says & says[i].bit) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, says[i].name);
+        }
+    lua_setfield(L, -2, "says");
+}
+
+/* synth:sample(index [, size = 64]) -> caption, image (1 x 3 x size x size) */
+static int l_synth_sample(lua_State *L)
+{
+    dalle_synth *g = check_synth(L, 1);
+    lua_Integer index = luaL_checkinteger(L, 2);
+    int size = lua_isnoneornil(L, 3)
+                   ? 64
+                   : (int)check_int_range(L, 3, DALLE_SYNTH_MIN_SIZE, DALLE_SYNTH_MAX_SIZE);
+    char caption[DALLE_SYNTH_CAPTION_CAP];
+    limage *im = new_image(L, 1, size, size);
+    CHECK_STATUS(L, dalle_synth_sample(g, (uint64_t)index, size, im->px, caption, sizeof caption,
+                                       NULL));
+    lua_pushstring(L, caption);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* synth:caption(index) -> the item's caption (no picture drawn) */
+static int l_synth_caption(lua_State *L)
+{
+    dalle_synth *g = check_synth(L, 1);
+    lua_Integer index = luaL_checkinteger(L, 2);
+    char caption[DALLE_SYNTH_CAPTION_CAP];
+    CHECK_STATUS(L, dalle_synth_sample(g, (uint64_t)index, 0, NULL, caption, sizeof caption,
+                                       NULL));
+    lua_pushstring(L, caption);
+    return 1;
+}
+
+/* synth:scene(index) -> the item's scene table */
+static int l_synth_scene(lua_State *L)
+{
+    dalle_synth *g = check_synth(L, 1);
+    lua_Integer index = luaL_checkinteger(L, 2);
+    dalle_synth_scene s = dalle_synth_default_scene();
+    CHECK_STATUS(L, dalle_synth_sample(g, (uint64_t)index, 0, NULL, NULL, 0, &s));
+    push_scene(L, &s);
+    return 1;
+}
+
+/* synth:write_folder(dir, count [, {first, size, n_captions}]) */
+static int l_synth_write_folder(lua_State *L)
+{
+    static const char *const keys[] = {"first", "size", "n_captions", NULL};
+    dalle_synth *g = check_synth(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    lua_Integer count = luaL_checkinteger(L, 3);
+    int has = opt_table(L, 4, keys);
+    lua_Integer first = opt_integer(L, 4, has, "first", 0, 0, LUA_MAXINTEGER);
+    int size = (int)opt_integer(L, 4, has, "size", 64, INT_MIN, INT_MAX);
+    int n = (int)opt_integer(L, 4, has, "n_captions", 1, INT_MIN, INT_MAX);
+    CHECK_STATUS(L, dalle_synth_write_folder(g, dir, (uint64_t)first, count, size, n));
+    return 0;
+}
+
+/* One picture of an image argument: its pixels and side. */
+static const float *check_picture(lua_State *L, int arg, int *size)
+{
+    limage *im = check_image(L, arg);
+    if (im->batch != 1 || im->height != im->width)
+        luaL_argerror(L, arg, lua_pushfstring(L, "one square picture expected, got %d x 3 x %d "
+                                              "x %d", im->batch, im->height, im->width));
+    *size = im->height;
+    return im->px;
+}
+
+/* dalle.judge(image, caption) -> {color, shape, position, size, background
+ * (true / false; nil when the caption does not state it), asked, right,
+ * passed, seen = scene} */
+static int l_judge(lua_State *L)
+{
+    int size;
+    const float *px = check_picture(L, 1, &size);
+    const char *caption = luaL_checkstring(L, 2);
+    dalle_synth_verdict v = dalle_synth_default_verdict();
+    dalle_synth_scene seen = dalle_synth_default_scene();
+    CHECK_STATUS(L, dalle_synth_judge(px, size, caption, &v, &seen));
+    lua_createtable(L, 0, 9);
+    const struct {
+        const char *name;
+        int value;
+    } f[] = {{"color", v.color}, {"shape", v.shape}, {"position", v.position},
+             {"size", v.size}, {"background", v.background}};
+    for (int i = 0; i < 5; i++)
+        if (f[i].value >= 0) {
+            lua_pushboolean(L, f[i].value);
+            lua_setfield(L, -2, f[i].name);
+        }
+    lua_pushinteger(L, v.asked);
+    lua_setfield(L, -2, "asked");
+    lua_pushinteger(L, v.right);
+    lua_setfield(L, -2, "right");
+    lua_pushboolean(L, v.asked > 0 && v.right == v.asked);
+    lua_setfield(L, -2, "passed");
+    push_scene(L, &seen);
+    lua_setfield(L, -2, "seen");
+    return 1;
+}
+
+/* dalle.read_scene(image [, max_objects = 2]) -> scene */
+static int l_read_scene(lua_State *L)
+{
+    int size;
+    const float *px = check_picture(L, 1, &size);
+    int max_objects = (int)luaL_optinteger(L, 2, 2);
+    dalle_synth_scene seen = dalle_synth_default_scene();
+    CHECK_STATUS(L, dalle_synth_read(px, size, max_objects, &seen));
+    push_scene(L, &seen);
+    return 1;
+}
+
+/* dalle.parse_caption(caption) -> the scene it asks for */
+static int l_parse_caption(lua_State *L)
+{
+    const char *caption = luaL_checkstring(L, 1);
+    dalle_synth_scene s = dalle_synth_default_scene();
+    CHECK_STATUS(L, dalle_synth_parse_caption(caption, &s));
+    push_scene(L, &s);
+    return 1;
+}
+
+/* A colour or shape name at `arg`: its index. */
+static int check_word(lua_State *L, int arg, const char *(*name)(int), int n, const char *what)
+{
+    const char *w = luaL_checkstring(L, arg);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(w, name(i)))
+            return i;
+    return luaL_argerror(L, arg, lua_pushfstring(L, "unknown %s '%s'", what, w));
+}
+
+/* dalle.is_heldout(color, shape, background) -> boolean */
+static int l_is_heldout(lua_State *L)
+{
+    int c = check_word(L, 1, dalle_synth_color_name, DALLE_SYNTH_N_COLORS, "colour");
+    int s = check_word(L, 2, dalle_synth_shape_name, DALLE_SYNTH_N_SHAPES, "shape");
+    int b = check_word(L, 3, dalle_synth_color_name, DALLE_SYNTH_N_COLORS, "colour");
+    int held = 0;
+    CHECK_STATUS(L, dalle_synth_is_heldout(c, s, b, &held));
+    lua_pushboolean(L, held);
+    return 1;
+}
+
+/* Learnt merges held for dalle.learn_bpe until the collector frees them. */
+typedef struct lmerges {
+    dalle_bpe_merges *m;
+} lmerges;
+
+static int l_merges_gc(lua_State *L)
+{
+    lmerges *h = luaL_checkudata(L, 1, MERGES_MT);
+    dalle_bpe_merges_free(h->m);
+    h->m = NULL;
+    return 0;
+}
+
+/* dalle.learn_bpe(captions [, {max_merges, min_count}]) -> the merges file
+ * text, the number of merges, the vocabulary size */
+static int l_learn_bpe(lua_State *L)
+{
+    static const char *const keys[] = {"max_merges", "min_count", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int has = opt_table(L, 2, keys);
+    dalle_bpe_learn_params p = dalle_bpe_learn_default_params();
+    p.max_merges = (int)opt_integer(L, 2, has, "max_merges", p.max_merges, INT_MIN, INT_MAX);
+    p.min_count = opt_integer(L, 2, has, "min_count", p.min_count, LUA_MININTEGER,
+                              LUA_MAXINTEGER);
+    lua_Integer n = luaL_len(L, 1);
+    if (n < 1)
+        luaL_argerror(L, 1, "a non-empty table of captions expected");
+    const char **texts = scratch(L, (size_t)n, sizeof *texts);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_geti(L, 1, i) != LUA_TSTRING)
+            luaL_argerror(L, 1, lua_pushfstring(L, "captions[%I]: string expected, got %s", i,
+                                                luaL_typename(L, -1)));
+        texts[i - 1] = lua_tostring(L, -1); /* kept alive by the table */
+        lua_pop(L, 1);
+    }
+    lmerges *holder = lua_newuserdatauv(L, sizeof *holder, 0); /* freed by its __gc */
+    holder->m = NULL;
+    luaL_setmetatable(L, MERGES_MT);
+    CHECK_STATUS(L, dalle_bpe_learn(texts, (int64_t)n, &p, &holder->m));
+    size_t len = 0;
+    const char *text = dalle_bpe_merges_text(holder->m, &len);
+    lua_pushlstring(L, text, len);
+    lua_pushinteger(L, dalle_bpe_merges_count(holder->m));
+    lua_pushinteger(L, dalle_bpe_merges_vocab_size(holder->m));
+    return 3;
+}
+
 static const luaL_Reg model_methods[] = {
     {"shapes", l_model_shapes},
     {"bundle", l_model_bundle},
@@ -1551,6 +1867,21 @@ static const luaL_Reg module_functions[] = {
     {"read_image", l_read_image},
     {"concat", l_concat},
     {"save_png", l_save_png},
+    {"synth", l_synth_open},
+    {"judge", l_judge},
+    {"read_scene", l_read_scene},
+    {"parse_caption", l_parse_caption},
+    {"is_heldout", l_is_heldout},
+    {"learn_bpe", l_learn_bpe},
+    {NULL, NULL},
+};
+
+static const luaL_Reg synth_methods[] = {
+    {"sample", l_synth_sample},
+    {"caption", l_synth_caption},
+    {"scene", l_synth_scene},
+    {"write_folder", l_synth_write_folder},
+    {"close", l_synth_close},
     {NULL, NULL},
 };
 
@@ -1588,6 +1919,11 @@ LUAMOD_API int luaopen_dalle(lua_State *L)
     const luaL_Reg error_meta[] = {
         {"__tostring", error_tostring}, {"__concat", error_concat}, {NULL, NULL}};
     const luaL_Reg bundle_meta[] = {{"__gc", l_bundle_handle_gc}, {NULL, NULL}};
+    const luaL_Reg synth_meta[] = {{"__gc", l_synth_close},
+                                   {"__close", l_synth_close},
+                                   {"__tostring", l_synth_tostring},
+                                   {NULL, NULL}};
+    const luaL_Reg merges_meta[] = {{"__gc", l_merges_gc}, {NULL, NULL}};
 
     luaL_newlib(L, module_functions);
     new_class(L, MODEL_MT, model_methods, model_meta);
@@ -1601,6 +1937,10 @@ LUAMOD_API int luaopen_dalle(lua_State *L)
     new_class(L, ERROR_MT, NULL, error_meta);
     lua_setfield(L, -2, "Error");
     new_class(L, BUNDLE_MT, NULL, bundle_meta);
+    lua_pop(L, 1);
+    new_class(L, SYNTH_MT, synth_methods, synth_meta);
+    lua_setfield(L, -2, "Synth");
+    new_class(L, MERGES_MT, NULL, merges_meta);
     lua_pop(L, 1);
 
     /* dalle.status.IO == -3, ... (the dalle_status codes) */

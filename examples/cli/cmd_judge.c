@@ -2,17 +2,17 @@
  * what it is told. Held-out captions (colour, shape, background
  * combinations that training never shows) are generated S times each, the
  * first sample and the CLIP-best are read back from the pixels by the
- * world's judge (lib/train/judge.c, plain image analysis, no network) and
- * the accuracy per attribute is printed. With --image it judges one PNG
- * against one caption instead and fails unless every stated attribute is
- * right: a check for scripts (.ci/demo). */
+ * world's judge (dalle_synth_judge_scene of <dalle/train.h>: plain image
+ * analysis, no network) and the accuracy per attribute is printed. With
+ * --image it judges one PNG against one caption instead and fails unless
+ * every stated attribute is right: a check for scripts (.ci/demo). */
 #include <dalle/dalle.h>
+#include <dalle/train.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
-#include "train/synth.h"
 
 static const char usage[] =
     "usage: dalle judge -m MODEL [--clip CLIP] [-n N] [-s S] [--seed SEED] [world options]\n"
@@ -86,7 +86,7 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
         else if (cli_is(a, "-t", "--threads")) rc = cli_int_value(a, 0, 4096, &o->threads);
         else if (cli_is(a, NULL, "--image")) rc = cli_value(a, &o->image);
         else if (cli_is(a, NULL, "--caption")) rc = cli_value(a, &o->caption);
-        else if (cli_is(a, NULL, "--size")) rc = cli_int_value(a, SYNTH_MIN_SIZE, SYNTH_MAX_SIZE, &o->size);
+        else if (cli_is(a, NULL, "--size")) rc = cli_int_value(a, DALLE_SYNTH_MIN_SIZE, DALLE_SYNTH_MAX_SIZE, &o->size);
         else return cli_unexpected(a);
     }
     if (rc)
@@ -111,7 +111,7 @@ typedef struct tally {
 } tally;
 
 /* Count a verdict; returns whether everything asked was right. */
-static int tally_add(tally *t, const synth_verdict *v)
+static int tally_add(tally *t, const dalle_synth_verdict *v)
 {
     const int got[4] = {v->color, v->shape, v->position, v->background};
     int all = 1;
@@ -138,41 +138,43 @@ static void print_cell(const tally *t, int k, int last)
 
 static const char *name_or(const char *s) { return s ? s : "?"; }
 
-static void describe(const synth_scene *s, char *buf, size_t cap)
+static void describe(const dalle_synth_scene *s, char *buf, size_t cap)
 {
     size_t n = 0;
     for (int i = 0; i < s->n_objects && i < 2 && n < cap; i++)
         n += (size_t)snprintf(buf + n, cap - n, "%s%s %s@%s", i ? ", " : "",
-                              name_or(synth_color_name(s->objects[i].color)),
-                              name_or(synth_shape_name(s->objects[i].shape)),
-                              name_or(synth_position_name(s->objects[i].position)));
+                              name_or(dalle_synth_color_name(s->objects[i].color)),
+                              name_or(dalle_synth_shape_name(s->objects[i].shape)),
+                              name_or(dalle_synth_position_name(s->objects[i].position)));
     if (n < cap)
         snprintf(buf + n, cap - n, "%s on %s", s->n_objects ? "" : "nothing",
-                 name_or(synth_color_name(s->background)));
+                 name_or(dalle_synth_color_name(s->background)));
 }
 
 /* ---- one image ------------------------------------------------------------------ */
 
 static int judge_image(const opts *o)
 {
-    synth_scene want;
-    if (synth_parse_caption(o->caption, &want))
+    dalle_synth_scene want = dalle_synth_default_scene();
+    if (dalle_synth_parse_caption(o->caption, &want))
         return cli_error("judge: %s", dalle_last_error());
     size_t n = (size_t)(3 * o->size * o->size);
     float *px = malloc(n * sizeof *px);
     if (!px)
         return cli_error("judge: out of memory");
-    synth_verdict v;
-    if (dalle_read_image(o->image, (int)o->size, px) || synth_judge(px, (int)o->size, &want, &v)) {
+    dalle_synth_verdict v = dalle_synth_default_verdict();
+    dalle_synth_scene seen = dalle_synth_default_scene();
+    if (dalle_read_image(o->image, (int)o->size, px) ||
+        dalle_synth_judge_scene(px, (int)o->size, &want, &v, &seen)) {
         free(px);
         return cli_error("judge: %s", dalle_last_error());
     }
     free(px);
     tally t = {0};
     int ok = tally_add(&t, &v);
-    char seen[256];
-    describe(&v.seen, seen, sizeof seen);
-    printf("%s: %s  (read: %s)\n", o->image, ok ? "PASS" : "FAIL", seen);
+    char read[256];
+    describe(&seen, read, sizeof read);
+    printf("%s: %s  (read: %s)\n", o->image, ok ? "PASS" : "FAIL", read);
     for (int k = 0; k < A_ALL; k++)
         if (t.asked[k])
             printf("  %-10s %s\n", attr_name[k], t.right[k] ? "right" : "WRONG");
@@ -183,14 +185,24 @@ static int judge_image(const opts *o)
 
 static int run(const opts *o)
 {
-    synth_world world = {(int)o->world.colors, (int)o->world.shapes, (int)o->world.objects,
-                         (int)o->world.layouts};
+    /* The held-out captions are items 0 .. n - 1 of the world's held-out
+     * split; the generator is made before the model is loaded, so that a
+     * world it refuses costs nothing. */
+    dalle_synth_params wp = dalle_synth_default_params();
+    wp.colors = (int)o->world.colors, wp.shapes = (int)o->world.shapes;
+    wp.max_objects = (int)o->world.objects, wp.layouts = (int)o->world.layouts;
+    wp.split = DALLE_SYNTH_HELDOUT;
+    dalle_synth *world = NULL;
+    if (dalle_synth_create(o->seed, &wp, &world))
+        return cli_error("judge: %s", dalle_last_error());
     dalle_ctx_params cp = dalle_ctx_default_params();
     cp.n_threads = (int)o->threads;
     cp.max_batch = (int)o->samples;
     dalle_ctx *ctx = NULL;
-    if (dalle_ctx_create(o->model, &cp, &ctx))
+    if (dalle_ctx_create(o->model, &cp, &ctx)) {
+        dalle_synth_free(world);
         return cli_error("judge: %s", dalle_last_error());
+    }
     int S = (int)o->samples, size = dalle_image_size(ctx), tl = dalle_text_seq_len(ctx);
     int il = dalle_image_seq_len(ctx);
     size_t img = (size_t)3 * size * size;
@@ -207,11 +219,10 @@ static int run(const opts *o)
         goto done;
     }
     for (int64_t i = 0; i < o->n && !rc; i++) {
-        char caption[SYNTH_CAPTION_CAP];
-        synth_scene want;
-        if (synth_sample(&world, o->seed, (uint64_t)i, SYNTH_HELDOUT, SYNTH_MIN_SIZE, NULL, caption,
-                         sizeof caption, NULL) ||
-            synth_parse_caption(caption, &want)) {
+        char caption[DALLE_SYNTH_CAPTION_CAP];
+        dalle_synth_scene want = dalle_synth_default_scene();
+        if (dalle_synth_sample(world, (uint64_t)i, 0, NULL, caption, sizeof caption, NULL) ||
+            dalle_synth_parse_caption(caption, &want)) {
             rc = cli_error("judge: %s", dalle_last_error());
             break;
         }
@@ -252,17 +263,18 @@ static int run(const opts *o)
             }
             pick = order[0];
         }
-        synth_verdict v0, vb;
-        if (synth_judge(px, size, &want, &v0) ||
-            synth_judge(px + (size_t)pick * img, size, &want, &vb)) {
+        dalle_synth_verdict v0 = dalle_synth_default_verdict(), vb = v0;
+        dalle_synth_scene seen0 = dalle_synth_default_scene(), seenb = seen0;
+        if (dalle_synth_judge_scene(px, size, &want, &v0, &seen0) ||
+            dalle_synth_judge_scene(px + (size_t)pick * img, size, &want, &vb, &seenb)) {
             rc = cli_error("judge: %s", dalle_last_error());
             break;
         }
         int ok0 = tally_add(&first, &v0), okb = o->clip ? tally_add(&best, &vb) : ok0;
         if (o->verbose) {
             char s0[256], sb[256];
-            describe(&v0.seen, s0, sizeof s0);
-            describe(&vb.seen, sb, sizeof sb);
+            describe(&seen0, s0, sizeof s0);
+            describe(&seenb, sb, sizeof sb);
             printf("%3lld  %-48s first: %s %s", (long long)i, caption, ok0 ? "ok  " : "MISS", s0);
             if (o->clip)
                 printf(" | best #%d: %s %s", pick, okb ? "ok  " : "MISS", sb);
@@ -272,8 +284,8 @@ static int run(const opts *o)
     if (!rc) {
         printf("judged %lld held-out captions of the synthetic world (seed %llu; %d colours, "
                "%d shapes, up to %d object%s, layouts %d), %d sample%s each, %dx%d pixels\n",
-               (long long)o->n, (unsigned long long)o->seed, world.n_colors, world.n_shapes,
-               world.max_objects, world.max_objects > 1 ? "s" : "", world.layouts, S,
+               (long long)o->n, (unsigned long long)o->seed, wp.colors, wp.shapes,
+               wp.max_objects, wp.max_objects > 1 ? "s" : "", wp.layouts, S,
                S > 1 ? "s" : "", size, size);
         printf(o->clip ? "%-12s  %-16s" : "%-12s  %s", "attribute", "first sample");
         if (o->clip)
@@ -292,6 +304,7 @@ done:
         cli_clip_close(&clip);
     free(text), free(ids), free(px), free(scores), free(order);
     dalle_ctx_free(ctx);
+    dalle_synth_free(world);
     return rc;
 }
 

@@ -1,15 +1,13 @@
 /* dalle train-bpe: learn CLIP-format BPE merges from captions, so that a
  * small caption language (the synthetic world's, or a folder's) gets a small
  * text vocabulary: a model trained with it needs a far smaller text
- * embedding than with CLIP's 49408 ids (lib/train/bpe_learn.h). */
+ * embedding than with CLIP's 49408 ids (dalle_bpe_learn of <dalle/train.h>). */
 #include <dalle/train.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
-#include "train/bpe_learn.h"
 
 static const char usage[] =
     "usage: dalle train-bpe (--synthetic N [world options] | --captions FILE | --data DIR)\n"
@@ -58,7 +56,7 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
         else if (cli_is(a, NULL, "--synthetic")) rc = cli_int_value(a, 1, 1 << 24, &o->synthetic);
         else if (cli_is(a, NULL, "--captions")) rc = cli_value(a, &o->captions);
         else if (cli_is(a, NULL, "--data")) rc = cli_value(a, &o->data);
-        else if (cli_is(a, NULL, "--merges")) rc = cli_int_value(a, 0, BPE_LEARN_MAX_MERGES, &o->merges);
+        else if (cli_is(a, NULL, "--merges")) rc = cli_int_value(a, 0, DALLE_BPE_MAX_MERGES, &o->merges);
         else if (cli_is(a, NULL, "--min-count")) rc = cli_int_value(a, 1, INT64_MAX, &o->min_count);
         else if (cli_is(a, NULL, "--world-seed")) rc = cli_u64_value(a, &o->world_seed);
         else return cli_unexpected(a);
@@ -157,27 +155,23 @@ int cmd_train_bpe(int argc, char **argv)
     int rc = parse(argc, argv, &o, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (cli_check_writable("train-bpe", o.out))
+        return CLI_FAIL;
     texts t = {0};
     rc = o.captions ? from_file(o.captions, &t) : from_image_data(&o, &t);
     if (!rc && !t.n)
         rc = cli_error("train-bpe: no caption found");
-    char *merges = NULL;
-    size_t len = 0;
-    int n_merges = 0;
-    if (!rc && bpe_learn((const char *const *)t.v, t.n, (int)o.merges, o.min_count, &merges, &len,
-                         &n_merges))
+    dalle_bpe_learn_params lp = dalle_bpe_learn_default_params();
+    lp.max_merges = (int)o.merges;
+    lp.min_count = o.min_count;
+    dalle_bpe_merges *merges = NULL;
+    if (!rc && (dalle_bpe_learn((const char *const *)t.v, t.n, &lp, &merges) ||
+                dalle_bpe_merges_save(merges, o.out)))
         rc = cli_error("train-bpe: %s", dalle_last_error());
-    if (!rc) {
-        FILE *f = fopen(o.out, "wb");
-        if (!f)
-            rc = cli_error("train-bpe: cannot create '%s': %s", o.out, strerror(errno));
-        else if ((fwrite(merges, 1, len, f) != len) | (fclose(f) != 0))
-            rc = cli_error("train-bpe: cannot write '%s'", o.out);
-        if (!rc)
-            printf("%lld captions -> %d merges, a vocabulary of %d ids: %s\n", (long long)t.n,
-                   n_merges, 512 + n_merges + 2, o.out);
-    }
-    free(merges);
+    if (!rc)
+        printf("%lld captions -> %d merges, a vocabulary of %d ids: %s\n", (long long)t.n,
+               dalle_bpe_merges_count(merges), dalle_bpe_merges_vocab_size(merges), o.out);
+    dalle_bpe_merges_free(merges);
     texts_free(&t);
     return rc;
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "train_common.h"
 
 static const char usage[] =
     "usage: dalle train-clip --bpe MERGES (--data DIR | --synthetic N) -o OUT [options]\n"
@@ -51,100 +51,37 @@ static const char usage[] =
     "  --log-every N          without a terminal: a progress line every N steps (default 10)\n";
 
 typedef struct opts {
-    const char *bpe, *data, *out, *ckpt, *resume, *ntt;
-    long long synthetic, dim, dim_latent, depth, heads, image_size, patch, text_seq_len;
-    long long steps, batch, threads, save_every, warmup, log_every;
-    uint64_t seed;
-    double lr;
-    int truncate, mask_padding, cosine;
-    cli_world world;
+    cli_train_opts t;       /* the options every train-* command takes */
+    long long dim, dim_latent, depth, heads, image_size, patch, text_seq_len;
+    int mask_padding;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, cli_args *a)
 {
     memset(o, 0, sizeof *o);
+    cli_train_opts_init(&o->t, CLI_TRAIN_TEXT | CLI_TRAIN_SCHEDULE, 8, 3e-4);
     o->dim = 512, o->depth = 6, o->heads = 8, o->image_size = 256, o->patch = 32;
-    o->text_seq_len = 256, o->steps = 1000, o->batch = 8, o->save_every = 1000;
-    o->log_every = 10, o->lr = 3e-4, o->synthetic = -1;
-    cli_world_init(&o->world);
+    o->text_seq_len = 256;
     cli_args_init(a, "train-clip", argc, argv);
-    int rc = 0, kind;
-    while (!rc && (kind = cli_next(a)) != CLI_ARG_END) {
-        if (kind == CLI_ARG_POSITIONAL)
-            return cli_unexpected(a);
-        if (cli_is(a, "-h", "--help")) {
-            fputs(usage, stdout);
-            fputs(cli_world_usage, stdout);
-            return -1;
-        }
-        if (cli_world_option(a, &o->world, &rc)) continue;
-        if (cli_is(a, NULL, "--bpe")) rc = cli_value(a, &o->bpe);
-        else if (cli_is(a, NULL, "--data")) rc = cli_value(a, &o->data);
-        else if (cli_is(a, NULL, "--synthetic")) rc = cli_int_value(a, 1, 1 << 24, &o->synthetic);
-        else if (cli_is(a, NULL, "--truncate-captions")) rc = cli_flag(a), o->truncate = 1;
-        else if (cli_is(a, "-o", "--output")) rc = cli_value(a, &o->out);
-        else if (cli_is(a, NULL, "--checkpoint")) rc = cli_value(a, &o->ckpt);
-        else if (cli_is(a, NULL, "--save-every")) rc = cli_int_value(a, 0, INT64_MAX, &o->save_every);
-        else if (cli_is(a, NULL, "--resume")) rc = cli_value(a, &o->resume);
-        else if (cli_is(a, NULL, "--dim")) rc = cli_int_value(a, 1, 65536, &o->dim);
+    int rc = 0;
+    while (cli_train_next(a, &o->t, usage, &rc)) {
+        if (cli_is(a, NULL, "--dim")) rc = cli_int_value(a, 1, 65536, &o->dim);
         else if (cli_is(a, NULL, "--dim-latent")) rc = cli_int_value(a, 1, 65536, &o->dim_latent);
         else if (cli_is(a, NULL, "--depth")) rc = cli_int_value(a, 1, 4096, &o->depth);
         else if (cli_is(a, NULL, "--heads")) rc = cli_int_value(a, 1, 4096, &o->heads);
         else if (cli_is(a, NULL, "--image-size")) rc = cli_int_value(a, 16, 1024, &o->image_size);
         else if (cli_is(a, NULL, "--patch-size")) rc = cli_int_value(a, 1, 1024, &o->patch);
         else if (cli_is(a, NULL, "--text-seq-len")) rc = cli_int_value(a, 1, 65536, &o->text_seq_len);
-        else if (cli_is(a, NULL, "--num-text-tokens")) rc = cli_value(a, &o->ntt);
         else if (cli_is(a, NULL, "--mask-padding")) rc = cli_flag(a), o->mask_padding = 1;
-        else if (cli_is(a, NULL, "--steps")) rc = cli_int_value(a, 1, INT64_MAX, &o->steps);
-        else if (cli_is(a, NULL, "--batch")) rc = cli_int_value(a, 1, 65536, &o->batch);
-        else if (cli_is(a, NULL, "--lr")) rc = cli_float_value(a, 0, 1, 1, 0, &o->lr);
-        else if (cli_is(a, NULL, "--cosine")) rc = cli_flag(a), o->cosine = 1;
-        else if (cli_is(a, NULL, "--warmup")) rc = cli_int_value(a, 0, INT64_MAX, &o->warmup);
-        else if (cli_is(a, NULL, "--seed")) rc = cli_u64_value(a, &o->seed);
-        else if (cli_is(a, "-t", "--threads")) rc = cli_int_value(a, 0, 4096, &o->threads);
-        else if (cli_is(a, NULL, "--log-every")) rc = cli_int_value(a, 1, INT64_MAX, &o->log_every);
         else return cli_unexpected(a);
     }
-    if (rc)
+    if (rc || (rc = cli_train_check_io(a, &o->t, o->t.bpe != NULL,
+                                       "a tokenizer is needed: --bpe MERGES (or --resume CKPT)")))
         return rc;
-    if (!o->out)
-        return cli_usage(a, "an output file is needed: -o OUT.dalle");
-    if (!o->bpe && !o->resume)
-        return cli_usage(a, "a tokenizer is needed: --bpe MERGES (or --resume CKPT)");
-    if (!o->data == (o->synthetic < 0))
-        return cli_usage(a, "give the training data: --data DIR or --synthetic N (one of them)");
     if (o->image_size % o->patch)
         return cli_usage(a, "--image-size %lld is not a multiple of --patch-size %lld",
                          o->image_size, o->patch);
-    if (o->cosine && o->warmup >= o->steps)
-        return cli_usage(a, "--cosine needs --warmup below --steps");
-    if (o->ntt && strcmp(o->ntt, "auto")) {
-        char *end;
-        long v = strtol(o->ntt, &end, 10);
-        if (*end || v < 1 || v > (1 << 24))
-            return cli_usage(a, "--num-text-tokens: '%s' is not auto or a count 1..16777216",
-                             o->ntt);
-    }
-    return 0;
-}
-
-static dalle_status load_data(const opts *o, int size, dalle_image_data **out)
-{
-    dalle_image_data_params dp = dalle_image_data_default_params();
-    cli_train_load l;
-    cli_train_load_init(&l, "reading images");
-    dp.image_size = size;
-    dp.abort = cli_abort_cb;
-    dp.world_colors = (int)o->world.colors, dp.world_shapes = (int)o->world.shapes;
-    dp.world_max_objects = (int)o->world.objects, dp.world_layouts = (int)o->world.layouts;
-    if (l.enabled) {
-        dp.progress = cli_train_load_progress;
-        dp.user = &l;
-    }
-    dalle_status s = o->data ? dalle_image_data_folder(o->data, &dp, out)
-                             : dalle_image_data_synthetic(o->synthetic, &dp, out);
-    cli_train_load_end(&l);
-    return s;
+    return cli_train_check_schedule(a, &o->t);
 }
 
 /* --num-text-tokens auto: the largest id of any caption + 1; 0 when the
@@ -174,11 +111,27 @@ static int max_caption_id(const char *bpe, dalle_image_data *d, int T, int trunc
     return best >= 0 ? best + 1 : 1;
 }
 
-static int save_both(dalle_clip_trainer *t, const char *out, const char *ckpt)
+/* The trainer as cli_train_loop drives it, on this data. */
+typedef struct step_data {
+    dalle_image_data *d;
+    int batch; /* pairs a step */
+} step_data;
+
+static int64_t steps(const void *t) { return dalle_clip_trainer_steps(t); }
+static dalle_status save(void *t, const char *path, int with_opt)
 {
-    if (dalle_clip_trainer_save(t, ckpt, 1) || dalle_clip_trainer_save(t, out, 0))
-        return cli_lib_error();
-    return 0;
+    return dalle_clip_trainer_save(t, path, with_opt);
+}
+static dalle_status step(void *t, void *data, cli_train_step *out)
+{
+    const step_data *b = data;
+    dalle_clip_train_stats st = dalle_clip_train_default_stats();
+    dalle_status s = dalle_clip_trainer_step_data(t, b->d, &st);
+    snprintf(out->metrics, sizeof out->metrics, "loss %.4f  accuracy %.2f  scale %.3g  lr %.2g",
+             st.loss, st.accuracy, st.scale, st.lr);
+    out->step = st.step, out->epoch = st.epoch, out->units = b->batch;
+    out->skipped = st.skipped;
+    return s;
 }
 
 int cmd_train_clip(int argc, char **argv)
@@ -188,12 +141,8 @@ int cmd_train_clip(int argc, char **argv)
     int rc = parse(argc, argv, &o, &a);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    char ckpt_buf[4096];
-    if (!o.ckpt) {
-        snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out);
-        o.ckpt = ckpt_buf;
-    }
-    if (cli_check_writable("train-clip", o.out) || cli_check_writable("train-clip", o.ckpt))
+    cli_train_opts *c = &o.t;
+    if (cli_train_prepare(c, "train-clip"))
         return CLI_FAIL;
     cli_catch_sigint();
 
@@ -203,75 +152,47 @@ int cmd_train_clip(int argc, char **argv)
     tp.text_enc_depth = tp.visual_enc_depth = (int)o.depth;
     tp.text_heads = tp.visual_heads = (int)o.heads;
     tp.visual_image_size = (int)o.image_size, tp.visual_patch_size = (int)o.patch;
-    tp.text_seq_len = (int)o.text_seq_len, tp.truncate = o.truncate;
-    tp.mask_padding = o.mask_padding, tp.seed = o.seed, tp.batch = (int)o.batch;
-    tp.n_threads = (int)o.threads, tp.lr = o.lr;
-    tp.warmup_steps = o.warmup, tp.total_steps = o.steps;
-    tp.lr_schedule = o.cosine ? DALLE_LR_COSINE : DALLE_LR_CONSTANT;
-    if (o.ntt && strcmp(o.ntt, "auto"))
-        tp.num_text_tokens = atoi(o.ntt);
+    tp.text_seq_len = (int)o.text_seq_len, tp.truncate = c->truncate;
+    tp.mask_padding = o.mask_padding, tp.seed = c->seed, tp.batch = (int)c->batch;
+    tp.n_threads = (int)c->threads, tp.lr = c->lr;
+    tp.warmup_steps = c->warmup, tp.total_steps = c->steps;
+    tp.lr_schedule = c->cosine ? DALLE_LR_COSINE : DALLE_LR_CONSTANT;
+    tp.num_text_tokens = cli_train_num_text_tokens(c);
 
     dalle_clip_trainer *t = NULL;
     dalle_image_data *d = NULL;
-    if (o.resume) {
+    if (c->resume) {
         /* the checkpoint's model and tokenizer; the data is read at its size */
-        if (dalle_clip_trainer_resume(o.resume, &tp, &t) ||
-            dalle_clip_trainer_get_params(t, &tp) || load_data(&o, tp.visual_image_size, &d))
+        if (dalle_clip_trainer_resume(c->resume, &tp, &t) ||
+            dalle_clip_trainer_get_params(t, &tp) ||
+            cli_train_load_images(c, tp.visual_image_size, &d))
             rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
-    } else if (cli_check_readable("train-clip", (char **)&o.bpe, 1)) {
+    } else if (cli_check_readable("train-clip", (char **)&c->bpe, 1)) {
         rc = CLI_FAIL;
-    } else if (load_data(&o, tp.visual_image_size, &d)) {
+    } else if (cli_train_load_images(c, tp.visual_image_size, &d)) {
         rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
     } else {
-        const int fit = o.ntt && !strcmp(o.ntt, "auto");
+        const int fit = cli_train_auto_vocab(c);
         if (fit)
-            tp.num_text_tokens = max_caption_id(o.bpe, d, tp.text_seq_len, tp.truncate);
-        if ((fit && !tp.num_text_tokens) || dalle_clip_trainer_create(o.bpe, &tp, &t) ||
+            tp.num_text_tokens = max_caption_id(c->bpe, d, tp.text_seq_len, tp.truncate);
+        if ((fit && !tp.num_text_tokens) || dalle_clip_trainer_create(c->bpe, &tp, &t) ||
             dalle_clip_trainer_get_params(t, &tp))
             rc = cli_lib_error();
     }
     if (!rc && dalle_image_data_count(d) < tp.batch)
         rc = cli_error("train-clip: %lld images, fewer than the batch of %d",
                        (long long)dalle_image_data_count(d), tp.batch);
-    if (!rc)
+    if (!rc) {
         fprintf(stderr, "train-clip: %lld images (%lld files skipped), %lld weights, dim %d, "
                 "depth %d, %d px in %d px patches, %d caption tokens of %d, batch %d, from step "
                 "%lld to %lld\n",
                 (long long)dalle_image_data_count(d), (long long)dalle_image_data_skipped(d),
                 (long long)dalle_clip_trainer_num_params(t), tp.dim_text, tp.text_enc_depth,
                 tp.visual_image_size, tp.visual_patch_size, tp.text_seq_len, tp.num_text_tokens,
-                tp.batch, (long long)dalle_clip_trainer_steps(t), o.steps);
-    cli_train_progress p;
-    cli_train_progress_init(&p, dalle_clip_trainer_steps(t), o.steps, o.log_every, "pairs");
-    while (!rc && dalle_clip_trainer_steps(t) < o.steps) {
-        dalle_clip_train_stats st = dalle_clip_train_default_stats();
-        if (dalle_clip_trainer_step_data(t, d, &st)) {
-            cli_train_progress_end(&p);
-            rc = cli_lib_error();
-            break;
-        }
-        char metrics[160];
-        snprintf(metrics, sizeof metrics, "loss %.4f  accuracy %.2f  scale %.3g  lr %.2g",
-                 st.loss, st.accuracy, st.scale, st.lr);
-        cli_train_progress_report(&p, st.step, st.epoch, tp.batch, metrics, st.skipped);
-        if (cli_interrupted()) {
-            cli_train_progress_end(&p);
-            rc = save_both(t, o.out, o.ckpt);
-            if (!rc)
-                fprintf(stderr, "train-clip: interrupted at step %lld; checkpoint '%s' "
-                        "(continue with --resume)\n", (long long)st.step, o.ckpt);
-            rc = rc ? rc : CLI_INTERRUPTED;
-        } else if (o.save_every && st.step % o.save_every == 0 && st.step < o.steps &&
-                   dalle_clip_trainer_save(t, o.ckpt, 1)) {
-            cli_train_progress_end(&p);
-            rc = cli_lib_error();
-        }
-    }
-    cli_train_progress_end(&p);
-    if (!rc) {
-        rc = save_both(t, o.out, o.ckpt);
-        if (!rc)
-            fprintf(stderr, "train-clip: wrote '%s' (checkpoint '%s')\n", o.out, o.ckpt);
+                tp.batch, (long long)dalle_clip_trainer_steps(t), c->steps);
+        step_data b = {d, tp.batch};
+        const cli_trainer run = {"train-clip", "pairs", t, &b, steps, step, save};
+        rc = cli_train_loop(&run, c);
     }
     dalle_image_data_free(d);
     dalle_clip_trainer_free(t);

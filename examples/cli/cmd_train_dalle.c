@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "train_common.h"
 
 static const char usage[] =
     "usage: dalle train-dalle --vae VAE (--data DIR | --synthetic N) -o OUT [options]\n"
@@ -49,85 +49,41 @@ static const char usage[] =
     "  --log-every N          without a terminal: a progress line every N steps (default 10)\n";
 
 typedef struct opts {
-    const char *vae, *bpe, *data, *out, *ckpt, *resume, *attn, *ntt;
-    long long synthetic, dim, depth, heads, dim_head, text_seq_len, steps, batch, seed_set;
-    long long threads, save_every, warmup, log_every;
-    uint64_t seed;
-    double lr;
-    int truncate, lr_decay, cosine;
-    cli_world world;
+    cli_train_opts t;       /* the options every train-* command takes */
+    const char *vae, *attn;
+    long long dim, depth, heads, dim_head, text_seq_len;
+    int lr_decay;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, cli_args *a)
 {
     memset(o, 0, sizeof *o);
+    cli_train_opts_init(&o->t, CLI_TRAIN_TEXT | CLI_TRAIN_SCHEDULE, 4, 3e-4);
     o->dim = 512, o->depth = 2, o->heads = 8, o->dim_head = 64, o->text_seq_len = 256;
-    o->steps = 1000, o->batch = 4, o->save_every = 1000, o->log_every = 10, o->lr = 3e-4;
-    o->synthetic = -1;
-    cli_world_init(&o->world);
     cli_args_init(a, "train-dalle", argc, argv);
-    int rc = 0, kind;
-    while (!rc && (kind = cli_next(a)) != CLI_ARG_END) {
-        if (kind == CLI_ARG_POSITIONAL)
-            return cli_unexpected(a);
-        if (cli_is(a, "-h", "--help")) {
-            fputs(usage, stdout);
-            fputs(cli_world_usage, stdout);
-            return -1;
-        }
-        if (cli_world_option(a, &o->world, &rc)) continue;
+    int rc = 0;
+    while (cli_train_next(a, &o->t, usage, &rc)) {
         if (cli_is(a, NULL, "--vae")) rc = cli_value(a, &o->vae);
-        else if (cli_is(a, NULL, "--bpe")) rc = cli_value(a, &o->bpe);
-        else if (cli_is(a, NULL, "--data")) rc = cli_value(a, &o->data);
-        else if (cli_is(a, NULL, "--synthetic")) rc = cli_int_value(a, 1, 1 << 24, &o->synthetic);
-        else if (cli_is(a, NULL, "--truncate-captions")) rc = cli_flag(a), o->truncate = 1;
-        else if (cli_is(a, "-o", "--output")) rc = cli_value(a, &o->out);
-        else if (cli_is(a, NULL, "--checkpoint")) rc = cli_value(a, &o->ckpt);
-        else if (cli_is(a, NULL, "--save-every")) rc = cli_int_value(a, 0, INT64_MAX, &o->save_every);
-        else if (cli_is(a, NULL, "--resume")) rc = cli_value(a, &o->resume);
         else if (cli_is(a, NULL, "--dim")) rc = cli_int_value(a, 2, 65536, &o->dim);
         else if (cli_is(a, NULL, "--depth")) rc = cli_int_value(a, 1, 1024, &o->depth);
         else if (cli_is(a, NULL, "--heads")) rc = cli_int_value(a, 1, 1024, &o->heads);
         else if (cli_is(a, NULL, "--dim-head")) rc = cli_int_value(a, 1, 4096, &o->dim_head);
         else if (cli_is(a, NULL, "--text-seq-len")) rc = cli_int_value(a, 1, 65536, &o->text_seq_len);
         else if (cli_is(a, NULL, "--attn-types")) rc = cli_value(a, &o->attn);
-        else if (cli_is(a, NULL, "--num-text-tokens")) rc = cli_value(a, &o->ntt);
-        else if (cli_is(a, NULL, "--steps")) rc = cli_int_value(a, 1, INT64_MAX, &o->steps);
-        else if (cli_is(a, NULL, "--batch")) rc = cli_int_value(a, 1, 65536, &o->batch);
-        else if (cli_is(a, NULL, "--lr")) rc = cli_float_value(a, 0, 1, 1, 0, &o->lr);
         else if (cli_is(a, NULL, "--lr-decay")) rc = cli_flag(a), o->lr_decay = 1;
-        else if (cli_is(a, NULL, "--cosine")) rc = cli_flag(a), o->cosine = 1;
-        else if (cli_is(a, NULL, "--warmup")) rc = cli_int_value(a, 0, INT64_MAX, &o->warmup);
-        else if (cli_is(a, NULL, "--seed")) rc = cli_u64_value(a, &o->seed);
-        else if (cli_is(a, "-t", "--threads")) rc = cli_int_value(a, 0, 4096, &o->threads);
-        else if (cli_is(a, NULL, "--log-every")) rc = cli_int_value(a, 1, INT64_MAX, &o->log_every);
         else return cli_unexpected(a);
     }
-    if (rc)
+    if (rc || (rc = cli_train_check_io(a, &o->t, o->vae != NULL,
+                                       "a VAE is needed: --vae VAE.dalle (or --resume CKPT)")))
         return rc;
-    if (!o->out)
-        return cli_usage(a, "an output file is needed: -o OUT.dalle");
-    if (!o->vae && !o->resume)
-        return cli_usage(a, "a VAE is needed: --vae VAE.dalle (or --resume CKPT)");
-    if (!o->data == (o->synthetic < 0))
-        return cli_usage(a, "give the training data: --data DIR or --synthetic N (one of them)");
-    if (o->lr_decay && o->cosine)
+    if (o->lr_decay && o->t.cosine)
         return cli_usage(a, "--lr-decay and --cosine exclude each other");
-    if (o->cosine && o->warmup >= o->steps)
-        return cli_usage(a, "--cosine needs --warmup below --steps");
-    if (o->ntt && strcmp(o->ntt, "auto")) {
-        char *end;
-        long v = strtol(o->ntt, &end, 10);
-        if (*end || v < 1 || v > (1 << 24))
-            return cli_usage(a, "--num-text-tokens: '%s' is not auto or a count 1..16777216",
-                             o->ntt);
-    }
-    return 0;
+    return cli_train_check_schedule(a, &o->t);
 }
 
 /* ---- the run ---------------------------------------------------------------- */
 
-static dalle_status load_data(const opts *o, const char *vae, int text_seq_len,
+static dalle_status load_data(const cli_train_opts *o, const char *vae, int text_seq_len,
                               dalle_token_data **out)
 {
     dalle_token_data_params dp = dalle_token_data_default_params();
@@ -149,11 +105,21 @@ static dalle_status load_data(const opts *o, const char *vae, int text_seq_len,
     return s;
 }
 
-static int save_both(dalle_trainer *t, const char *out, const char *ckpt)
+/* The trainer as cli_train_loop drives it. */
+static int64_t steps(const void *t) { return dalle_trainer_steps(t); }
+static dalle_status save(void *t, const char *path, int with_opt)
 {
-    if (dalle_trainer_save(t, ckpt, 1) || dalle_trainer_save(t, out, 0))
-        return cli_lib_error();
-    return 0;
+    return dalle_trainer_save(t, path, with_opt);
+}
+static dalle_status step(void *t, void *d, cli_train_step *out)
+{
+    dalle_train_stats st = dalle_train_default_stats();
+    dalle_status s = dalle_trainer_step_data(t, d, &st);
+    snprintf(out->metrics, sizeof out->metrics, "loss %.4f (text %.3f, image %.3f)  lr %.2g",
+             st.loss, st.loss_text, st.loss_img, st.lr);
+    out->step = st.step, out->epoch = st.epoch, out->units = (double)st.tokens;
+    out->skipped = st.skipped;
+    return s;
 }
 
 int cmd_train_dalle(int argc, char **argv)
@@ -163,14 +129,10 @@ int cmd_train_dalle(int argc, char **argv)
     int rc = parse(argc, argv, &o, &a);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    char ckpt_buf[4096];
-    if (!o.ckpt) {
-        snprintf(ckpt_buf, sizeof ckpt_buf, "%s.ckpt", o.out);
-        o.ckpt = ckpt_buf;
-    }
-    if (cli_check_writable("train-dalle", o.out) || cli_check_writable("train-dalle", o.ckpt))
+    const cli_train_opts *c = &o.t;
+    if (cli_train_prepare(&o.t, "train-dalle"))
         return CLI_FAIL;
-    if (o.vae && !o.resume &&
+    if (o.vae && !c->resume &&
         cli_check_kind("train-dalle", "--vae", o.vae, CLI_KIND_VAE | CLI_KIND_DALLE, NULL))
         return CLI_FAIL;
     cli_catch_sigint();
@@ -179,27 +141,28 @@ int cmd_train_dalle(int argc, char **argv)
     tp.dim = (int)o.dim, tp.depth = (int)o.depth, tp.heads = (int)o.heads;
     tp.dim_head = (int)o.dim_head, tp.text_seq_len = (int)o.text_seq_len;
     tp.attn_types = o.attn;
-    tp.batch = (int)o.batch, tp.n_threads = (int)o.threads, tp.seed = o.seed, tp.lr = o.lr;
-    tp.warmup_steps = o.warmup, tp.total_steps = o.steps;
-    tp.lr_schedule = o.lr_decay ? DALLE_LR_PLATEAU : o.cosine ? DALLE_LR_COSINE : DALLE_LR_CONSTANT;
-    if (o.ntt && strcmp(o.ntt, "auto"))
-        tp.num_text_tokens = atoi(o.ntt);
+    tp.batch = (int)c->batch, tp.n_threads = (int)c->threads, tp.seed = c->seed, tp.lr = c->lr;
+    tp.warmup_steps = c->warmup, tp.total_steps = c->steps;
+    tp.lr_schedule = o.lr_decay  ? DALLE_LR_PLATEAU
+                     : c->cosine ? DALLE_LR_COSINE
+                                 : DALLE_LR_CONSTANT;
+    tp.num_text_tokens = cli_train_num_text_tokens(c);
 
     dalle_trainer *t = NULL;
     dalle_token_data *d = NULL;
-    if (o.resume) {
+    if (c->resume) {
         /* the checkpoint's model, VAE and tokenizer; the data must match it */
-        if (dalle_trainer_resume(o.resume, &tp, &t) ||
-            dalle_trainer_get_params(t, &tp) || load_data(&o, o.resume, tp.text_seq_len, &d))
+        if (dalle_trainer_resume(c->resume, &tp, &t) ||
+            dalle_trainer_get_params(t, &tp) || load_data(c, c->resume, tp.text_seq_len, &d))
             rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
     } else {
-        if (load_data(&o, o.vae, tp.text_seq_len, &d)) {
+        if (load_data(c, o.vae, tp.text_seq_len, &d)) {
             rc = cli_interrupted() ? CLI_INTERRUPTED : cli_lib_error();
         } else {
             int max_id = dalle_token_data_max_text_id(d);
-            if (o.ntt && !strcmp(o.ntt, "auto"))
+            if (cli_train_auto_vocab(c))
                 tp.num_text_tokens = max_id + 1;
-            if (dalle_trainer_create(o.vae, o.bpe, &tp, &t) || dalle_trainer_get_params(t, &tp))
+            if (dalle_trainer_create(o.vae, c->bpe, &tp, &t) || dalle_trainer_get_params(t, &tp))
                 rc = cli_lib_error();
         }
     }
@@ -216,39 +179,9 @@ int cmd_train_dalle(int argc, char **argv)
                 (long long)dalle_token_data_count(d), (long long)dalle_token_data_skipped(d),
                 (long long)dalle_trainer_num_params(t), tp.dim, tp.depth, tp.text_seq_len,
                 dalle_token_data_image_seq_len(d), tp.batch, (long long)dalle_trainer_steps(t),
-                o.steps);
-    }
-    cli_train_progress p;
-    cli_train_progress_init(&p, dalle_trainer_steps(t), o.steps, o.log_every, "tokens");
-    while (!rc && dalle_trainer_steps(t) < o.steps) {
-        dalle_train_stats st = dalle_train_default_stats();
-        if (dalle_trainer_step_data(t, d, &st)) {
-            cli_train_progress_end(&p);
-            rc = cli_lib_error();
-            break;
-        }
-        char metrics[160];
-        snprintf(metrics, sizeof metrics, "loss %.4f (text %.3f, image %.3f)  lr %.2g", st.loss,
-                 st.loss_text, st.loss_img, st.lr);
-        cli_train_progress_report(&p, st.step, st.epoch, (double)st.tokens, metrics, st.skipped);
-        if (cli_interrupted()) {
-            cli_train_progress_end(&p);
-            rc = save_both(t, o.out, o.ckpt);
-            if (!rc)
-                fprintf(stderr, "train-dalle: interrupted at step %lld; checkpoint '%s' "
-                        "(continue with --resume)\n", (long long)st.step, o.ckpt);
-            rc = rc ? rc : CLI_INTERRUPTED;
-        } else if (o.save_every && st.step % o.save_every == 0 && st.step < o.steps &&
-                   dalle_trainer_save(t, o.ckpt, 1)) {
-            cli_train_progress_end(&p);
-            rc = cli_lib_error();
-        }
-    }
-    cli_train_progress_end(&p);
-    if (!rc) {
-        rc = save_both(t, o.out, o.ckpt);
-        if (!rc)
-            fprintf(stderr, "train-dalle: wrote '%s' (checkpoint '%s')\n", o.out, o.ckpt);
+                c->steps);
+        const cli_trainer run = {"train-dalle", "tokens", t, d, steps, step, save};
+        rc = cli_train_loop(&run, c);
     }
     dalle_token_data_free(d);
     dalle_trainer_free(t);

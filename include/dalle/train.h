@@ -1,6 +1,12 @@
 /*
  * libdalle training API: train a DALL·E transformer on the CPU on top of an
- * existing VAE, as DALLE-pytorch's train_dalle.py does (docs/training.md).
+ * existing VAE, as DALLE-pytorch's train_dalle.py does (docs/training.md),
+ * and the VAE and CLIP beside it. The last sections hold the tools around
+ * training that `dalle train-bpe` and `dalle judge` are made of: the
+ * built-in synthetic world of captioned pictures (dalle_synth_*), its judge,
+ * which reads a picture back and says whether it shows what its caption
+ * says, and the learner of a small BPE vocabulary (dalle_bpe_*); see
+ * docs/synthetic-world.md.
  *
  * Typical use:
  *
@@ -704,6 +710,333 @@ DALLE_API int64_t dalle_vae_trainer_num_params(const dalle_vae_trainer *t);
  * the next step will use), into *params (struct_size as the caller's). */
 DALLE_API dalle_status dalle_vae_trainer_get_params(const dalle_vae_trainer *t,
                                                     dalle_vae_train_params *params);
+
+/* ------------------------------------------------------------------------ */
+/* The synthetic world: captioned pictures of coloured shapes               */
+/* ------------------------------------------------------------------------ */
+
+/* The built-in synthetic world (docs/synthetic-world.md): coloured shapes
+ * on coloured backgrounds with captions in a small grammar ("a red circle
+ * above a blue square", "a small green triangle in the top left corner on
+ * a yellow background"), the data dalle_token_data_synthetic and
+ * dalle_image_data_synthetic hold. A generator is a seed, a world (which
+ * colours, shapes and layouts) and a split; its item `index` is a pure
+ * function of them: the same scene, caption and pixels on every machine,
+ * in any order of calls. A generator never changes after it is made, so
+ * any number of threads may use one at once (unlike other handles). */
+typedef struct dalle_synth dalle_synth;
+
+/* The vocabulary, in palette and list order: a world of n colours (shapes)
+ * uses the first n. The names are dalle_synth_color_name's. */
+typedef enum dalle_synth_color {
+    DALLE_SYNTH_RED = 0,
+    DALLE_SYNTH_GREEN = 1,
+    DALLE_SYNTH_BLUE = 2,
+    DALLE_SYNTH_YELLOW = 3,
+    DALLE_SYNTH_PURPLE = 4,
+    DALLE_SYNTH_CYAN = 5,
+    DALLE_SYNTH_WHITE = 6,
+    DALLE_SYNTH_BLACK = 7,
+    DALLE_SYNTH_N_COLORS = 8
+} dalle_synth_color;
+
+typedef enum dalle_synth_shape {
+    DALLE_SYNTH_CIRCLE = 0,
+    DALLE_SYNTH_SQUARE = 1,
+    DALLE_SYNTH_TRIANGLE = 2, /* apex up */
+    DALLE_SYNTH_CROSS = 3,    /* a plus sign */
+    DALLE_SYNTH_N_SHAPES = 4
+} dalle_synth_shape;
+
+typedef enum dalle_synth_size { DALLE_SYNTH_SMALL = 0, DALLE_SYNTH_LARGE = 1 } dalle_synth_size;
+
+/* Two-object scenes: objects[0] <relation> objects[1]. */
+typedef enum dalle_synth_relation {
+    DALLE_SYNTH_ABOVE = 0,
+    DALLE_SYNTH_BELOW = 1,
+    DALLE_SYNTH_LEFT_OF = 2,
+    DALLE_SYNTH_RIGHT_OF = 3,
+    DALLE_SYNTH_N_RELATIONS = 4
+} dalle_synth_relation;
+
+/* Which items a generator draws. Training items never show a held-out
+ * (object colour, shape, background) combination, not even as the second
+ * object of a pair; held-out items are single objects that always show
+ * one, and their captions always name the background: the captions a model
+ * trained on DALLE_SYNTH_TRAIN has never seen (what `dalle judge` draws). */
+typedef enum dalle_synth_split {
+    DALLE_SYNTH_TRAIN = 0,
+    DALLE_SYNTH_HELDOUT = 1,
+    DALLE_SYNTH_ANY = 2
+} dalle_synth_split;
+
+enum {
+    /* Positions are the cells of a 3 × 3 grid, row-major: 0 top left,
+     * 1 top, 2 top right, 3 left, 4 center, 5 right, 6 bottom left,
+     * 7 bottom, 8 bottom right. */
+    DALLE_SYNTH_N_POSITIONS = 9,
+    DALLE_SYNTH_MAX_OBJECTS = 2,    /* objects in a scene */
+    DALLE_SYNTH_MIN_SIZE = 16,      /* pixels per side of a picture */
+    DALLE_SYNTH_MAX_SIZE = 1024,
+    DALLE_SYNTH_CAPTION_CAP = 128   /* always enough for a caption and its NUL */
+};
+
+/* What a caption states besides every object's colour and shape (which it
+ * always states): dalle_synth_scene.says. */
+enum {
+    DALLE_SYNTH_SAYS_SIZE = 1,       /* one object: small or large */
+    DALLE_SYNTH_SAYS_POSITION = 2,   /* one object: its cell; two: their relation */
+    DALLE_SYNTH_SAYS_BACKGROUND = 4  /* the background colour */
+};
+
+typedef struct dalle_synth_params {
+    size_t struct_size;
+    int colors;              /* the first n palette colours, 3..8 (default 8) */
+    int shapes;              /* the first n shapes, 1..4 (default 4) */
+    int max_objects;         /* 1, or 2 (default) for pairs such as "a red
+                                circle above a blue square" */
+    int layouts;             /* 0: one large centred object (size and position
+                                never vary); 1 (default): sizes and the nine
+                                positions */
+    dalle_synth_split split; /* default DALLE_SYNTH_TRAIN */
+} dalle_synth_params;
+
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init.
+ * The defaults are the world of dalle_token_data_params' world_* defaults. */
+DALLE_API void dalle_synth_params_init(dalle_synth_params *params, size_t struct_size);
+
+/* The default world parameters (inline: fills your header's struct). */
+static inline dalle_synth_params dalle_synth_default_params(void)
+{
+    dalle_synth_params p;
+    dalle_synth_params_init(&p, sizeof p);
+    return p;
+}
+
+/* One object of a scene. */
+typedef struct dalle_synth_object {
+    int color;    /* dalle_synth_color */
+    int shape;    /* dalle_synth_shape */
+    int size;     /* dalle_synth_size */
+    int position; /* 0..8: the grid cell holding the centre */
+    float cx, cy; /* the centre of its bounding square, as fractions of the
+                     picture's side (x to the right, y down) */
+    float extent; /* the side of that square, as a fraction of the picture's */
+} dalle_synth_object;
+
+/* A scene: what a picture shows, or what a caption asks for. */
+typedef struct dalle_synth_scene {
+    size_t struct_size;
+    int n_objects;  /* 1 or 2 (a scene the judge read: 0 .. 2) */
+    int background; /* dalle_synth_color */
+    int relation;   /* dalle_synth_relation: objects[0] <relation> objects[1]
+                       (two objects; 0 otherwise) */
+    unsigned says;  /* DALLE_SYNTH_SAYS_*: what the caption states (0 in a
+                       scene the judge read) */
+    dalle_synth_object objects[DALLE_SYNTH_MAX_OBJECTS]; /* the first n_objects */
+} dalle_synth_scene;
+
+/* An empty scene (zeroes) into a struct of `struct_size` bytes
+ * (struct_size set), for the calls that write one. */
+DALLE_API void dalle_synth_scene_init(dalle_synth_scene *scene, size_t struct_size);
+
+/* An empty scene with its size set (inline: fills your header's struct). */
+static inline dalle_synth_scene dalle_synth_default_scene(void)
+{
+    dalle_synth_scene s;
+    dalle_synth_scene_init(&s, sizeof s);
+    return s;
+}
+
+/* A generator of the items of `seed` in the world params describes (NULL:
+ * the defaults). Errors: DALLE_ERR_INVALID_ARGUMENT (out NULL, a parameter
+ * out of range: the message names it), DALLE_ERR_NOT_FOUND (a world with
+ * no combination of the split; every world the parameters allow has items
+ * of every split), DALLE_ERR_OUT_OF_MEMORY. */
+DALLE_API dalle_status dalle_synth_create(uint64_t seed, const dalle_synth_params *params,
+                                          dalle_synth **out);
+
+/* Release a generator (NULL is ignored). */
+DALLE_API void dalle_synth_free(dalle_synth *synth);
+
+/* The settings of a generator, into *params (struct_size as the caller's),
+ * and its seed into *seed; either may be NULL. */
+DALLE_API dalle_status dalle_synth_get_params(const dalle_synth *synth,
+                                              dalle_synth_params *params, uint64_t *seed);
+
+/* Item `index` (any value): its picture, pixels[3][size][size] in [0, 1]
+ * (anti-aliased; size 16..1024), its caption, NUL-terminated in
+ * caption[cap] (DALLE_SYNTH_CAPTION_CAP bytes always suffice; a smaller cap
+ * may give DALLE_ERR_TOO_LONG), and its scene (geometry and says included;
+ * struct_size set by dalle_synth_default_scene). Any of the three outputs
+ * may be NULL, not all of them; size is ignored without pixels. The
+ * held-out captions of `dalle judge -n N --seed S` are items 0 .. N - 1 of
+ * a DALLE_SYNTH_HELDOUT generator of seed S (with the model's world). */
+DALLE_API dalle_status dalle_synth_sample(const dalle_synth *synth, uint64_t index, int size,
+                                          float *pixels, char *caption, size_t cap,
+                                          dalle_synth_scene *scene);
+
+/* Write items first .. first + count - 1 (count 0 .. 2^24) into the folder
+ * `dir` (created if missing; its parent must exist) in DALLE-pytorch's
+ * layout, which dalle_token_data_folder, dalle_image_data_folder and
+ * upstream's TextImageDataset read: %08llu.png (size × size pixels) and
+ * %08llu.txt holding the item's caption (dalle_synth_sample's) then up to
+ * n_captions - 1 (n_captions 1..16) other distinct captions of its scene
+ * (other wordings, stating more or less). Errors:
+ * DALLE_ERR_INVALID_ARGUMENT, DALLE_ERR_IO (naming the file), those of
+ * dalle_write_png. */
+DALLE_API dalle_status dalle_synth_write_folder(const dalle_synth *synth, const char *dir,
+                                                uint64_t first, int64_t count, int size,
+                                                int n_captions);
+
+/* The words captions use: "red", "circle", "top left", "left of"; NULL for
+ * a value out of range. Static strings. */
+DALLE_API const char *dalle_synth_color_name(int color);
+DALLE_API const char *dalle_synth_shape_name(int shape);
+DALLE_API const char *dalle_synth_position_name(int position);
+DALLE_API const char *dalle_synth_relation_name(int relation);
+
+/* The palette: colour `color` (0..7) as RGB in [0, 1] into rgb[3]. */
+DALLE_API dalle_status dalle_synth_palette(int color, float *rgb);
+
+/* Whether (object colour, shape, background) is one of the held-out
+ * combinations (a fixed 1 in 8, listed in docs/synthetic-world.md): *heldout
+ * = 1 or 0 (0 when the colour is the background's: such a scene never
+ * occurs). Values out of range: DALLE_ERR_INVALID_ARGUMENT. */
+DALLE_API dalle_status dalle_synth_is_heldout(int color, int shape, int background,
+                                              int *heldout);
+
+/* Read a caption in the world's grammar into the scene it asks for: the
+ * objects in caption order with their colour and shape, the size, position
+ * (one object) or relation (two) and background when it states them, and
+ * says; geometry is 0. Looser text is read too: any case, punctuation and
+ * extra words ("a picture of"), "upper" / "lower", "centre", "huge" /
+ * "tiny", "over" / "beneath". Errors: DALLE_ERR_FORMAT with the reason (no
+ * object, more than two, an object without a colour, two objects without a
+ * relation), DALLE_ERR_TOO_LONG (more than 256 words),
+ * DALLE_ERR_INVALID_ARGUMENT. */
+DALLE_API dalle_status dalle_synth_parse_caption(const char *caption, dalle_synth_scene *scene);
+
+/* ------------------------------------------------------------------------ */
+/* The judge: reading a picture of the synthetic world back                 */
+/* ------------------------------------------------------------------------ */
+
+/* Whether a picture shows what a caption says, attribute by attribute:
+ * 1 right, 0 wrong, -1 not asked. */
+typedef struct dalle_synth_verdict {
+    size_t struct_size;
+    int color;      /* every object's colour (always asked) */
+    int shape;      /* every object's shape (always asked) */
+    int position;   /* one object: its cell; two: their relation */
+    int size;       /* one object: small or large */
+    int background; /* the background colour */
+    int asked;      /* attributes asked, 2..5 */
+    int right;      /* of them right; right == asked: the picture passes */
+} dalle_synth_verdict;
+
+/* A zeroed verdict into a struct of `struct_size` bytes (struct_size set). */
+DALLE_API void dalle_synth_verdict_init(dalle_synth_verdict *verdict, size_t struct_size);
+
+/* A zeroed verdict with its size set (inline: fills your header's struct). */
+static inline dalle_synth_verdict dalle_synth_default_verdict(void)
+{
+    dalle_synth_verdict v;
+    dalle_synth_verdict_init(&v, sizeof v);
+    return v;
+}
+
+/* Judge a picture, pixels[3][size][size] (size 16..1024; values outside
+ * [0, 1] are clamped, NaN read as 0), against a caption of the world
+ * (read as dalle_synth_parse_caption reads it): colour and shape are always
+ * judged, size, position and background when the caption states them.
+ * Plain image analysis, no network (docs/synthetic-world.md): the
+ * background is the palette colour nearest the border's median, objects
+ * are the regions far from it, their colour, shape, size and cell are
+ * fitted to each region; it reads a VAE's blurred, noisy output. seen (may
+ * be NULL) receives what was read, objects matched to the caption's order.
+ * Errors: those of dalle_synth_parse_caption, DALLE_ERR_INVALID_ARGUMENT,
+ * DALLE_ERR_OUT_OF_MEMORY. */
+DALLE_API dalle_status dalle_synth_judge(const float *pixels, int size, const char *caption,
+                                         dalle_synth_verdict *verdict, dalle_synth_scene *seen);
+
+/* The same against a scene (dalle_synth_parse_caption's, or
+ * dalle_synth_sample's): want's objects, background, relation, sizes and
+ * positions are judged as its says asks; its geometry is ignored. */
+DALLE_API dalle_status dalle_synth_judge_scene(const float *pixels, int size,
+                                               const dalle_synth_scene *want,
+                                               dalle_synth_verdict *verdict,
+                                               dalle_synth_scene *seen);
+
+/* Read a picture without a caption: its background and its largest
+ * max_objects (1 or 2) objects, largest first (with two, their relation),
+ * into *seen (n_objects 0 when it finds none). */
+DALLE_API dalle_status dalle_synth_read(const float *pixels, int size, int max_objects,
+                                        dalle_synth_scene *seen);
+
+/* ------------------------------------------------------------------------ */
+/* Learning a BPE vocabulary from captions                                   */
+/* ------------------------------------------------------------------------ */
+
+/* CLIP-format BPE merges learnt from captions (what `dalle train-bpe`
+ * writes): a small caption language gets a small text vocabulary, so a
+ * model trained with it needs a far smaller text embedding than with
+ * CLIP's 49408 ids. */
+typedef struct dalle_bpe_merges dalle_bpe_merges;
+
+/* CLIP's own file has 48894 merges; more would not fit its id layout. */
+#define DALLE_BPE_MAX_MERGES 48894
+
+typedef struct dalle_bpe_learn_params {
+    size_t struct_size;
+    int max_merges;    /* at most this many merges, 0..DALLE_BPE_MAX_MERGES
+                          (default 10000) */
+    int64_t min_count; /* merge only pairs seen at least this often, >= 1
+                          (default 1: every word seen becomes one token) */
+} dalle_bpe_learn_params;
+
+/* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
+DALLE_API void dalle_bpe_learn_params_init(dalle_bpe_learn_params *params, size_t struct_size);
+
+/* The default BPE learning parameters (inline: fills your header's struct). */
+static inline dalle_bpe_learn_params dalle_bpe_learn_default_params(void)
+{
+    dalle_bpe_learn_params p;
+    dalle_bpe_learn_params_init(&p, sizeof p);
+    return p;
+}
+
+/* Learn merges from texts[n_texts] (n_texts >= 1), UTF-8 captions of at
+ * most 1 MiB each, cleaned and split into words as the tokenizer does; the
+ * most frequent pair of symbols is merged first (ties broken by the
+ * symbols, so the result depends only on the texts). params may be NULL.
+ * Errors: DALLE_ERR_INVALID_ARGUMENT (a NULL text, invalid UTF-8: the
+ * message names the text and byte; a parameter out of range),
+ * DALLE_ERR_OUT_OF_MEMORY. */
+DALLE_API dalle_status dalle_bpe_learn(const char *const *texts, int64_t n_texts,
+                                       const dalle_bpe_learn_params *params,
+                                       dalle_bpe_merges **out);
+
+/* Release learnt merges (NULL is ignored). */
+DALLE_API void dalle_bpe_merges_free(dalle_bpe_merges *merges);
+
+/* The number of merges learnt (at most max_merges: fewer when no pair is
+ * seen min_count times); 0 for NULL. */
+DALLE_API int dalle_bpe_merges_count(const dalle_bpe_merges *merges);
+
+/* The vocabulary size of a tokenizer made from them: 512 + count + 2 (the
+ * 256 bytes, their word-final forms, the merges, <|startoftext|> and
+ * <|endoftext|>); 0 for NULL. */
+DALLE_API int dalle_bpe_merges_vocab_size(const dalle_bpe_merges *merges);
+
+/* The merges file: a "#version" line, then one "left right" line a merge,
+ * NUL-terminated, owned by merges; *len (may be NULL) receives its length.
+ * NULL for NULL. */
+DALLE_API const char *dalle_bpe_merges_text(const dalle_bpe_merges *merges, size_t *len);
+
+/* Write the merges file to `path` (atomically: a temporary file renamed),
+ * loadable by dalle_tokenizer_create and as the tokenizer of the trainers.
+ * Errors: DALLE_ERR_IO naming the file, DALLE_ERR_INVALID_ARGUMENT. */
+DALLE_API dalle_status dalle_bpe_merges_save(const dalle_bpe_merges *merges, const char *path);
 
 #ifdef __cplusplus
 }

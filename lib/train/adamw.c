@@ -27,7 +27,8 @@ dalle_status adamw_init(adamw *o, int64_t n, const adamw_config *cfg)
         !(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0) || !(cfg->eps >= 0.0) ||
         !(cfg->weight_decay >= 0.0))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "adamw: n = %lld, betas in [0, 1), eps and weight_decay >= 0 expected",
+                          "optimizer (Adam): %lld parameters, betas in [0, 1), eps and "
+                          "weight_decay >= 0 expected",
                           (long long)n);
     o->cfg = *cfg;
     o->n = n;
@@ -35,7 +36,8 @@ dalle_status adamw_init(adamw *o, int64_t n, const adamw_config *cfg)
     o->v = calloc((size_t)n, sizeof *o->v);
     if (!o->m || !o->v) {
         adamw_free(o);
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "adamw: out of memory for %lld parameters",
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
+                          "out of memory for the optimizer's state of %lld parameters",
                           (long long)n);
     }
     return DALLE_OK;

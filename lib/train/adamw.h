@@ -3,8 +3,8 @@
  * restored bit-exactly (a resumed run continues with the same bits as an
  * uninterrupted one).
  *
- * All parameters of a model are ONE flat float vector (tf_train lays its
- * named tensors out back to back), so the optimizer never needs to know
+ * All parameters of a model are ONE flat float vector (param_table.h lays a
+ * model's named tensors out back to back), so the optimizer never needs to know
  * the tensors: AdamW's moments are two more vectors of the same length.
  *
  * Upstream (DALLE-pytorch train_dalle.py): Adam(lr=3e-4) with no weight

@@ -14,10 +14,11 @@
  *
  * As tf_train.h, the weights are plain float tensors named and shaped as
  * upstream's state dict (what lib/clip_dalle.c reads), back to back in one
- * vector tr->w with the gradients in tr->g: the optimizer (adamw.h) sees one
- * flat vector and a checkpoint is a plain "clip" bundle. The per-layer
- * pointers reuse tf_train.h's tf_layer_ptrs, the tensor records its
- * tf_param: both towers are DALLE-pytorch's own Transformer layers.
+ * vector tr->pt.w with the gradients in tr->pt.g (param_table.h): the
+ * optimizer (adamw.h) sees one flat vector and a checkpoint is a plain
+ * "clip" bundle. The per-layer pointers and their registration reuse
+ * tf_train.h's tf_layer_ptrs and tf_train_register_layer: both towers are
+ * DALLE-pytorch's own Transformer layers.
  *
  * Both towers are dense, non-causal, no rotary, no token shift, dim_head 64
  * and ff_mult 4 (the defaults CLIP leaves alone); upstream has no dropout
@@ -29,7 +30,8 @@
 #include <stdint.h>
 
 #include "dalle/dalle.h"
-#include "tf_train.h" /* tf_param, tf_layer_ptrs */
+#include "param_table.h"
+#include "tf_train.h" /* tf_layer_ptrs, tf_train_register_layer */
 
 /* CLIP.__init__'s keyword arguments (clip_train_default_config: upstream's
  * defaults, which make a large model; set the sizes you want). */
@@ -55,12 +57,8 @@ typedef struct clip_train clip_train;
 struct clip_train {
     clip_train_config cfg;
     int grid, n_patches, patch_dim; /* patches per side, in all, floats per patch */
-    int n_params;
-    tf_param *params;
-    int64_t n_weights;
-    float *w, *g;         /* weights, gradients [n_weights] */
-    uint8_t *decay;       /* [n_weights]: 1 on Linear weights (weight decay) */
-    clip_model_ptrs pw, pg; /* the tensors of w and of g */
+    param_table pt;       /* weights pt.w, gradients pt.g, decay mask (Linear weights) */
+    clip_model_ptrs pw, pg; /* the tensors of pt.w and of pt.g */
     int max_batch, batch;
     struct tpool *pool;   /* products and per-sequence attention run here (NULL:
                              calling thread); set by the caller, not owned */
@@ -76,7 +74,7 @@ dalle_status clip_train_create(const clip_train_config *cfg, int max_batch, clip
 void clip_train_free(clip_train *tr);
 
 /* The tensor `name`, or NULL. */
-const tf_param *clip_train_find(const clip_train *tr, const char *name);
+const train_param *clip_train_find(const clip_train *tr, const char *name);
 
 /* Forward over `batch` (1..max_batch) pairs: text [batch][text_seq_len] ids
  * in [0, num_text_tokens), text_mask [batch][text_seq_len] non-zero where a
@@ -95,8 +93,8 @@ const float *clip_train_sim(const clip_train *tr);
 const float *clip_train_text_latents(const clip_train *tr);
 const float *clip_train_image_latents(const clip_train *tr);
 
-/* Backward of the last forward: ADDS d loss / d w into tr->g (zero it with
- * clip_train_zero_grad first). */
+/* Backward of the last forward: ADDS d loss / d w into tr->pt.g (zero it
+ * with clip_train_zero_grad first). */
 void clip_train_backward(clip_train *tr);
 void clip_train_zero_grad(clip_train *tr);
 

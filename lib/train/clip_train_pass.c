@@ -162,11 +162,11 @@ dalle_status clip_train_acts_create(clip_train *tr)
     const int64_t B = tr->max_batch, L = c->text_seq_len, T = tr->n_patches;
     acts *a = calloc(1, sizeof *a);
     if (!a)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "clip_train: out of memory");
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory for the CLIP's activations");
     tr->act = a;
     a->layers = calloc((size_t)(c->text_enc_depth + c->visual_enc_depth), sizeof *a->layers);
     if (!a->layers)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "clip_train: out of memory");
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory for the CLIP's activations");
     tower_init(&a->text, c->dim_text, c->text_enc_depth, c->text_heads, c->text_seq_len,
                tr->pw.text_layers, tr->pg.text_layers, tr->pw.to_text_latent,
                tr->pg.to_text_latent, a->layers);
@@ -182,8 +182,7 @@ dalle_status clip_train_acts_create(clip_train *tr)
     a->spans = malloc((size_t)(B * longest) * sizeof *a->spans);
     if (!a->block || !a->bytes || !a->spans)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                          "clip_train: out of memory for the activations of %d pairs "
-                          "(%lld floats)",
+                          "out of memory for the CLIP's activations of %d pairs (%lld floats)",
                           tr->max_batch, (long long)total);
     layout(tr, a, a->block, &total);
     a->ids = a->bytes;
@@ -591,9 +590,10 @@ static dalle_status check_inputs(const clip_train *tr, const int32_t *text,
                                  const uint8_t *text_mask, const float *images, int batch)
 {
     const int64_t L = tr->cfg.text_seq_len, S = tr->cfg.visual_image_size;
-    if (!text || !images || batch < 1 || batch > tr->max_batch)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "clip_train_forward: batch %d (expected 1..%d) or NULL input", batch,
+    if (!text || !images)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s is NULL", !text ? "text" : "images");
+    if (batch < 1 || batch > tr->max_batch)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "batch = %d: expected 1..%d pairs", batch,
                           tr->max_batch);
     for (int64_t b = 0; b < batch; b++) {
         int kept = 0;
@@ -601,20 +601,20 @@ static dalle_status check_inputs(const clip_train *tr, const int32_t *text,
             int32_t id = text[b * L + i];
             if (id < 0 || id >= tr->cfg.num_text_tokens)
                 return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                                  "clip_train_forward: text[%lld] = %d: expected [0, %d)",
+                                  "caption tokens: text[%lld] = %d: expected [0, %d)",
                                   (long long)(b * L + i), (int)id, tr->cfg.num_text_tokens);
             kept += text_mask ? text_mask[b * L + i] != 0 : id != 0;
         }
         if (!kept)
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "clip_train_forward: caption %lld keeps no token (the masked "
-                              "mean would divide by zero)",
+                              "caption %lld keeps no token (the masked mean would divide by "
+                              "zero)",
                               (long long)b);
     }
     for (int64_t i = 0; i < batch * 3 * S * S; i++)
         if (!isfinite(images[i]))
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "clip_train_forward: images[%lld] is not finite", (long long)i);
+                              "images[%lld] is not finite", (long long)i);
     return DALLE_OK;
 }
 

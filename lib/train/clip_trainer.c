@@ -13,23 +13,19 @@
 #include "../error.h"
 #include "../params.h"
 #include "../threadpool.h"
-#include "adamw.h"
 #include "clip_train.h"
 #include "image_data.h"
 #include "merges_io.h"
+#include "trainer_common.h"
 
 struct dalle_clip_trainer {
     dalle_clip_train_params p; /* the settings in force */
     clip_train *tr;
-    adamw opt;
-    lr_schedule sched;
+    train_optim o;             /* AdamW, the schedule, the step counter */
     tpool *pool;
     dalle_tokenizer *tok;      /* NULL without a tokenizer */
     uint8_t *merges;           /* its merges file, written into saved bundles */
     size_t merges_size;
-    int64_t step;              /* steps taken, skipped ones included */
-    double epoch_loss;         /* step_data: sum and count of this epoch's losses */
-    int64_t epoch_n;
     int last_batch;            /* batch of the last forward (0: none yet) */
     int32_t *tbuf;             /* [batch][T] step_data's captions */
     uint8_t *mbuf;             /* [batch][T] the mask handed to the forward */
@@ -52,17 +48,8 @@ void dalle_clip_train_params_init(dalle_clip_train_params *params, size_t struct
     p.visual_image_size = 256;
     p.visual_patch_size = 32;
     /* the optimiser of train_dalle.py (upstream has no CLIP training script) */
-    p.batch = 8;
-    p.lr = 3e-4;
-    p.lr_schedule = DALLE_LR_CONSTANT;
-    p.min_lr = 1e-6;
-    p.plateau_factor = 0.5;
-    p.plateau_patience = 10;
-    p.plateau_cooldown = 10;
-    p.beta1 = 0.9;
-    p.beta2 = 0.999;
-    p.eps = 1e-8;
-    p.clip_grad_norm = 0.5;
+    train_optim_params o = train_optim_defaults(8);
+    TRAIN_OPTIM_COPY(&p, &o);
     params_fill(params, struct_size, &p, sizeof p);
 }
 
@@ -106,52 +93,14 @@ static dalle_status check_shape(const dalle_clip_train_params *p)
 
 static dalle_status check_optim(const dalle_clip_train_params *p)
 {
-    if (p->batch < 1 || p->batch > 65536)
-        return BAD("dalle_clip_train_params.batch = %d (1..65536)", p->batch);
-    if (p->n_threads < 0)
-        return BAD("dalle_clip_train_params.n_threads = %d (>= 0)", p->n_threads);
-    if (!(p->lr > 0.0 && p->lr < 1e3) || !(p->min_lr >= 0.0 && p->min_lr < 1e3))
-        return BAD("dalle_clip_train_params: lr = %g, min_lr = %g (lr > 0, min_lr >= 0)", p->lr,
-                   p->min_lr);
-    if ((int)p->lr_schedule < 0 || (int)p->lr_schedule > 2)
-        return BAD("dalle_clip_train_params.lr_schedule = %d (0..2)", (int)p->lr_schedule);
-    if (p->warmup_steps < 0 || p->total_steps < 0 ||
-        (p->lr_schedule == DALLE_LR_COSINE && p->total_steps <= p->warmup_steps))
-        return BAD("dalle_clip_train_params: warmup_steps = %lld, total_steps = %lld (>= 0; "
-                   "the cosine schedule needs total_steps > warmup_steps)",
-                   (long long)p->warmup_steps, (long long)p->total_steps);
-    if (!(p->plateau_factor > 0.0 && p->plateau_factor < 1.0) || p->plateau_patience < 0 ||
-        p->plateau_cooldown < 0)
-        return BAD("dalle_clip_train_params: plateau_factor = %g (0..1, open), patience %d, "
-                   "cooldown %d (>= 0)",
-                   p->plateau_factor, p->plateau_patience, p->plateau_cooldown);
-    if (!(p->beta1 >= 0.0 && p->beta1 < 1.0) || !(p->beta2 >= 0.0 && p->beta2 < 1.0) ||
-        !(p->eps >= 0.0 && p->eps < 1.0))
-        return BAD("dalle_clip_train_params: beta1 = %g, beta2 = %g ([0, 1)), eps = %g",
-                   p->beta1, p->beta2, p->eps);
-    if (!(p->weight_decay >= 0.0 && p->weight_decay < 1e3) || !isfinite(p->clip_grad_norm))
-        return BAD("dalle_clip_train_params: weight_decay = %g (>= 0), clip_grad_norm = %g "
-                   "(finite)",
-                   p->weight_decay, p->clip_grad_norm);
-    return DALLE_OK;
+    train_optim_params o;
+    TRAIN_OPTIM_COPY(&o, p);
+    return train_optim_check(&o, "dalle_clip_train_params");
 }
 
 static dalle_status check_stats(const dalle_clip_train_stats *st, const char *fn)
 {
-    if (st && (st->struct_size < sizeof *st || st->struct_size > (size_t)1 << 16))
-        return BAD("%s: stats->struct_size = %zu: initialise it with "
-                   "dalle_clip_train_default_stats()",
-                   fn, st->struct_size);
-    return DALLE_OK;
-}
-
-static void put_stats(dalle_clip_train_stats *dst, const dalle_clip_train_stats *src)
-{
-    if (!dst)
-        return;
-    size_t theirs = dst->struct_size;
-    memcpy(dst, src, sizeof *src); /* theirs >= ours: check_stats */
-    dst->struct_size = theirs;
+    return train_check_stats(st, sizeof *st, fn, "dalle_clip_train_default_stats");
 }
 
 /* ---- the tokenizer ------------------------------------------------------------- */
@@ -189,7 +138,7 @@ void dalle_clip_trainer_free(dalle_clip_trainer *t)
     if (!t)
         return;
     clip_train_free(t->tr);
-    adamw_free(&t->opt);
+    train_optim_free(&t->o);
     tpool_free(t->pool);
     dalle_tokenizer_free(t->tok);
     free(t->merges);
@@ -199,20 +148,6 @@ void dalle_clip_trainer_free(dalle_clip_trainer *t)
     free(t->cbuf);
     free(t->cache);
     free(t);
-}
-
-static lr_schedule schedule_from(const dalle_clip_train_params *p)
-{
-    lr_schedule s = lr_schedule_default();
-    s.kind = (lr_kind)p->lr_schedule;
-    s.base_lr = s.plateau_lr = p->lr;
-    s.min_lr = p->min_lr;
-    s.warmup_steps = p->warmup_steps;
-    s.total_steps = p->total_steps;
-    s.factor = p->plateau_factor;
-    s.patience = p->plateau_patience;
-    s.cooldown = p->plateau_cooldown;
-    return s;
 }
 
 /* The model of t->p, a fresh optimiser, the pool and the step buffers. */
@@ -232,14 +167,14 @@ static dalle_status build(dalle_clip_trainer *t)
     c.visual_image_size = p->visual_image_size;
     c.visual_patch_size = p->visual_patch_size;
     c.seed = p->seed;
-    adamw_config ac = {p->beta1, p->beta2, p->eps, p->weight_decay};
+    train_optim_params op;
+    TRAIN_OPTIM_COPY(&op, p);
     dalle_status s;
     if ((s = clip_train_create(&c, p->batch, &t->tr)) ||
-        (s = adamw_init(&t->opt, t->tr->n_weights, &ac)) ||
+        (s = train_optim_init(&t->o, t->tr->pt.n_weights, &op)) ||
         (s = tpool_create(p->n_threads, &t->pool)))
         return s;
     t->tr->pool = t->pool;
-    t->sched = schedule_from(p);
     const size_t B = (size_t)p->batch, T = (size_t)p->text_seq_len,
                  px = (size_t)3 * p->visual_image_size * p->visual_image_size;
     t->tbuf = malloc(B * T * sizeof *t->tbuf);
@@ -317,57 +252,34 @@ static dalle_status read_model(dalle_clip_trainer *t, dalle_bundle *b)
         return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: clip.channels = %lld: only RGB (3)",
                           bundle_path(b), (long long)ch);
     if ((s = check_shape(&t->p)))
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: %s", bundle_path(b), dalle_last_error());
+        return train_fail_in(bundle_path(b), DALLE_ERR_MISMATCH);
     return DALLE_OK;
 }
 
-/* train.* of a checkpoint: what is not in adamw_save's part. */
+/* train.* of a checkpoint: the step and the settings adamw_save leaves out. */
 static dalle_status read_train_state(dalle_clip_trainer *t, dalle_bundle *b)
 {
-    int64_t step, seed, batch, epoch_n, truncate, mask;
-    double clip, epoch_loss;
-    const char *path = bundle_path(b);
-    if (dalle_bundle_meta_i64(b, "train.step", &step) ||
-        dalle_bundle_meta_i64(b, "train.seed", &seed) ||
-        dalle_bundle_meta_i64(b, "train.batch", &batch) ||
-        dalle_bundle_meta_i64(b, "train.epoch_n", &epoch_n) ||
-        dalle_bundle_meta_i64(b, "train.clip.truncate", &truncate) ||
-        dalle_bundle_meta_i64(b, "train.clip.mask_padding", &mask) ||
-        dalle_bundle_meta_f64(b, "train.clip_grad_norm", &clip) ||
-        dalle_bundle_meta_f64(b, "train.epoch_loss", &epoch_loss))
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step / seed / batch / epoch_n / "
-                          "clip.truncate / clip.mask_padding / clip_grad_norm / epoch_loss "
-                          "missing or mistyped", path);
-    if (step < 0 || batch < 1 || batch > 65536 || epoch_n < 0)
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step %lld / batch %lld invalid", path,
-                          (long long)step, (long long)batch);
-    t->step = step;
-    t->p.seed = (uint64_t)seed;
-    t->p.batch = (int)batch;
-    t->p.truncate = truncate != 0;
-    t->p.mask_padding = mask != 0;
-    t->p.clip_grad_norm = clip;
-    t->epoch_n = epoch_n;
-    t->epoch_loss = epoch_loss;
+    train_optim_params op;
+    train_state_extra extra[2] = {{"train.clip.truncate", 0}, {"train.clip.mask_padding", 0}};
+    TRAIN_OPTIM_COPY(&op, &t->p);
+    dalle_status s = train_optim_read_state(&t->o, &op, b, extra, 2);
+    if (s)
+        return s;
+    TRAIN_OPTIM_COPY(&t->p, &op);
+    t->p.truncate = extra[0].value != 0;
+    t->p.mask_padding = extra[1].value != 0;
     return DALLE_OK;
 }
 
-/* After adamw_load: the settings the loaded optimiser and schedule hold. */
-static void params_from_optimizer(dalle_clip_trainer *t)
+/* AdamW and the schedule of a checkpoint, and the settings they hold. */
+static dalle_status load_optimizer(dalle_clip_trainer *t, dalle_bundle *b)
 {
-    const lr_schedule *s = &t->sched;
-    t->p.beta1 = t->opt.cfg.beta1;
-    t->p.beta2 = t->opt.cfg.beta2;
-    t->p.eps = t->opt.cfg.eps;
-    t->p.weight_decay = t->opt.cfg.weight_decay;
-    t->p.lr_schedule = (dalle_lr_schedule)s->kind;
-    t->p.lr = s->base_lr;
-    t->p.min_lr = s->min_lr;
-    t->p.warmup_steps = s->warmup_steps;
-    t->p.total_steps = s->total_steps;
-    t->p.plateau_factor = s->factor;
-    t->p.plateau_patience = (int)s->patience;
-    t->p.plateau_cooldown = (int)s->cooldown;
+    train_optim_params op;
+    TRAIN_OPTIM_COPY(&op, &t->p);
+    dalle_status s = train_optim_load(&t->o, &op, b);
+    if (!s)
+        TRAIN_OPTIM_COPY(&t->p, &op);
+    return s;
 }
 
 dalle_status dalle_clip_trainer_resume(const char *checkpoint,
@@ -381,7 +293,6 @@ dalle_status dalle_clip_trainer_resume(const char *checkpoint,
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_clip_trainer_resume: out of memory");
     dalle_clip_train_params_init(&t->p, sizeof t->p);
     dalle_bundle *b = NULL;
-    int64_t dummy;
     int vocab = 0;
     dalle_status s =
         params_merge(params, sizeof t->p, sizeof t->p, "dalle_clip_train_params", &t->p);
@@ -392,16 +303,11 @@ dalle_status dalle_clip_trainer_resume(const char *checkpoint,
                        "DALLE-pytorch CLIP (kind clip)", checkpoint, dalle_bundle_kind(b));
         goto fail;
     }
-    const int with_opt = !dalle_bundle_meta_i64(b, "train.adam.step", &dummy);
+    const int with_opt = train_optim_in_bundle(b);
     if ((s = read_model(t, b)) || (with_opt && (s = read_train_state(t, b))) ||
         (s = load_tokenizer(t, checkpoint, 0, &vocab)) || (s = build(t)) ||
-        (s = clip_train_load_weights(t->tr, b)))
+        (s = clip_train_load_weights(t->tr, b)) || (with_opt && (s = load_optimizer(t, b))))
         goto fail;
-    if (with_opt) {
-        if ((s = adamw_load(&t->opt, &t->sched, b, "train.")))
-            goto fail;
-        params_from_optimizer(t);
-    }
     dalle_bundle_close(b);
     *out = t;
     return DALLE_OK;
@@ -452,13 +358,13 @@ static dalle_status forward(dalle_clip_trainer *t, const int32_t *text,
     const float scale = expf(t->tr->pw.temperature[0]);
     if ((s = clip_train_forward(t->tr, text, mask_for(t, text_mask, batch), images, batch,
                                 loss)))
-        return s;
+        return train_fail_in(fn, s);
     t->last_batch = batch;
     dalle_clip_train_stats_init(stats, sizeof *stats);
     stats->loss = *loss;
     stats->scale = scale;
     stats->accuracy = accuracy(clip_train_sim(t->tr), batch);
-    stats->lr = lr_schedule_at(&t->sched, t->step);
+    stats->lr = train_optim_lr(&t->o);
     return DALLE_OK;
 }
 
@@ -475,16 +381,10 @@ dalle_status dalle_clip_trainer_step(dalle_clip_trainer *t, const int32_t *text,
         clip_train_zero_grad(t->tr);
     if ((s = forward(t, text, text_mask, images, batch, &st, "dalle_clip_trainer_step", &loss)))
         return s;
-    clip_train *tr = t->tr;
-    clip_train_backward(tr);
-    st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, t->p.clip_grad_norm);
-    /* torch would carry a NaN into every weight: leave them as they are */
-    st.skipped = !isfinite(loss) || !isfinite(st.grad_norm);
-    if (!st.skipped)
-        adamw_step(&t->opt, tr->w, tr->g, tr->decay, st.lr);
-    t->step++;
-    st.step = t->step;
-    put_stats(stats, &st);
+    clip_train_backward(t->tr);
+    st.skipped = train_optim_update(&t->o, &t->tr->pt, loss, t->p.clip_grad_norm, &st.grad_norm);
+    st.step = t->o.step;
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -545,7 +445,7 @@ dalle_status dalle_clip_trainer_step_data(dalle_clip_trainer *t, dalle_image_dat
                    (long long)dalle_image_data_count(data), t->p.batch);
     if ((s = tokenize_all(t, data)))
         return s;
-    const int64_t step = t->step, T = t->p.text_seq_len;
+    const int64_t step = t->o.step, T = t->p.text_seq_len;
     if ((s = image_data_batch(data, t->p.seed, step, t->p.batch, t->ibuf, t->cbuf, NULL)))
         return s;
     for (int b = 0; b < t->p.batch; b++)
@@ -554,18 +454,8 @@ dalle_status dalle_clip_trainer_step_data(dalle_clip_trainer *t, dalle_image_dat
     dalle_clip_train_stats_init(&st, sizeof st);
     if ((s = dalle_clip_trainer_step(t, t->tbuf, NULL, t->ibuf, t->p.batch, &st)))
         return s;
-    st.epoch = step / spe;
-    if (!st.skipped) {
-        t->epoch_loss += st.loss;
-        t->epoch_n++;
-    }
-    if ((step + 1) % spe == 0) {
-        if (t->epoch_n)
-            lr_schedule_observe(&t->sched, t->epoch_loss / (double)t->epoch_n);
-        t->epoch_loss = 0.0;
-        t->epoch_n = 0;
-    }
-    put_stats(stats, &st);
+    st.epoch = train_optim_epoch(&t->o, step, spe, st.loss, st.skipped);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -579,8 +469,8 @@ dalle_status dalle_clip_trainer_eval(dalle_clip_trainer *t, const int32_t *text,
     if (s || (s = forward(t, text, text_mask, images, batch, &st, "dalle_clip_trainer_eval",
                           &loss)))
         return s;
-    st.step = t->step;
-    put_stats(stats, &st);
+    st.step = t->o.step;
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -602,63 +492,35 @@ dalle_status dalle_clip_trainer_sim(const dalle_clip_trainer *t, float *out, siz
 
 /* ---- queries and saving ---------------------------------------------------------------- */
 
-int64_t dalle_clip_trainer_steps(const dalle_clip_trainer *t) { return t ? t->step : 0; }
+int64_t dalle_clip_trainer_steps(const dalle_clip_trainer *t) { return t ? t->o.step : 0; }
 int64_t dalle_clip_trainer_num_params(const dalle_clip_trainer *t)
 {
-    return t ? t->tr->n_weights : 0;
+    return t ? t->tr->pt.n_weights : 0;
 }
 
 dalle_status dalle_clip_trainer_get_params(const dalle_clip_trainer *t,
                                            dalle_clip_train_params *params)
 {
-    if (!t || !params)
-        return BAD("dalle_clip_trainer_get_params: %s is NULL", t ? "params" : "trainer");
-    size_t theirs = params->struct_size;
-    if (theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
-        return BAD("dalle_clip_trainer_get_params: params->struct_size = %zu: initialise it "
-                   "with dalle_clip_train_default_params()", theirs);
-    params_fill(params, theirs, &t->p, sizeof t->p);
-    return DALLE_OK;
-}
-
-static dalle_status write_train_state(const dalle_clip_trainer *t, dalle_bundle_writer *w)
-{
-    dalle_status s;
-    if ((s = dalle_bundle_writer_set_i64(w, "train.step", t->step)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.seed", (int64_t)t->p.seed)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.batch", t->p.batch)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.epoch_n", t->epoch_n)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.clip.truncate", t->p.truncate != 0)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.clip.mask_padding", t->p.mask_padding != 0)) ||
-        (s = dalle_bundle_writer_set_f64(w, "train.clip_grad_norm", t->p.clip_grad_norm)) ||
-        (s = dalle_bundle_writer_set_f64(w, "train.epoch_loss", t->epoch_loss)))
-        return s;
-    return adamw_save(&t->opt, &t->sched, w, "train.");
+    return train_get_params(t != NULL, params, t ? &t->p : NULL, sizeof t->p,
+                            "dalle_clip_trainer_get_params", "dalle_clip_train_default_params");
 }
 
 dalle_status dalle_clip_trainer_save(dalle_clip_trainer *t, const char *path, int with_optimizer)
 {
     if (!t || !path)
         return BAD("dalle_clip_trainer_save: %s is NULL", t ? "path" : "trainer");
-    dalle_bundle_writer *w = NULL;
-    char source[160];
-    snprintf(source, sizeof source, "libdalle %s dalle_clip_trainer, step %lld",
-             dalle_version(), (long long)t->step);
-    dalle_status s = dalle_bundle_writer_create("clip", &w);
-    if (!s)
-        s = dalle_bundle_writer_set_str(w, "general.source", source);
+    dalle_bundle_writer *w;
+    dalle_status s = train_writer_create("clip", "dalle_clip_trainer", t->o.step, &w);
     if (!s)
         s = clip_train_write(t->tr, w);
-    if (!s && t->merges) {
-        int64_t dims[1] = {(int64_t)t->merges_size};
-        if (!(s = dalle_bundle_writer_set_str(w, "tokenizer.kind", "clip_bpe")))
-            s = dalle_bundle_writer_add_tensor(w, "tokenizer.bpe_merges", DALLE_DTYPE_U8, 1, dims,
-                                               t->merges, 3);
-    }
-    if (!s && with_optimizer)
-        s = write_train_state(t, w);
     if (!s)
-        s = dalle_bundle_writer_finish(w, path);
-    dalle_bundle_writer_free(w);
-    return s;
+        s = train_write_merges(w, t->merges, t->merges_size);
+    if (!s && with_optimizer) {
+        train_optim_params op;
+        const train_state_extra extra[2] = {{"train.clip.truncate", t->p.truncate != 0},
+                                            {"train.clip.mask_padding", t->p.mask_padding != 0}};
+        TRAIN_OPTIM_COPY(&op, &t->p);
+        s = train_optim_save(&t->o, &op, extra, 2, w);
+    }
+    return train_writer_finish(w, s, path);
 }

@@ -4,10 +4,9 @@
  * as 8-bit RGB: the synthetic world at 64 px is 12 KB an image instead of
  * 48 KB as floats, and a folder's PNGs lose nothing (they hold 8 bits).
  *
- * Batches are a pure function of (seed, step, batch), drawn exactly as
- * token_data.c draws its pairs (same streams, same Fisher-Yates), so a
- * trainer that stores only its step counter resumes on the batches it
- * would have seen. */
+ * Batches are a pure function of (seed, step, batch), drawn by
+ * batch_order.h exactly as token_data.c draws its pairs, so a trainer that
+ * stores only its step counter resumes on the batches it would have seen. */
 #include "image_data.h"
 
 #include <math.h>
@@ -18,13 +17,9 @@
 
 #include "../error.h"
 #include "../params.h"
-#include "../rng.h"
+#include "batch_order.h"
 #include "dataset.h"
 #include "synth.h"
-
-/* rng streams of the data order: token_data.c's */
-#define STREAM_PERM 0x7065726d00000000ULL    /* "perm" */
-#define STREAM_CAPTION 0x6361707400000000ULL /* "capt" */
 
 enum { MAX_CAPTIONS = 64 };
 
@@ -37,9 +32,7 @@ struct dalle_image_data {
     int64_t n_caps, cap_caps;
     int64_t skipped;
     uint64_t serial;
-    int64_t *perm;      /* the permutation of the last epoch asked for */
-    int64_t perm_epoch;
-    uint64_t perm_seed;
+    batch_order order;  /* the shuffled epochs the batches come from */
 };
 
 static atomic_uint_fast64_t next_serial = 1;
@@ -66,7 +59,7 @@ void dalle_image_data_free(dalle_image_data *d)
     free(d->caps);
     free(d->rgb);
     free(d->first_cap);
-    free(d->perm);
+    batch_order_free(&d->order);
     free(d);
 }
 
@@ -83,7 +76,7 @@ const char *image_data_caption_at(const dalle_image_data *d, int64_t c)
 
 int64_t image_data_steps_per_epoch(const dalle_image_data *d, int batch)
 {
-    return batch > 0 && d->n >= batch ? d->n / batch : 0;
+    return batch_order_steps_per_epoch(d->n, batch);
 }
 
 int dalle_image_data_caption_count(const dalle_image_data *d, int64_t i)
@@ -227,7 +220,7 @@ static dalle_status make(const char *dir, int64_t count, const dalle_image_data_
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     d->size = p.image_size;
-    d->perm_epoch = -1;
+    batch_order_init(&d->order);
     d->serial = atomic_fetch_add(&next_serial, 1);
     s = dir ? fill_folder(d, dir, &p, px) : fill_synthetic(d, count, &p, px);
     free(px);
@@ -259,55 +252,26 @@ dalle_status dalle_image_data_synthetic(int64_t count, const dalle_image_data_pa
 
 /* ---- batches --------------------------------------------------------------- */
 
-/* Fisher-Yates from counter-based draws: the permutation of (seed, epoch),
- * the same as token_data.c's for the same count. */
-static void permute(dalle_image_data *d, uint64_t seed, int64_t epoch)
-{
-    if (d->perm_epoch == epoch && d->perm_seed == seed)
-        return;
-    for (int64_t i = 0; i < d->n; i++)
-        d->perm[i] = i;
-    for (int64_t i = d->n - 1; i > 0; i--) {
-        double u = rng_uniform(seed, STREAM_PERM, (uint64_t)epoch, (uint64_t)i);
-        int64_t j = (int64_t)(u * (double)(i + 1)); /* u < 1: j <= i */
-        if (j > i)
-            j = i;
-        int64_t t = d->perm[i];
-        d->perm[i] = d->perm[j];
-        d->perm[j] = t;
-    }
-    d->perm_epoch = epoch;
-    d->perm_seed = seed;
-}
-
 dalle_status image_data_batch(dalle_image_data *d, uint64_t seed, int64_t step, int batch,
                               float *pixels, int64_t *caption_ids, int64_t *indices)
 {
     if (!d || !pixels)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "dalle_image_data_batch: %s is NULL",
                           !d ? "data" : "pixels");
-    if (batch < 1 || batch > d->n || step < 0)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "dalle_image_data_batch: batch %d (1..%lld images), step %lld (>= 0)",
-                          batch, (long long)d->n, (long long)step);
-    if (!d->perm && !(d->perm = malloc((size_t)d->n * sizeof *d->perm)))
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_image_data_batch: out of memory");
-    const int64_t spe = d->n / batch, epoch = step / spe, first = (step % spe) * batch;
+    batch_pick pick;
+    dalle_status s = batch_order_start(&d->order, d->n, seed, step, batch,
+                                       "dalle_image_data_batch", "images", &pick);
+    if (s)
+        return s;
     const size_t img = (size_t)3 * d->size * d->size;
-    permute(d, seed, epoch);
     for (int b = 0; b < batch; b++) {
-        int64_t item = d->perm[first + b];
-        int64_t c0 = d->first_cap[item], nc = d->first_cap[item + 1] - c0;
-        /* upstream draws a caption line each time an item is fetched */
-        int64_t k = nc > 1 ? (int64_t)(rng_u64(seed, STREAM_CAPTION, (uint64_t)epoch,
-                                               (uint64_t)item) % (uint64_t)nc)
-                           : 0;
+        int64_t cap, item = batch_order_item(&d->order, &pick, b, d->first_cap, &cap);
         const uint8_t *src = d->rgb + (size_t)item * img;
         float *dst = pixels + (size_t)b * img;
         for (size_t i = 0; i < img; i++)
             dst[i] = (float)src[i] / 255.0f; /* as dalle_read_image reads a PNG */
         if (caption_ids)
-            caption_ids[b] = c0 + k;
+            caption_ids[b] = cap;
         if (indices)
             indices[b] = item;
     }

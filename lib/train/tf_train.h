@@ -4,7 +4,8 @@
  *
  * Weights are plain float tensors named and shaped exactly as the bundle's
  * (the state-dict names lib/transformer_load.c reads), stored back to back
- * in one vector (tr->w) with the gradients beside them (tr->g), so that
+ * in one vector (tr->pt.w, param_table.h) with the gradients beside them
+ * (tr->pt.g), so that
  *   - the optimizer (adamw.h) sees one flat vector;
  *   - a checkpoint is written with dalle_bundle_writer and the inference
  *     side (dalle_ctx_create) loads it as it is.
@@ -26,6 +27,7 @@
 
 #include "../transformer_internal.h"
 #include "dalle/dalle.h"
+#include "param_table.h"
 
 #define TF_TRAIN_MAX_TYPES 16
 
@@ -39,15 +41,6 @@ typedef struct tf_train_config {
     double loss_img_weight;            /* upstream default 7 */
     uint64_t seed;                     /* weight initialisation */
 } tf_train_config;
-
-/* One named weight tensor: tr->w + offset, numel floats. */
-typedef struct tf_param {
-    char name[128];
-    int ndim;
-    int64_t dims[4];
-    int64_t offset, numel;
-    int decay; /* a Linear weight: weight decay applies */
-} tf_param;
 
 /* Pointers of one layer into w (or g). */
 typedef struct tf_layer_ptrs {
@@ -66,12 +59,8 @@ struct tf_train {
     tf_train_config cfg;
     tf_hparams hp;      /* as transformer_load would derive it */
     attn_type *types;   /* [depth] */
-    int n_params;
-    tf_param *params;
-    int64_t n_weights;
-    float *w, *g;       /* weights, gradients [n_weights] */
-    uint8_t *decay;     /* [n_weights]: 1 where weight decay applies */
-    tf_model_ptrs pw, pg; /* the tensors of w and of g */
+    param_table pt;     /* the weights pt.w, gradients pt.g and decay mask */
+    tf_model_ptrs pw, pg; /* the tensors of pt.w and of pt.g */
     float *rot_cos, *rot_sin, *rot_table; /* [n_pos][rot_cols] */
     int max_batch, batch;
     struct tpool *pool; /* the matrix products run here (NULL: calling thread);
@@ -86,7 +75,16 @@ dalle_status tf_train_create(const tf_train_config *cfg, int max_batch, tf_train
 void tf_train_free(tf_train *tr);
 
 /* The tensor `name`, or NULL. */
-const tf_param *tf_train_find(const tf_train *tr, const char *name);
+const train_param *tf_train_find(const tf_train *tr, const char *name);
+
+/* Register the 13 tensors of layer `layer` of a DALLE-pytorch Transformer
+ * (LayerScale, PreNorm, attention, GEGLU feed-forward) under
+ * "<prefix>.layers.layers.<layer>.…", attention and feed-forward wrapped as
+ * attn_path / ff_path say, with upstream's initialisation; their pointers
+ * go to *w and *g. Shared by the DALL·E transformer and both CLIP towers. */
+void tf_train_register_layer(param_table *t, tf_layer_ptrs *w, tf_layer_ptrs *g,
+                             const char *prefix, int layer, int64_t dim, int64_t inner,
+                             int64_t ff_inner, const char *attn_path, const char *ff_path);
 
 /* Forward over `batch` (1..max_batch) training pairs: text [batch][text_seq_len]
  * caption ids (0 = padding), image [batch][fmap²] image ids. Keeps the
@@ -98,8 +96,8 @@ dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *
                               double *loss, double lossparts[2]);
 const float *tf_train_logits(const tf_train *tr);
 
-/* Backward of the last forward: ADDS d loss / d w into tr->g (zero it with
- * tf_train_zero_grad first). */
+/* Backward of the last forward: ADDS d loss / d w into tr->pt.g (zero it
+ * with tf_train_zero_grad first). */
 void tf_train_backward(tf_train *tr);
 void tf_train_zero_grad(tf_train *tr);
 

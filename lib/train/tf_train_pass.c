@@ -57,14 +57,16 @@ dalle_status tf_train_acts_create(tf_train *tr)
                           hp->max_pos;
     acts *a = calloc(1, sizeof *a);
     if (!a)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "tf_train: out of memory");
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
+                          "out of memory for the DALL-E transformer's activations");
     tr->act = a;
     a->L = calloc((size_t)hp->depth, sizeof *a->L);
     a->block = malloc((size_t)total * sizeof(float));
     a->ints = malloc((size_t)(2 * R) * sizeof(int32_t));
     if (!a->L || !a->block || !a->ints)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                          "tf_train: out of memory for the activations of %d sequences",
+                          "out of memory for the DALL-E transformer's activations of %d "
+                          "sequences",
                           tr->max_batch);
     float *c = a->block;
     for (int l = 0; l < hp->depth; l++) {
@@ -251,19 +253,20 @@ dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *
     const tf_hparams *hp = &tr->hp;
     acts *a = tr->act;
     const int64_t N = hp->max_pos, T = hp->text_seq_len, I = hp->image_seq_len;
-    if (!text || !image || batch < 1 || batch > tr->max_batch)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "tf_train_forward: batch %d (expected 1..%d) or NULL tokens", batch,
+    if (!text || !image)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s is NULL", !text ? "text" : "image");
+    if (batch < 1 || batch > tr->max_batch)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "batch = %d: expected 1..%d pairs", batch,
                           tr->max_batch);
     for (int64_t i = 0; i < batch * T; i++)
         if (text[i] < 0 || text[i] >= hp->num_text_tokens)
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "tf_train_forward: text[%lld] = %d: expected [0, %d)",
+                              "caption tokens: text[%lld] = %d: expected [0, %d)",
                               (long long)i, (int)text[i], hp->num_text_tokens);
     for (int64_t i = 0; i < batch * I; i++)
         if (image[i] < 0 || image[i] >= hp->num_image_tokens)
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "tf_train_forward: image[%lld] = %d: expected [0, %d)",
+                              "image tokens: image[%lld] = %d: expected [0, %d)",
                               (long long)i, (int)image[i], hp->num_image_tokens);
     /* DALLE.forward: padding 0 at caption position i becomes
      * num_text_tokens + i, <bos> = 0 in front, the image after, its last

@@ -6,24 +6,20 @@
  * would need the VAE again every epoch); the centre crop is encoded.
  *
  * Batches are a pure function of (seed, step, batch) — a shuffled epoch
- * drawn from counter-based random numbers — so a trainer that stores only
- * its step counter resumes on exactly the batches it would have seen. */
+ * drawn from counter-based random numbers (batch_order.h) — so a trainer
+ * that stores only its step counter resumes on exactly the batches it would
+ * have seen. */
 #include "token_data.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../error.h"
 #include "../params.h"
-#include "../rng.h"
+#include "batch_order.h"
 #include "dataset.h"
 #include "synth.h"
-
-/* rng streams of the data order (the weights use streams 0 .. n_params) */
-#define STREAM_PERM 0x7065726d00000000ULL    /* "perm" */
-#define STREAM_CAPTION 0x6361707400000000ULL /* "capt" */
 
 enum { ENCODE_CHUNK = 8, MAX_CAPTIONS = 64 };
 
@@ -36,10 +32,7 @@ struct dalle_token_data {
     int64_t n_caps, cap_caps;
     int max_text_id;
     int64_t skipped;
-    /* the permutation of the last epoch asked for (recomputed on change) */
-    int64_t *perm;
-    int64_t perm_epoch;
-    uint64_t perm_seed;
+    batch_order order;   /* the shuffled epochs the batches come from */
 };
 
 void dalle_token_data_params_init(dalle_token_data_params *params, size_t struct_size)
@@ -62,7 +55,7 @@ void dalle_token_data_free(dalle_token_data *d)
     free(d->image);
     free(d->first_cap);
     free(d->text);
-    free(d->perm);
+    batch_order_free(&d->order);
     free(d);
 }
 
@@ -74,7 +67,7 @@ int dalle_token_data_max_text_id(const dalle_token_data *d) { return d ? d->max_
 
 int64_t token_data_steps_per_epoch(const dalle_token_data *d, int batch)
 {
-    return batch > 0 && d->n >= batch ? d->n / batch : 0;
+    return batch_order_steps_per_epoch(d->n, batch);
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -278,7 +271,7 @@ static dalle_status make(const char *vae, const char *tokenizer, const char *dir
     dalle_token_data *d = calloc(1, sizeof *d);
     if (!d)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
-    d->perm_epoch = -1;
+    batch_order_init(&d->order);
     builder b;
     s = builder_open(&b, d, vae, tokenizer, &p);
     if (!s)
@@ -314,48 +307,20 @@ dalle_status dalle_token_data_synthetic(const char *vae, const char *tokenizer, 
 
 /* ---- batches --------------------------------------------------------------- */
 
-/* Fisher-Yates from counter-based draws: the permutation of (seed, epoch). */
-static void permute(dalle_token_data *d, uint64_t seed, int64_t epoch)
-{
-    if (d->perm_epoch == epoch && d->perm_seed == seed)
-        return;
-    for (int64_t i = 0; i < d->n; i++)
-        d->perm[i] = i;
-    for (int64_t i = d->n - 1; i > 0; i--) {
-        double u = rng_uniform(seed, STREAM_PERM, (uint64_t)epoch, (uint64_t)i);
-        int64_t j = (int64_t)(u * (double)(i + 1)); /* u < 1: j <= i */
-        if (j > i)
-            j = i;
-        int64_t t = d->perm[i];
-        d->perm[i] = d->perm[j];
-        d->perm[j] = t;
-    }
-    d->perm_epoch = epoch;
-    d->perm_seed = seed;
-}
-
 dalle_status dalle_token_data_batch(dalle_token_data *d, uint64_t seed, int64_t step, int batch,
                                     int32_t *text, int32_t *image)
 {
     if (!d || !text || !image)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "dalle_token_data_batch: %s is NULL",
                           !d ? "data" : !text ? "text" : "image");
-    if (batch < 1 || batch > d->n || step < 0)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "dalle_token_data_batch: batch %d (1..%lld pairs), step %lld (>= 0)",
-                          batch, (long long)d->n, (long long)step);
-    if (!d->perm && !(d->perm = malloc((size_t)d->n * sizeof *d->perm)))
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_token_data_batch: out of memory");
-    const int64_t spe = d->n / batch, epoch = step / spe, first = (step % spe) * batch;
-    permute(d, seed, epoch);
+    batch_pick pick;
+    dalle_status s = batch_order_start(&d->order, d->n, seed, step, batch,
+                                       "dalle_token_data_batch", "pairs", &pick);
+    if (s)
+        return s;
     for (int b = 0; b < batch; b++) {
-        int64_t item = d->perm[first + b];
-        int64_t c0 = d->first_cap[item], nc = d->first_cap[item + 1] - c0;
-        /* upstream draws a caption line each time an item is fetched */
-        int64_t k = nc > 1 ? (int64_t)(rng_u64(seed, STREAM_CAPTION, (uint64_t)epoch,
-                                               (uint64_t)item) % (uint64_t)nc)
-                           : 0;
-        memcpy(text + (int64_t)b * d->T, d->text + (c0 + k) * d->T, (size_t)d->T * sizeof *text);
+        int64_t cap, item = batch_order_item(&d->order, &pick, b, d->first_cap, &cap);
+        memcpy(text + (int64_t)b * d->T, d->text + cap * d->T, (size_t)d->T * sizeof *text);
         memcpy(image + (int64_t)b * d->I, d->image + item * d->I, (size_t)d->I * sizeof *image);
     }
     return DALLE_OK;

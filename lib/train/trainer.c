@@ -14,24 +14,20 @@
 #include "../error.h"
 #include "../params.h"
 #include "../threadpool.h"
-#include "adamw.h"
 #include "merges_io.h"
 #include "tf_train.h"
 #include "token_data.h"
+#include "trainer_common.h"
 
 struct dalle_trainer {
     dalle_train_params p;  /* the settings in force (attn_types -> attn) */
     char attn[TF_TRAIN_MAX_TYPES * 12];
     tf_train *tr;
-    adamw opt;
-    lr_schedule sched;
+    train_optim o;         /* AdamW, the schedule, the step counter */
     tpool *pool;
     dalle_bundle *src;     /* the VAE (and maybe tokenizer) bundle */
     uint8_t *merges;       /* the tokenizer's merges file, or NULL */
     size_t merges_size;
-    int64_t step;          /* steps taken, skipped ones included */
-    double epoch_loss;     /* step_data: sum and count of this epoch's losses */
-    int64_t epoch_n;
     int last_batch;        /* batch of the last forward (0: none yet) */
     int32_t *tbuf, *ibuf;  /* step_data's batch */
 };
@@ -49,17 +45,8 @@ void dalle_train_params_init(dalle_train_params *params, size_t struct_size)
     p.shift_tokens = 1;
     p.rotary_emb = 1;
     p.loss_img_weight = 7.0;
-    p.batch = 4;
-    p.lr = 3e-4;
-    p.lr_schedule = DALLE_LR_CONSTANT;
-    p.min_lr = 1e-6;
-    p.plateau_factor = 0.5;
-    p.plateau_patience = 10;
-    p.plateau_cooldown = 10;
-    p.beta1 = 0.9;
-    p.beta2 = 0.999;
-    p.eps = 1e-8;
-    p.clip_grad_norm = 0.5;
+    train_optim_params o = train_optim_defaults(4);
+    TRAIN_OPTIM_COPY(&p, &o);
     params_fill(params, struct_size, &p, sizeof p);
 }
 
@@ -94,33 +81,9 @@ static dalle_status check_shape(const dalle_train_params *p)
 
 static dalle_status check_optim(const dalle_train_params *p)
 {
-    if (p->batch < 1 || p->batch > 65536)
-        return BAD("dalle_train_params.batch = %d (1..65536)", p->batch);
-    if (p->n_threads < 0)
-        return BAD("dalle_train_params.n_threads = %d (>= 0)", p->n_threads);
-    if (!(p->lr > 0.0 && p->lr < 1e3) || !(p->min_lr >= 0.0 && p->min_lr < 1e3))
-        return BAD("dalle_train_params: lr = %g, min_lr = %g (lr > 0, min_lr >= 0)", p->lr,
-                   p->min_lr);
-    if ((int)p->lr_schedule < 0 || (int)p->lr_schedule > 2)
-        return BAD("dalle_train_params.lr_schedule = %d (0..2)", (int)p->lr_schedule);
-    if (p->warmup_steps < 0 || p->total_steps < 0 ||
-        (p->lr_schedule == DALLE_LR_COSINE && p->total_steps <= p->warmup_steps))
-        return BAD("dalle_train_params: warmup_steps = %lld, total_steps = %lld (>= 0; the "
-                   "cosine schedule needs total_steps > warmup_steps)",
-                   (long long)p->warmup_steps, (long long)p->total_steps);
-    if (!(p->plateau_factor > 0.0 && p->plateau_factor < 1.0) || p->plateau_patience < 0 ||
-        p->plateau_cooldown < 0)
-        return BAD("dalle_train_params: plateau_factor = %g (0..1, open), patience %d, "
-                   "cooldown %d (>= 0)",
-                   p->plateau_factor, p->plateau_patience, p->plateau_cooldown);
-    if (!(p->beta1 >= 0.0 && p->beta1 < 1.0) || !(p->beta2 >= 0.0 && p->beta2 < 1.0) ||
-        !(p->eps >= 0.0 && p->eps < 1.0))
-        return BAD("dalle_train_params: beta1 = %g, beta2 = %g ([0, 1)), eps = %g", p->beta1,
-                   p->beta2, p->eps);
-    if (!(p->weight_decay >= 0.0 && p->weight_decay < 1e3) || !isfinite(p->clip_grad_norm))
-        return BAD("dalle_train_params: weight_decay = %g (>= 0), clip_grad_norm = %g (finite)",
-                   p->weight_decay, p->clip_grad_norm);
-    return DALLE_OK;
+    train_optim_params o;
+    TRAIN_OPTIM_COPY(&o, p);
+    return train_optim_check(&o, "dalle_train_params");
 }
 
 /* "full,axial_row" -> cfg->attn_types; the canonical spelling into out. */
@@ -161,19 +124,7 @@ static dalle_status parse_attn_types(const char *s, tf_train_config *cfg, char *
 
 static dalle_status check_stats(const dalle_train_stats *st, const char *fn)
 {
-    if (st && (st->struct_size < sizeof *st || st->struct_size > (size_t)1 << 16))
-        return BAD("%s: stats->struct_size = %zu: initialise it with dalle_train_default_stats()",
-                   fn, st->struct_size);
-    return DALLE_OK;
-}
-
-static void put_stats(dalle_train_stats *dst, const dalle_train_stats *src)
-{
-    if (!dst)
-        return;
-    size_t theirs = dst->struct_size;
-    memcpy(dst, src, sizeof *src); /* theirs >= ours: check_stats */
-    dst->struct_size = theirs;
+    return train_check_stats(st, sizeof *st, fn, "dalle_train_default_stats");
 }
 
 /* ---- the VAE and the tokenizer --------------------------------------------------- */
@@ -234,7 +185,7 @@ void dalle_trainer_free(dalle_trainer *t)
     if (!t)
         return;
     tf_train_free(t->tr);
-    adamw_free(&t->opt);
+    train_optim_free(&t->o);
     tpool_free(t->pool);
     dalle_bundle_close(t->src);
     free(t->merges);
@@ -243,31 +194,32 @@ void dalle_trainer_free(dalle_trainer *t)
     free(t);
 }
 
-static lr_schedule schedule_from(const dalle_train_params *p)
+/* The DALLE kwargs of p into cfg (the attention types, the VAE's part and
+ * the seed are set apart). */
+static void model_config(const dalle_train_params *p, tf_train_config *cfg)
 {
-    lr_schedule s = lr_schedule_default();
-    s.kind = (lr_kind)p->lr_schedule;
-    s.base_lr = s.plateau_lr = p->lr;
-    s.min_lr = p->min_lr;
-    s.warmup_steps = p->warmup_steps;
-    s.total_steps = p->total_steps;
-    s.factor = p->plateau_factor;
-    s.patience = p->plateau_patience;
-    s.cooldown = p->plateau_cooldown;
-    return s;
+    cfg->dim = p->dim;
+    cfg->depth = p->depth;
+    cfg->heads = p->heads;
+    cfg->dim_head = p->dim_head;
+    cfg->num_text_tokens = p->num_text_tokens;
+    cfg->text_seq_len = p->text_seq_len;
+    cfg->shift_tokens = p->shift_tokens != 0;
+    cfg->rotary_emb = p->rotary_emb != 0;
+    cfg->loss_img_weight = p->loss_img_weight;
 }
 
 /* The model of cfg on t->src, a fresh optimiser from t->p, the pool. */
 static dalle_status build(dalle_trainer *t, const tf_train_config *cfg)
 {
     dalle_status s;
-    adamw_config ac = {t->p.beta1, t->p.beta2, t->p.eps, t->p.weight_decay};
+    train_optim_params op;
+    TRAIN_OPTIM_COPY(&op, &t->p);
     if ((s = tf_train_create(cfg, t->p.batch, &t->tr)) ||
-        (s = adamw_init(&t->opt, t->tr->n_weights, &ac)) ||
+        (s = train_optim_init(&t->o, t->tr->pt.n_weights, &op)) ||
         (s = tpool_create(t->p.n_threads, &t->pool)))
         return s;
     t->tr->pool = t->pool;
-    t->sched = schedule_from(&t->p);
     const size_t T = (size_t)cfg->text_seq_len, I = (size_t)cfg->fmap * cfg->fmap;
     t->tbuf = malloc((size_t)t->p.batch * T * sizeof *t->tbuf);
     t->ibuf = malloc((size_t)t->p.batch * I * sizeof *t->ibuf);
@@ -317,15 +269,7 @@ dalle_status dalle_trainer_create(const char *vae_bundle, const char *tokenizer,
                 vae_bundle);
         goto fail;
     }
-    cfg.dim = t->p.dim;
-    cfg.depth = t->p.depth;
-    cfg.heads = t->p.heads;
-    cfg.dim_head = t->p.dim_head;
-    cfg.num_text_tokens = t->p.num_text_tokens;
-    cfg.text_seq_len = t->p.text_seq_len;
-    cfg.shift_tokens = t->p.shift_tokens != 0;
-    cfg.rotary_emb = t->p.rotary_emb != 0;
-    cfg.loss_img_weight = t->p.loss_img_weight;
+    model_config(&t->p, &cfg);
     cfg.seed = t->p.seed;
     if ((s = build(t, &cfg)))
         goto fail;
@@ -407,60 +351,30 @@ static dalle_status read_model(dalle_trainer *t, dalle_bundle *b, tf_train_confi
         (s = parse_attn_types(joined, cfg, t->attn, sizeof t->attn)))
         return s;
     t->p.attn_types = t->attn;
-    cfg->dim = t->p.dim;
-    cfg->depth = t->p.depth;
-    cfg->heads = t->p.heads;
-    cfg->dim_head = t->p.dim_head;
-    cfg->num_text_tokens = t->p.num_text_tokens;
-    cfg->text_seq_len = t->p.text_seq_len;
-    cfg->shift_tokens = shift;
-    cfg->rotary_emb = rotary;
-    cfg->loss_img_weight = liw;
+    model_config(&t->p, cfg);
     return DALLE_OK;
 }
 
-/* train.* of a checkpoint: what is not in adamw_save's part. */
+/* train.* of a checkpoint: the step and the settings adamw_save leaves out. */
 static dalle_status read_train_state(dalle_trainer *t, dalle_bundle *b)
 {
-    int64_t step, seed, batch, epoch_n;
-    double clip, epoch_loss;
-    const char *path = bundle_path(b);
-    if (dalle_bundle_meta_i64(b, "train.step", &step) ||
-        dalle_bundle_meta_i64(b, "train.seed", &seed) ||
-        dalle_bundle_meta_i64(b, "train.batch", &batch) ||
-        dalle_bundle_meta_i64(b, "train.epoch_n", &epoch_n) ||
-        dalle_bundle_meta_f64(b, "train.clip_grad_norm", &clip) ||
-        dalle_bundle_meta_f64(b, "train.epoch_loss", &epoch_loss))
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step / seed / batch / epoch_n / "
-                          "clip_grad_norm / epoch_loss missing or mistyped", path);
-    if (step < 0 || batch < 1 || batch > 65536 || epoch_n < 0)
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: train.step %lld / batch %lld invalid", path,
-                          (long long)step, (long long)batch);
-    t->step = step;
-    t->p.seed = (uint64_t)seed;
-    t->p.batch = (int)batch;
-    t->p.clip_grad_norm = clip;
-    t->epoch_n = epoch_n;
-    t->epoch_loss = epoch_loss;
-    return DALLE_OK;
+    train_optim_params op;
+    TRAIN_OPTIM_COPY(&op, &t->p);
+    dalle_status s = train_optim_read_state(&t->o, &op, b, NULL, 0);
+    if (!s)
+        TRAIN_OPTIM_COPY(&t->p, &op);
+    return s;
 }
 
-/* After adamw_load: the settings the loaded optimiser and schedule hold. */
-static void params_from_optimizer(dalle_trainer *t)
+/* AdamW and the schedule of a checkpoint, and the settings they hold. */
+static dalle_status load_optimizer(dalle_trainer *t)
 {
-    const lr_schedule *s = &t->sched;
-    t->p.beta1 = t->opt.cfg.beta1;
-    t->p.beta2 = t->opt.cfg.beta2;
-    t->p.eps = t->opt.cfg.eps;
-    t->p.weight_decay = t->opt.cfg.weight_decay;
-    t->p.lr_schedule = (dalle_lr_schedule)s->kind;
-    t->p.lr = s->base_lr;
-    t->p.min_lr = s->min_lr;
-    t->p.warmup_steps = s->warmup_steps;
-    t->p.total_steps = s->total_steps;
-    t->p.plateau_factor = s->factor;
-    t->p.plateau_patience = (int)s->patience;
-    t->p.plateau_cooldown = (int)s->cooldown;
+    train_optim_params op;
+    TRAIN_OPTIM_COPY(&op, &t->p);
+    dalle_status s = train_optim_load(&t->o, &op, t->src);
+    if (!s)
+        TRAIN_OPTIM_COPY(&t->p, &op);
+    return s;
 }
 
 dalle_status dalle_trainer_resume(const char *checkpoint, const dalle_train_params *params,
@@ -475,7 +389,6 @@ dalle_status dalle_trainer_resume(const char *checkpoint, const dalle_train_para
     tf_train_config cfg;
     memset(&cfg, 0, sizeof cfg);
     int vocab = 0;
-    int64_t dummy;
     dalle_status s = params_merge(params, sizeof t->p, sizeof t->p, "dalle_train_params", &t->p);
     if (s || (s = check_optim(&t->p)) || (s = open_source(t, checkpoint, &cfg)))
         goto fail;
@@ -484,19 +397,15 @@ dalle_status dalle_trainer_resume(const char *checkpoint, const dalle_train_para
                        "model (kind dalle)", checkpoint, dalle_bundle_kind(t->src));
         goto fail;
     }
-    const int with_opt = !dalle_bundle_meta_i64(t->src, "train.adam.step", &dummy);
+    const int with_opt = train_optim_in_bundle(t->src);
     if ((s = read_model(t, t->src, &cfg)) ||
         (with_opt && (s = read_train_state(t, t->src))) ||
         (s = load_tokenizer(t, NULL, checkpoint, &vocab)))
         goto fail;
     cfg.seed = t->p.seed;
-    if ((s = build(t, &cfg)) || (s = tf_train_load_weights(t->tr, t->src)))
+    if ((s = build(t, &cfg)) || (s = tf_train_load_weights(t->tr, t->src)) ||
+        (with_opt && (s = load_optimizer(t))))
         goto fail;
-    if (with_opt) {
-        if ((s = adamw_load(&t->opt, &t->sched, t->src, "train.")))
-            goto fail;
-        params_from_optimizer(t);
-    }
     *out = t;
     return DALLE_OK;
 fail:
@@ -526,24 +435,19 @@ dalle_status dalle_trainer_step(dalle_trainer *t, const int32_t *text, const int
     double loss = 0.0, parts[2] = {0.0, 0.0};
     tf_train_zero_grad(tr);
     if ((s = tf_train_forward(tr, text, image, batch, &loss, parts)))
-        return s;
+        return train_fail_in("dalle_trainer_step", s);
     t->last_batch = batch;
     tf_train_backward(tr);
     dalle_train_stats st;
     dalle_train_stats_init(&st, sizeof st);
-    st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, t->p.clip_grad_norm);
-    st.lr = lr_schedule_at(&t->sched, t->step);
-    /* torch would carry a NaN into every weight: leave them as they are */
-    st.skipped = !isfinite(loss) || !isfinite(st.grad_norm);
-    if (!st.skipped)
-        adamw_step(&t->opt, tr->w, tr->g, tr->decay, st.lr);
-    t->step++;
-    st.step = t->step;
+    st.lr = train_optim_lr(&t->o);
+    st.skipped = train_optim_update(&t->o, &tr->pt, loss, t->p.clip_grad_norm, &st.grad_norm);
+    st.step = t->o.step;
     st.loss = loss;
     st.loss_text = parts[0];
     st.loss_img = parts[1];
     st.tokens = (int64_t)batch * tr->hp.max_pos;
-    put_stats(stats, &st);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -567,25 +471,15 @@ dalle_status dalle_trainer_step_data(dalle_trainer *t, dalle_token_data *data,
     if (!spe)
         return BAD("dalle_trainer_step_data: %lld pairs, fewer than the batch of %d",
                    (long long)dalle_token_data_count(data), t->p.batch);
-    const int64_t step = t->step;
+    const int64_t step = t->o.step;
     if ((s = dalle_token_data_batch(data, t->p.seed, step, t->p.batch, t->tbuf, t->ibuf)))
         return s;
     dalle_train_stats st;
     dalle_train_stats_init(&st, sizeof st);
     if ((s = dalle_trainer_step(t, t->tbuf, t->ibuf, t->p.batch, &st)))
         return s;
-    st.epoch = step / spe;
-    if (!st.skipped) {
-        t->epoch_loss += st.loss;
-        t->epoch_n++;
-    }
-    if ((step + 1) % spe == 0) {
-        if (t->epoch_n)
-            lr_schedule_observe(&t->sched, t->epoch_loss / (double)t->epoch_n);
-        t->epoch_loss = 0.0;
-        t->epoch_n = 0;
-    }
-    put_stats(stats, &st);
+    st.epoch = train_optim_epoch(&t->o, step, spe, st.loss, st.skipped);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -604,7 +498,7 @@ dalle_status dalle_trainer_eval(dalle_trainer *t, const int32_t *text, const int
         double loss, parts[2];
         if ((s = tf_train_forward(t->tr, text + (int64_t)done * hp->text_seq_len,
                                   image + (int64_t)done * hp->image_seq_len, n, &loss, parts)))
-            return s;
+            return train_fail_in("dalle_trainer_eval", s);
         t->last_batch = n;
         sum[0] += loss * n;
         sum[1] += parts[0] * n;
@@ -613,13 +507,13 @@ dalle_status dalle_trainer_eval(dalle_trainer *t, const int32_t *text, const int
     }
     dalle_train_stats st;
     dalle_train_stats_init(&st, sizeof st);
-    st.step = t->step;
+    st.step = t->o.step;
     st.loss = sum[0] / batch;
     st.loss_text = sum[1] / batch;
     st.loss_img = sum[2] / batch;
-    st.lr = lr_schedule_at(&t->sched, t->step);
+    st.lr = train_optim_lr(&t->o);
     st.tokens = (int64_t)batch * hp->max_pos;
-    put_stats(stats, &st);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -629,29 +523,20 @@ dalle_status dalle_trainer_epoch_end(dalle_trainer *t, double loss)
         return BAD("dalle_trainer_epoch_end: trainer is NULL");
     if (!isfinite(loss))
         return BAD("dalle_trainer_epoch_end: loss = %g is not finite", loss);
-    lr_schedule_observe(&t->sched, loss);
+    lr_schedule_observe(&t->o.sched, loss);
     return DALLE_OK;
 }
 
 /* ---- queries ---------------------------------------------------------------------------- */
 
-int64_t dalle_trainer_steps(const dalle_trainer *t) { return t ? t->step : 0; }
-int64_t dalle_trainer_num_params(const dalle_trainer *t) { return t ? t->tr->n_weights : 0; }
-double dalle_trainer_lr(const dalle_trainer *t)
-{
-    return t ? lr_schedule_at(&t->sched, t->step) : 0.0;
-}
+int64_t dalle_trainer_steps(const dalle_trainer *t) { return t ? t->o.step : 0; }
+int64_t dalle_trainer_num_params(const dalle_trainer *t) { return t ? t->tr->pt.n_weights : 0; }
+double dalle_trainer_lr(const dalle_trainer *t) { return t ? train_optim_lr(&t->o) : 0.0; }
 
 dalle_status dalle_trainer_get_params(const dalle_trainer *t, dalle_train_params *params)
 {
-    if (!t || !params)
-        return BAD("dalle_trainer_get_params: %s is NULL", t ? "params" : "trainer");
-    size_t theirs = params->struct_size;
-    if (theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
-        return BAD("dalle_trainer_get_params: params->struct_size = %zu: initialise it with "
-                   "dalle_train_default_params()", theirs);
-    params_fill(params, theirs, &t->p, sizeof t->p);
-    return DALLE_OK;
+    return train_get_params(t != NULL, params, t ? &t->p : NULL, sizeof t->p,
+                            "dalle_trainer_get_params", "dalle_train_default_params");
 }
 
 dalle_status dalle_trainer_logits(const dalle_trainer *t, float *out, size_t cap, int *batch)
@@ -780,44 +665,22 @@ static dalle_status copy_vae(const dalle_trainer *t, dalle_bundle_writer *w)
     return s;
 }
 
-static dalle_status write_train_state(const dalle_trainer *t, dalle_bundle_writer *w)
-{
-    dalle_status s;
-    if ((s = dalle_bundle_writer_set_i64(w, "train.step", t->step)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.seed", (int64_t)t->p.seed)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.batch", t->p.batch)) ||
-        (s = dalle_bundle_writer_set_i64(w, "train.epoch_n", t->epoch_n)) ||
-        (s = dalle_bundle_writer_set_f64(w, "train.clip_grad_norm", t->p.clip_grad_norm)) ||
-        (s = dalle_bundle_writer_set_f64(w, "train.epoch_loss", t->epoch_loss)))
-        return s;
-    return adamw_save(&t->opt, &t->sched, w, "train.");
-}
-
 dalle_status dalle_trainer_save(dalle_trainer *t, const char *path, int with_optimizer)
 {
     if (!t || !path)
         return BAD("dalle_trainer_save: %s is NULL", t ? "path" : "trainer");
-    dalle_bundle_writer *w = NULL;
-    char source[160];
-    snprintf(source, sizeof source, "libdalle %s dalle_trainer, step %lld", dalle_version(),
-             (long long)t->step);
-    dalle_status s = dalle_bundle_writer_create("dalle", &w);
-    if (!s)
-        s = dalle_bundle_writer_set_str(w, "general.source", source);
+    dalle_bundle_writer *w;
+    dalle_status s = train_writer_create("dalle", "dalle_trainer", t->o.step, &w);
     if (!s)
         s = tf_train_write(t->tr, w);
     if (!s)
         s = copy_vae(t, w);
-    if (!s && t->merges) {
-        int64_t dims[1] = {(int64_t)t->merges_size};
-        if (!(s = dalle_bundle_writer_set_str(w, "tokenizer.kind", "clip_bpe")))
-            s = dalle_bundle_writer_add_tensor(w, "tokenizer.bpe_merges", DALLE_DTYPE_U8, 1, dims,
-                                               t->merges, 3);
-    }
-    if (!s && with_optimizer)
-        s = write_train_state(t, w);
     if (!s)
-        s = dalle_bundle_writer_finish(w, path);
-    dalle_bundle_writer_free(w);
-    return s;
+        s = train_write_merges(w, t->merges, t->merges_size);
+    if (!s && with_optimizer) {
+        train_optim_params op;
+        TRAIN_OPTIM_COPY(&op, &t->p);
+        s = train_optim_save(&t->o, &op, NULL, 0, w);
+    }
+    return train_writer_finish(w, s, path);
 }

@@ -5,14 +5,12 @@
 #include "train/vae_train.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../bundle.h"
 #include "../error.h"
-#include "../rng.h"
 
 vae_train_config vae_train_default_config(void)
 {
@@ -44,39 +42,19 @@ vae_train_config vae_train_default_config(void)
 
 /* ---- registration ------------------------------------------------------------ */
 
-static void reg(vae_train *tr, int ndim, const int64_t *dims, double fan_in, const char *fmt,
-                ...) DALLE_PRINTF(5, 6);
-
-static void reg(vae_train *tr, int ndim, const int64_t *dims, double fan_in, const char *fmt, ...)
-{
-    vae_param *p = &tr->params[tr->n_params++];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->name, sizeof p->name, fmt, ap);
-    va_end(ap);
-    p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->dims[i] = dims[i];
-        p->numel *= dims[i];
-    }
-    p->offset = tr->n_weights;
-    p->fan_in = fan_in;
-    tr->n_weights += p->numel;
-}
-
-/* A convolution's weight then bias; `cv` records its geometry and the
- * index of its weight, resolved to pointers once w exists (resolve). */
+/* A convolution's weight then bias, U(±1/√fan_in) both; `cv` records its
+ * geometry and receives the tensors' pointers once w exists. */
 static void reg_conv(vae_train *tr, vae_tconv *cv, int cin, int cout, int k, int stride, int pad,
                      int transposed, const char *prefix)
 {
     int64_t wd[4] = {transposed ? cin : cout, transposed ? cout : cin, k, k}, bd[1] = {cout};
     /* fan_in = weight.size(1)·k·k (torch's _calculate_fan_in_and_fan_out) */
     double fan_in = (double)wd[1] * k * k;
-    *cv = (vae_tconv){NULL, NULL, NULL, NULL, cin, cout, k, stride, pad, transposed,
-                      tr->n_params};
-    reg(tr, 4, wd, fan_in, "%s.weight", prefix);
-    reg(tr, 1, bd, fan_in, "%s.bias", prefix);
+    *cv = (vae_tconv){NULL, NULL, NULL, NULL, cin, cout, k, stride, pad, transposed};
+    param_table_add(&tr->pt, &cv->w, &cv->gw, PARAM_INIT_UNIFORM_FAN_IN, fan_in, 0, 4, wd,
+                    "%s.weight", prefix);
+    param_table_add(&tr->pt, &cv->b, &cv->gb, PARAM_INIT_UNIFORM_FAN_IN, fan_in, 0, 1, bd,
+                    "%s.bias", prefix);
 }
 
 static void reg_res(vae_train *tr, vae_tres *rb, const char *seq, int index, int c)
@@ -90,15 +68,17 @@ static void reg_res(vae_train *tr, vae_tres *rb, const char *seq, int index, int
     reg_conv(tr, &rb->c4, c, c, 1, 1, 0, 0, p);
 }
 
-/* The state dict of DiscreteVAE, in its order: codebook, encoder, decoder
- * (nn.Sequential indices as lib/vae_dvae.c reads them). */
+/* The state dict of DiscreteVAE, in its order: codebook (nn.Embedding,
+ * N(0, 1)), encoder, decoder (nn.Sequential indices as lib/vae_dvae.c
+ * reads them). */
 static void register_all(vae_train *tr)
 {
     const vae_train_config *c = &tr->cfg;
     const int L = c->num_layers, R = c->num_resnet_blocks, h = c->hidden_dim;
     int64_t cd[2] = {c->num_tokens, c->codebook_dim};
     char p[64];
-    reg(tr, 2, cd, 0.0, "vae.codebook.weight");
+    param_table_add(&tr->pt, &tr->codebook, &tr->gcodebook, PARAM_INIT_NORMAL, 0.0, 0, 2, cd,
+                    "vae.codebook.weight");
     for (int i = 0; i < L; i++) {
         snprintf(p, sizeof p, "vae.encoder.%d.0", i);
         reg_conv(tr, &tr->enc_down[i], i ? h : c->channels, h, 4, 2, 1, 0, p);
@@ -123,59 +103,6 @@ static void register_all(vae_train *tr)
     reg_conv(tr, &tr->dec_out, h, c->channels, 1, 1, 0, 0, p);
 }
 
-static void resolve(vae_train *tr, vae_tconv *cv)
-{
-    const vae_param *pw = &tr->params[cv->param];
-    const vae_param *pb = pw + 1;
-    cv->w = tr->w + pw->offset;
-    cv->gw = tr->g + pw->offset;
-    cv->b = tr->w + pb->offset;
-    cv->gb = tr->g + pb->offset;
-}
-
-static void resolve_all(vae_train *tr)
-{
-    const int L = tr->cfg.num_layers, R = tr->cfg.num_resnet_blocks;
-    tr->codebook = tr->w + tr->params[0].offset;
-    tr->gcodebook = tr->g + tr->params[0].offset;
-    for (int i = 0; i < L; i++) {
-        resolve(tr, &tr->enc_down[i]);
-        resolve(tr, &tr->dec_up[i]);
-    }
-    for (int j = 0; j < R; j++) {
-        vae_tres *rb[2] = {&tr->enc_res[j], &tr->dec_res[j]};
-        for (int e = 0; e < 2; e++) {
-            resolve(tr, &rb[e]->c0);
-            resolve(tr, &rb[e]->c2);
-            resolve(tr, &rb[e]->c4);
-        }
-    }
-    resolve(tr, &tr->enc_out);
-    if (R > 0)
-        resolve(tr, &tr->dec_in);
-    resolve(tr, &tr->dec_out);
-}
-
-static void init_weights(vae_train *tr)
-{
-    const uint64_t seed = tr->cfg.seed;
-    for (int t = 0; t < tr->n_params; t++) {
-        const vae_param *p = &tr->params[t];
-        float *x = tr->w + p->offset;
-        for (int64_t i = 0; i < p->numel; i++) {
-            if (p->fan_in > 0.0) {
-                double bound = 1.0 / sqrt(p->fan_in);
-                x[i] = (float)((2.0 * rng_uniform(seed, (uint64_t)t, (uint64_t)i, 0) - 1.0) *
-                               bound);
-            } else { /* Box-Muller */
-                double u1 = rng_uniform(seed, (uint64_t)t, (uint64_t)i, 0);
-                double u2 = rng_uniform(seed, (uint64_t)t, (uint64_t)i, 1);
-                x[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586477 * u2));
-            }
-        }
-    }
-}
-
 /* ---- create / free ------------------------------------------------------------- */
 
 static dalle_status check_config(const vae_train_config *c, int max_batch)
@@ -186,7 +113,7 @@ static dalle_status check_config(const vae_train_config *c, int max_batch)
         c->hidden_dim < 1 || c->hidden_dim > (1 << 14) || c->channels < 1 || c->channels > 4 ||
         max_batch < 1 || max_batch > (1 << 16))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "vae_train: num_layers %d (1..%d), num_resnet_blocks %d (0..%d), "
+                          "VAE: num_layers %d (1..%d), num_resnet_blocks %d (0..%d), "
                           "num_tokens %d, codebook_dim %d, hidden_dim %d, channels %d (1..4), "
                           "batch %d: out of range",
                           c->num_layers, VAE_TRAIN_MAX_LAYERS, c->num_resnet_blocks,
@@ -195,7 +122,7 @@ static dalle_status check_config(const vae_train_config *c, int max_batch)
     const int s = c->image_size;
     if (s < 2 || s > 4096 || (s & (s - 1)) || (s >> c->num_layers) < 1)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "vae_train: image_size %d must be a power of 2 in 2..4096 and at least "
+                          "VAE: image_size %d must be a power of 2 in 2..4096 and at least "
                           "2^num_layers (%d)",
                           s, c->num_layers);
     if (!(c->temperature > 0.0) || !(c->starting_temp > 0.0) || !(c->temp_min > 0.0) ||
@@ -203,14 +130,14 @@ static dalle_status check_config(const vae_train_config *c, int max_batch)
         !(c->learning_rate >= 0.0) || !(c->lr_decay_rate > 0.0) ||
         !(c->kl_div_loss_weight >= 0.0) || !(c->clip_grad_norm >= 0.0))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "vae_train: temperatures must be > 0, rates, weights and the learning "
+                          "VAE: temperatures must be > 0, rates, weights and the learning "
                           "rate >= 0, lr_decay_rate > 0, anneal_every >= 1");
     if (c->normalize)
         for (int i = 0; i < c->channels; i++)
             if (!(c->norm_std[i] != 0.0) || !isfinite(c->norm_std[i]) ||
                 !isfinite(c->norm_mean[i]))
                 return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                                  "vae_train: normalization std[%d] = %g must be finite and "
+                                  "VAE: normalization std[%d] = %g must be finite and "
                                   "non-zero",
                                   i, c->norm_std[i]);
     return DALLE_OK;
@@ -220,33 +147,20 @@ dalle_status vae_train_create(const vae_train_config *cfg, int max_batch, vae_tr
 {
     dalle_status s;
     if (!cfg || !out)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "vae_train_create: NULL argument");
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "VAE: %s is NULL",
+                          cfg ? "the output" : "the configuration");
     *out = NULL;
     if ((s = check_config(cfg, max_batch)))
         return s;
     vae_train *tr = calloc(1, sizeof *tr);
     if (!tr)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "vae_train: out of memory");
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory for the VAE");
     tr->cfg = *cfg;
     tr->max_batch = max_batch;
     tr->grid = cfg->image_size >> cfg->num_layers;
-    tr->params = calloc((size_t)(2 * (2 * cfg->num_layers + 6 * cfg->num_resnet_blocks + 3) + 1),
-                        sizeof *tr->params);
-    if (!tr->params) {
-        s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "vae_train: out of memory");
-        goto fail;
-    }
     register_all(tr);
-    tr->w = malloc((size_t)tr->n_weights * sizeof *tr->w);
-    tr->g = calloc((size_t)tr->n_weights, sizeof *tr->g);
-    if (!tr->w || !tr->g) {
-        s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "vae_train: out of memory for %lld weights",
-                       (long long)tr->n_weights);
-        goto fail;
-    }
-    resolve_all(tr);
-    init_weights(tr);
-    if ((s = adamw_init(&tr->opt, tr->n_weights, &cfg->adam)) ||
+    if ((s = param_table_alloc(&tr->pt, cfg->seed, "VAE")) ||
+        (s = adamw_init(&tr->opt, tr->pt.n_weights, &cfg->adam)) ||
         (s = vae_train_acts_create(tr)))
         goto fail;
     tr->lr = cfg->learning_rate;
@@ -264,24 +178,16 @@ void vae_train_free(vae_train *tr)
         return;
     vae_train_acts_free(tr);
     adamw_free(&tr->opt);
-    free(tr->params);
-    free(tr->w);
-    free(tr->g);
+    param_table_free(&tr->pt);
     free(tr);
 }
 
-const vae_param *vae_train_find(const vae_train *tr, const char *name)
+const train_param *vae_train_find(const vae_train *tr, const char *name)
 {
-    for (int i = 0; i < tr->n_params; i++)
-        if (!strcmp(tr->params[i].name, name))
-            return &tr->params[i];
-    return NULL;
+    return param_table_find(&tr->pt, name);
 }
 
-void vae_train_zero_grad(vae_train *tr)
-{
-    memset(tr->g, 0, (size_t)tr->n_weights * sizeof *tr->g);
-}
+void vae_train_zero_grad(vae_train *tr) { param_table_zero_grad(&tr->pt); }
 
 /* ---- the step ------------------------------------------------------------------ */
 
@@ -293,14 +199,12 @@ dalle_status vae_train_step(vae_train *tr, const float *pixels, int batch, vae_t
     if ((s = vae_train_forward(tr, pixels, batch, &st)))
         return s;
     vae_train_backward(tr);
-    st.grad_norm = clip_grad_norm(tr->g, tr->n_weights, tr->cfg.clip_grad_norm);
     st.lr = tr->lr;
     /* a non-finite loss or gradient leaves the weights and Adam as they are
      * (torch would write NaNs into both); the step still counts, as in
      * dalle_trainer_step */
-    st.skipped = !isfinite(st.grad_norm) || !isfinite(st.loss);
-    if (!st.skipped)
-        adamw_step(&tr->opt, tr->w, tr->g, NULL, tr->lr);
+    st.skipped = param_table_adamw_step(&tr->pt, &tr->opt, 0, st.loss, tr->cfg.clip_grad_norm,
+                                        tr->lr, &st.grad_norm);
     /* train_vae.py: at in-epoch index i % 100 == 0, after the step, with
      * global_step = this step's index (incremented afterwards) */
     const vae_train_config *c = &tr->cfg;
@@ -357,13 +261,7 @@ dalle_status vae_train_write(const vae_train *tr, dalle_bundle_writer *w)
          (s = dalle_bundle_writer_set_f64_array(w, "vae.normalization.std", c->norm_std,
                                                 c->channels))))
         return s;
-    for (int i = 0; i < tr->n_params; i++) {
-        const vae_param *p = &tr->params[i];
-        if ((s = dalle_bundle_writer_add_tensor(w, p->name, DALLE_DTYPE_F32, p->ndim, p->dims,
-                                                tr->w + p->offset, 3)))
-            return s;
-    }
-    return DALLE_OK;
+    return param_table_write(&tr->pt, w);
 }
 
 /* The Adam state goes through adamw_save with a constant schedule whose
@@ -387,17 +285,14 @@ dalle_status vae_train_save_state(const vae_train *tr, dalle_bundle_writer *w)
 dalle_status vae_train_resume(vae_train *tr, dalle_bundle *b)
 {
     /* check every tensor first, then copy: a failure changes nothing */
-    const float **src = calloc((size_t)tr->n_params, sizeof *src);
-    if (!src)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "vae_train: out of memory");
-    dalle_status s = DALLE_OK;
-    for (int i = 0; i < tr->n_params && !s; i++)
-        s = bundle_tensor_f32(b, tr->params[i].name, tr->params[i].ndim, tr->params[i].dims,
-                              &src[i]);
+    const float **src;
+    dalle_status s = param_table_find_all(&tr->pt, b, &src);
+    if (s)
+        return s;
     double temp = tr->temp;
     int64_t step = tr->step, seed = 0;
     int has_state = dalle_bundle_meta_i64(b, "train.vae.step", &step) == DALLE_OK;
-    if (!s && has_state &&
+    if (has_state &&
         (dalle_bundle_meta_f64(b, "train.vae.temp", &temp) ||
          dalle_bundle_meta_i64(b, "train.vae.seed", &seed) || step < 0))
         s = dalle_fail(DALLE_ERR_MISMATCH,
@@ -407,17 +302,16 @@ dalle_status vae_train_resume(vae_train *tr, dalle_bundle *b)
     memset(&ls, 0, sizeof ls);
     if (!s && has_state) /* changes tr->opt only on success */
         s = adamw_load(&tr->opt, &ls, b, "train.");
-    if (!s) {
-        for (int i = 0; i < tr->n_params; i++)
-            memcpy(tr->w + tr->params[i].offset, src[i],
-                   (size_t)tr->params[i].numel * sizeof(float));
-        if (has_state) {
-            tr->lr = ls.base_lr;
-            tr->temp = temp;
-            tr->step = step;
-            tr->cfg.seed = (uint64_t)seed; /* the Gumbel noise continues its stream */
-        }
+    if (s) {
+        free(src);
+        return s;
     }
-    free(src);
-    return s;
+    param_table_copy(&tr->pt, src);
+    if (has_state) {
+        tr->lr = ls.base_lr;
+        tr->temp = temp;
+        tr->step = step;
+        tr->cfg.seed = (uint64_t)seed; /* the Gumbel noise continues its stream */
+    }
+    return DALLE_OK;
 }

@@ -38,10 +38,10 @@
  * values are drawn from lib/rng.h (not torch's generator), keyed by
  * (seed, tensor index, element).
  *
- * Weights are one flat vector in the state-dict order and under the state
- * dict's names (prefixed "vae."), so the optimizer sees one vector and
- * vae_train_write gives a bundle of kind "dvae" that dalle_ctx_create loads
- * as it is.
+ * Weights are one flat vector (tr->pt, param_table.h) in the state-dict
+ * order and under the state dict's names (prefixed "vae."), so the
+ * optimizer sees one vector and vae_train_write gives a bundle of kind
+ * "dvae" that dalle_ctx_create loads as it is.
  *
  * Activations are kept channel-major over the batch, [c][batch][h][w]
  * (lib/train/conv_backward.h). Everything is allocated by vae_train_create;
@@ -57,6 +57,7 @@
 
 #include "dalle/dalle.h"
 #include "train/adamw.h"
+#include "train/param_table.h"
 
 #define VAE_TRAIN_MAX_LAYERS 8
 #define VAE_TRAIN_MAX_RES 16
@@ -93,20 +94,10 @@ typedef struct vae_train_config {
 /* Upstream's defaults (DiscreteVAE() and train_vae.py). */
 vae_train_config vae_train_default_config(void);
 
-/* One named weight tensor: w + offset, numel floats. */
-typedef struct vae_param {
-    char name[96];
-    int ndim;
-    int64_t dims[4];
-    int64_t offset, numel;
-    double fan_in; /* U(±1/√fan_in); 0: N(0, 1) */
-} vae_param;
-
-/* A convolution's tensors inside w (and g). */
+/* A convolution's tensors inside pt.w (and pt.g). */
 typedef struct vae_tconv {
     float *w, *b, *gw, *gb;
     int cin, cout, k, stride, pad, transposed;
-    int param; /* index of the weight in params; the bias follows it */
 } vae_tconv;
 
 typedef struct vae_tres {
@@ -125,10 +116,7 @@ typedef struct vae_train vae_train;
 struct vae_train {
     vae_train_config cfg;
     int grid; /* tokens per side: image_size / 2^num_layers */
-    int n_params;
-    vae_param *params;
-    int64_t n_weights;
-    float *w, *g; /* weights, gradients [n_weights] */
+    param_table pt; /* weights pt.w, gradients pt.g (U(±1/√fan_in); the codebook N(0, 1)) */
     float *codebook, *gcodebook;
     vae_tconv enc_down[VAE_TRAIN_MAX_LAYERS], enc_out;
     vae_tres enc_res[VAE_TRAIN_MAX_RES], dec_res[VAE_TRAIN_MAX_RES];
@@ -145,14 +133,14 @@ struct vae_train {
  * every buffer for steps of up to max_batch images. */
 dalle_status vae_train_create(const vae_train_config *cfg, int max_batch, vae_train **out);
 void vae_train_free(vae_train *tr);
-const vae_param *vae_train_find(const vae_train *tr, const char *name);
+const train_param *vae_train_find(const vae_train *tr, const char *name);
 
 /* DiscreteVAE.forward(pixels, return_loss=True, temp=tr->temp) over
  * pixels [batch][channels][size][size] in [0, 1], with the Gumbel noise of
  * step tr->step; keeps the activations. stats (may be NULL): loss parts. */
 dalle_status vae_train_forward(vae_train *tr, const float *pixels, int batch,
                                vae_train_stats *stats);
-/* ADDS d loss / d w of the last forward into tr->g. */
+/* ADDS d loss / d w of the last forward into tr->pt.g. */
 void vae_train_backward(vae_train *tr);
 void vae_train_zero_grad(vae_train *tr);
 

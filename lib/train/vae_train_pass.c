@@ -124,7 +124,7 @@ dalle_status vae_train_acts_create(vae_train *tr)
 {
     acts *a = calloc(1, sizeof *a);
     if (!a)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "vae_train: out of memory");
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory for the VAE's activations");
     tr->act = a;
     layout(tr, a);
     const int64_t floats = a->used, P = (int64_t)tr->max_batch * tr->grid * tr->grid;
@@ -132,7 +132,7 @@ dalle_status vae_train_acts_create(vae_train *tr)
     a->colsum = malloc((size_t)P * sizeof(double));
     if (!a->arena || !a->colsum)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                          "vae_train: out of memory for %lld floats of activations",
+                          "out of memory for the VAE's activations (%lld floats)",
                           (long long)floats);
     memset(a->arena, 0, (size_t)floats * sizeof(float));
     layout(tr, a);
@@ -165,7 +165,7 @@ static void conv_fwd(const vae_train *tr, const vae_tconv *cv, int batch, int si
     bconv_forward(&c, x, cv->w, cv->b, y, A(tr)->col, A(tr)->col_floats, tr->pool);
 }
 
-/* dx (may be NULL) += ∂/∂x; the weight gradients go into tr->g. */
+/* dx (may be NULL) += ∂/∂x; the weight gradients go into tr->pt.g. */
 static void conv_bwd(const vae_train *tr, const vae_tconv *cv, int batch, int side,
                      const float *x, const float *dy, float *dx)
 {
@@ -420,11 +420,14 @@ static void load_input(const vae_train *tr, const float *pixels, int batch)
     }
 }
 
-static dalle_status check_batch(const vae_train *tr, int batch, const void *p, const char *fn)
+/* `what` names the array p in the message. */
+static dalle_status check_batch(const vae_train *tr, int batch, const void *p, const char *what)
 {
-    if (!p || batch < 1 || batch > tr->max_batch)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: batch %d (1..%d) or NULL data", fn,
-                          batch, tr->max_batch);
+    if (!p)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+    if (batch < 1 || batch > tr->max_batch)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "batch = %d: expected 1..%d images", batch,
+                          tr->max_batch);
     return DALLE_OK;
 }
 
@@ -432,7 +435,7 @@ dalle_status vae_train_forward(vae_train *tr, const float *pixels, int batch,
                                vae_train_stats *stats)
 {
     dalle_status s;
-    if ((s = check_batch(tr, batch, pixels, "vae_train_forward")))
+    if ((s = check_batch(tr, batch, pixels, "pixels")))
         return s;
     acts *a = A(tr);
     const vae_train_config *c = &tr->cfg;
@@ -580,8 +583,8 @@ void vae_train_recons(const vae_train *tr, float *pixels)
 dalle_status vae_train_encode(vae_train *tr, const float *pixels, int batch, int32_t *ids)
 {
     dalle_status s;
-    if ((s = check_batch(tr, batch, pixels, "vae_train_encode")) ||
-        (s = check_batch(tr, batch, ids, "vae_train_encode")))
+    if ((s = check_batch(tr, batch, pixels, "pixels")) ||
+        (s = check_batch(tr, batch, ids, "ids")))
         return s;
     acts *a = A(tr);
     const int64_t N = tr->cfg.num_tokens, P = (int64_t)batch * tr->grid * tr->grid;
@@ -602,16 +605,15 @@ dalle_status vae_train_encode(vae_train *tr, const float *pixels, int batch, int
 dalle_status vae_train_decode(vae_train *tr, const int32_t *ids, int batch, float *pixels)
 {
     dalle_status s;
-    if ((s = check_batch(tr, batch, ids, "vae_train_decode")) ||
-        (s = check_batch(tr, batch, pixels, "vae_train_decode")))
+    if ((s = check_batch(tr, batch, ids, "ids")) ||
+        (s = check_batch(tr, batch, pixels, "pixels")))
         return s;
     acts *a = A(tr);
     const int64_t D = tr->cfg.codebook_dim, P = (int64_t)batch * tr->grid * tr->grid;
     for (int64_t p = 0; p < P; p++)
         if (ids[p] < 0 || ids[p] >= tr->cfg.num_tokens)
-            return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "vae_train_decode: id %d at %lld is outside [0, %d)", ids[p],
-                              (long long)p, tr->cfg.num_tokens);
+            return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "ids[%lld] = %d is outside [0, %d)",
+                              (long long)p, ids[p], tr->cfg.num_tokens);
     a->batch = batch;
     /* codebook(ids), 'b (h w) d -> d b h w' */
     for (int64_t p = 0; p < P; p++) {

@@ -15,6 +15,7 @@
 #include "../params.h"
 #include "../threadpool.h"
 #include "image_data.h"
+#include "trainer_common.h"
 #include "vae_train.h"
 
 struct dalle_vae_trainer {
@@ -108,20 +109,7 @@ static dalle_status check_optim(const dalle_vae_train_params *p)
 
 static dalle_status check_stats(const dalle_vae_train_stats *st, const char *fn)
 {
-    if (st && (st->struct_size < sizeof *st || st->struct_size > (size_t)1 << 16))
-        return BAD("%s: stats->struct_size = %zu: initialise it with "
-                   "dalle_vae_train_default_stats()",
-                   fn, st->struct_size);
-    return DALLE_OK;
-}
-
-static void put_stats(dalle_vae_train_stats *dst, const dalle_vae_train_stats *src)
-{
-    if (!dst)
-        return;
-    size_t theirs = dst->struct_size;
-    memcpy(dst, src, sizeof *src); /* theirs >= ours: check_stats */
-    dst->struct_size = theirs;
+    return train_check_stats(st, sizeof *st, fn, "dalle_vae_train_default_stats");
 }
 
 /* ---- creating and resuming ---------------------------------------------------------- */
@@ -253,7 +241,7 @@ static dalle_status read_model(dalle_vae_trainer *t, dalle_bundle *b, int *norma
     t->p.temperature = temp;
     t->p.kl_div_loss_weight = klw;
     if ((s = check_shape(&t->p)))
-        return dalle_fail(DALLE_ERR_MISMATCH, "%s: %s", bundle_path(b), dalle_last_error());
+        return train_fail_in(bundle_path(b), DALLE_ERR_MISMATCH);
     return DALLE_OK;
 }
 
@@ -287,8 +275,7 @@ static dalle_status read_train_state(dalle_vae_trainer *t, dalle_bundle *b)
     t->p.temp_min = tmin;
     t->p.anneal_rate = rate;
     t->p.clip_grad_norm = clip;
-    dalle_status s = check_optim(&t->p);
-    return s ? dalle_fail(DALLE_ERR_MISMATCH, "%s: %s", bundle_path(b), dalle_last_error()) : s;
+    return check_optim(&t->p) ? train_fail_in(bundle_path(b), DALLE_ERR_MISMATCH) : DALLE_OK;
 }
 
 dalle_status dalle_vae_trainer_resume(const char *checkpoint,
@@ -372,14 +359,15 @@ static void stats_from(const vae_train_stats *v, int64_t step, dalle_vae_train_s
 
 /* The step with the in-epoch index of an epoch of `spe` steps (0: endless). */
 static dalle_status step(dalle_vae_trainer *t, const float *pixels, int batch, int64_t spe,
-                         dalle_vae_train_stats *stats)
+                         dalle_vae_train_stats *stats, const char *fn)
 {
     vae_train_stats v;
     t->tr->cfg.steps_per_epoch = spe;
     dalle_status s = vae_train_step(t->tr, pixels, batch, &v);
-    if (!s)
-        stats_from(&v, t->tr->step, stats);
-    return s;
+    if (s)
+        return train_fail_in(fn, s);
+    stats_from(&v, t->tr->step, stats);
+    return DALLE_OK;
 }
 
 dalle_status dalle_vae_trainer_step(dalle_vae_trainer *t, const float *pixels, int batch,
@@ -389,9 +377,9 @@ dalle_status dalle_vae_trainer_step(dalle_vae_trainer *t, const float *pixels, i
     if (s || (s = check_stats(stats, "dalle_vae_trainer_step")))
         return s;
     dalle_vae_train_stats st;
-    if ((s = step(t, pixels, batch, t->p.steps_per_epoch, &st)))
+    if ((s = step(t, pixels, batch, t->p.steps_per_epoch, &st, "dalle_vae_trainer_step")))
         return s;
-    put_stats(stats, &st);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -417,10 +405,10 @@ dalle_status dalle_vae_trainer_step_data(dalle_vae_trainer *t, dalle_image_data 
         return s;
     dalle_vae_train_stats st;
     /* train_vae.py's in-epoch index restarts with each pass over the data */
-    if ((s = step(t, t->ibuf, t->p.batch, spe, &st)))
+    if ((s = step(t, t->ibuf, t->p.batch, spe, &st, "dalle_vae_trainer_step_data")))
         return s;
     st.epoch = at / spe;
-    put_stats(stats, &st);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -432,12 +420,12 @@ dalle_status dalle_vae_trainer_eval(dalle_vae_trainer *t, const float *pixels, i
         return s;
     vae_train_stats v;
     if ((s = vae_train_forward(t->tr, pixels, batch, &v)))
-        return s;
+        return train_fail_in("dalle_vae_trainer_eval", s);
     v.grad_norm = 0.0;
     v.skipped = 0;
     dalle_vae_train_stats st;
     stats_from(&v, t->tr->step, &st);
-    put_stats(stats, &st);
+    train_put_stats(stats, &st, sizeof st);
     return DALLE_OK;
 }
 
@@ -447,7 +435,9 @@ dalle_status dalle_vae_trainer_encode(dalle_vae_trainer *t, const float *pixels,
     dalle_status s = check_pixels(t, pixels, batch, "dalle_vae_trainer_encode");
     if (s || (s = check_input(t, ids, batch, "ids", "dalle_vae_trainer_encode")))
         return s;
-    return vae_train_encode(t->tr, pixels, batch, ids);
+    if ((s = vae_train_encode(t->tr, pixels, batch, ids)))
+        return train_fail_in("dalle_vae_trainer_encode", s);
+    return DALLE_OK;
 }
 
 dalle_status dalle_vae_trainer_decode(dalle_vae_trainer *t, const int32_t *ids, int batch,
@@ -456,7 +446,9 @@ dalle_status dalle_vae_trainer_decode(dalle_vae_trainer *t, const int32_t *ids, 
     dalle_status s = check_input(t, ids, batch, "ids", "dalle_vae_trainer_decode");
     if (s || (s = check_input(t, pixels, batch, "pixels", "dalle_vae_trainer_decode")))
         return s;
-    return vae_train_decode(t->tr, ids, batch, pixels);
+    if ((s = vae_train_decode(t->tr, ids, batch, pixels)))
+        return train_fail_in("dalle_vae_trainer_decode", s);
+    return DALLE_OK;
 }
 
 /* ---- queries and saving ---------------------------------------------------------------- */
@@ -464,23 +456,20 @@ dalle_status dalle_vae_trainer_decode(dalle_vae_trainer *t, const int32_t *ids, 
 int64_t dalle_vae_trainer_steps(const dalle_vae_trainer *t) { return t ? t->tr->step : 0; }
 int64_t dalle_vae_trainer_num_params(const dalle_vae_trainer *t)
 {
-    return t ? t->tr->n_weights : 0;
+    return t ? t->tr->pt.n_weights : 0;
 }
 
 dalle_status dalle_vae_trainer_get_params(const dalle_vae_trainer *t,
                                           dalle_vae_train_params *params)
 {
-    if (!t || !params)
-        return BAD("dalle_vae_trainer_get_params: %s is NULL", t ? "params" : "trainer");
-    size_t theirs = params->struct_size;
-    if (theirs < sizeof(size_t) || theirs > (size_t)1 << 16)
-        return BAD("dalle_vae_trainer_get_params: params->struct_size = %zu: initialise it "
-                   "with dalle_vae_train_default_params()", theirs);
-    dalle_vae_train_params p = t->p;
-    p.lr = t->tr->lr;
-    p.starting_temp = t->tr->temp;
-    params_fill(params, theirs, &p, sizeof p);
-    return DALLE_OK;
+    /* the settings in force: the decayed learning rate, the annealed temperature */
+    dalle_vae_train_params p = t ? t->p : (dalle_vae_train_params){0};
+    if (t) {
+        p.lr = t->tr->lr;
+        p.starting_temp = t->tr->temp;
+    }
+    return train_get_params(t != NULL, params, &p, sizeof p, "dalle_vae_trainer_get_params",
+                            "dalle_vae_train_default_params");
 }
 
 static dalle_status write_settings(const dalle_vae_trainer *t, dalle_bundle_writer *w)
@@ -504,19 +493,11 @@ dalle_status dalle_vae_trainer_save(dalle_vae_trainer *t, const char *path, int 
 {
     if (!t || !path)
         return BAD("dalle_vae_trainer_save: %s is NULL", t ? "path" : "trainer");
-    dalle_bundle_writer *w = NULL;
-    char source[160];
-    snprintf(source, sizeof source, "libdalle %s dalle_vae_trainer, step %lld", dalle_version(),
-             (long long)t->tr->step);
-    dalle_status s = dalle_bundle_writer_create("dvae", &w);
-    if (!s)
-        s = dalle_bundle_writer_set_str(w, "general.source", source);
+    dalle_bundle_writer *w;
+    dalle_status s = train_writer_create("dvae", "dalle_vae_trainer", t->tr->step, &w);
     if (!s)
         s = vae_train_write(t->tr, w);
     if (!s && with_optimizer)
         s = write_settings(t, w);
-    if (!s)
-        s = dalle_bundle_writer_finish(w, path);
-    dalle_bundle_writer_free(w);
-    return s;
+    return train_writer_finish(w, s, path);
 }

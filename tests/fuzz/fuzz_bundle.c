@@ -2,8 +2,8 @@
  *
  * LLVMFuzzerTestOneInput opens the input with dalle_bundle_open_memory, walks
  * every metadata entry and tensor info, verifies the bundle and reads every
- * tensor (those up to 1 MiB), through both dalle_bundle_read_tensor and
- * bundle_tensor_f32, then closes it. Any crash, sanitizer report, leak or
+ * tensor (those up to 1 MiB), through dalle_bundle_read_tensor,
+ * bundle_tensor_f32 and bundle_tensor_typed, then closes it. Any crash, sanitizer report, leak or
  * hang is a bug: malformed input must only ever give an error status.
  *
  * Built with -DDALLE_LIBFUZZER it is a libFuzzer target; without it, main()
@@ -112,6 +112,11 @@ static void walk_tensors(dalle_bundle *b)
         const float *f;
         if (bundle_tensor_f32(b, info.name, info.ndim, info.dims, &f) == DALLE_OK)
             sink += f[0] == f[0];
+        /* the typed path of reduced-precision weights (f16/bf16/i8 kept) */
+        const void *raw;
+        dalle_dtype dt;
+        if (bundle_tensor_typed(b, info.name, info.ndim, info.dims, &dt, &raw) == DALLE_OK)
+            sink += ((const unsigned char *)raw)[0] + (unsigned)dt;
     }
     (void)dalle_bundle_find_tensor(b, "absent");
 }

@@ -231,6 +231,75 @@ do -- images
   argerror("bad argument #2 to 'dalle.read_image' (expected 1..16384, got 0)", "dalle.read_image(path, 0)", dalle.read_image, gpng, 0)
 end
 
+-- ---- the synthetic world and its judge: no bundle needed ---------------------
+
+do
+  local g <close> = dalle.synth(7, {split = "any"})
+  check(tostring(g):find("dalle.Synth(seed 7, any", 1, true) ~= nil, "dalle.synth: tostring")
+  local passed, n = 0, 30
+  for i = 0, n - 1 do
+    local caption, im = g:sample(i, 32)
+    local v = dalle.judge(im, caption)
+    if v.passed and v.asked >= 2 and v.right == v.asked then passed = passed + 1 end
+  end
+  check(passed == n, string.format("dalle.judge reads %d of %d drawn items back", passed, n))
+  local caption, im = g:sample(0)
+  check(select(2, im:size()) == 64 and g:caption(0) == caption, "synth:sample(index) is 64 px, synth:caption agrees")
+  local scene = g:scene(0)
+  check(#scene.objects >= 1 and caption:find(scene.objects[1].shape, 1, true) ~= nil,
+        "synth:scene names the caption's shape")
+  local seen = dalle.read_scene(im, 2)
+  check(seen.background == scene.background and seen.objects[1] ~= nil, "dalle.read_scene: background")
+
+  local held <close> = dalle.synth(0, {split = "heldout"})
+  local all_held = true
+  for i = 0, 19 do
+    local s = dalle.parse_caption(held:caption(i))
+    all_held = all_held and s.says.background == true
+               and dalle.is_heldout(s.objects[1].color, s.objects[1].shape, s.background)
+  end
+  check(all_held, "held-out captions name a held-out combination and its background")
+  check(dalle.is_heldout("red", "square", "white") and not dalle.is_heldout("green", "triangle", "yellow"),
+        "dalle.is_heldout")
+  local pair = dalle.parse_caption("a red circle above a blue square")
+  check(pair.relation == "above" and #pair.objects == 2 and pair.objects[2].shape == "square",
+        "dalle.parse_caption: a pair")
+
+  local caps = {}
+  for i = 0, 99 do caps[#caps + 1] = g:caption(i) end
+  local text, count, vocab = dalle.learn_bpe(caps)
+  check(text:sub(1, 8) == "#version" and count > 10 and vocab == 512 + count + 2,
+        string.format("dalle.learn_bpe: %d merges, %d ids", count, vocab))
+  local path = tmp .. "/lua_bpe.txt"
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  local tok <close> = dalle.tokenizer(path)
+  check(tok:vocab_size() == vocab, "dalle.tokenizer loads the learnt merges")
+  local _, five = dalle.learn_bpe(caps, {max_merges = 5})
+  check(five == 5, "dalle.learn_bpe: max_merges")
+
+  fails("DALLE_ERR_INVALID_ARGUMENT", "dalle_synth_params.colors = 2", "dalle.synth(0, {colors = 2})",
+        dalle.synth, 0, {colors = 2})
+  argerror("option 'split' must be 'train', 'heldout' or 'any'", "dalle.synth(0, {split = 'x'})",
+           dalle.synth, 0, {split = "x"})
+  fails("DALLE_ERR_FORMAT", "names no object", "dalle.judge(image, 'a red')", dalle.judge, im, "a red")
+  fails("DALLE_ERR_INVALID_ARGUMENT", "max_objects = 3", "dalle.read_scene(image, 3)",
+        dalle.read_scene, im, 3)
+  argerror("one square picture expected", "dalle.judge(2 images)", dalle.judge,
+           dalle.image(2, 16, 16, 0.5), "a red circle")
+  argerror("unknown colour 'mauve'", "dalle.is_heldout('mauve', ...)", dalle.is_heldout,
+           "mauve", "circle", "red")
+  fails("DALLE_ERR_INVALID_ARGUMENT", "min_count = 0", "dalle.learn_bpe(caps, {min_count = 0})",
+        dalle.learn_bpe, caps, {min_count = 0})
+  argerror("captions[2]: string expected", "dalle.learn_bpe({'a', 5})", dalle.learn_bpe, {"a", 5})
+  argerror("(expected 16..1024, got 8)", "synth:sample(0, 8)",
+           g.sample, g, 0, 8)
+  g:close()
+  g:close()
+  argerror("attempt to use a closed dalle synth", "synth:caption after close", g.caption, g, 0)
+end
+
 -- ---- golden bundles ---------------------------------------------------------
 
 local have_any = false

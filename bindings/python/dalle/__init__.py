@@ -13,6 +13,12 @@ Classes: :class:`Dalle` (transformer + VAE), :class:`Vae`, :class:`Clip`,
 :class:`Tokenizer`, :class:`Bundle` (read-only inspection through the C
 reader); errors are :class:`DalleError`. See docs/python.md.
 
+The synthetic world and its judge (:mod:`dalle.synth`: :class:`Synth`,
+:func:`synth_sample`, :func:`judge`, :func:`learn_bpe`, ...) and training
+(:mod:`dalle.train`: :class:`Trainer`, :class:`VaeTrainer`,
+:class:`ClipTrainer`, :class:`TokenData`, :class:`ImageData`) wrap
+include/dalle/train.h; see docs/synthetic-world.md and docs/training.md.
+
 Importing this package loads no C library: libdalle is loaded on first use
 (see :mod:`dalle._lib` for where it is looked for), so the checkpoint
 converter (``python3 -m dalle.convert``) and the pure-Python bundle
@@ -29,6 +35,10 @@ __all__ = [
     "generate", "GeneratedImage",
     "write_png", "read_image", "to_pil", "from_pil", "rgb_bytes",
     "library_version", "library_path", "set_log_callback", "use_numpy",
+    "Synth", "Scene", "SceneObject", "Verdict", "BpeMerges", "synth_sample",
+    "heldout_captions", "judge", "judge_scene", "read_scene", "parse_caption", "is_heldout",
+    "palette", "learn_bpe",
+    "TokenData", "ImageData", "Trainer", "VaeTrainer", "ClipTrainer",
 ]
 
 _LAZY = {
@@ -50,6 +60,12 @@ _LAZY = {
     "set_log_callback": ("_lib", "set_log_callback"),
     "use_numpy": ("_arrays", "use_numpy"),
 }
+_LAZY.update({name: ("synth", name) for name in (
+    "Synth", "Scene", "SceneObject", "Verdict", "BpeMerges", "synth_sample",
+    "heldout_captions", "judge", "judge_scene", "read_scene", "parse_caption", "is_heldout",
+    "palette", "learn_bpe")})
+_LAZY.update({name: ("train", name) for name in (
+    "TokenData", "ImageData", "Trainer", "VaeTrainer", "ClipTrainer")})
 
 
 def __getattr__(name):

@@ -3,6 +3,7 @@
     python3 -m dalle.convert INPUT... -o OUT.dalle [--bpe MERGES.txt]
                              [--config VQGAN.yaml] [--image-size N]
                              [--clip-heads N] [--level N]
+                             [--dtype f32|f16|bf16|int8]
     python3 -m dalle.convert --info BUNDLE
 
 Each input's kind is recognised from its contents, never its name:
@@ -29,6 +30,11 @@ DALLE (``vae.`` + DiscreteVAE key, ``vae.enc.``/``vae.dec.`` + dall_e keys,
 and the other names as aliases. Metadata keys are listed in
 docs/bundle-keys.md.
 
+``--dtype`` (DALLE bundles only) stores the large matrices of the
+transformer (to_qkv, to_out, the feed-forward's two linears, to_logits and
+the token embeddings) as f16, bf16 or int8 with per-block scales; the
+library keeps them so in memory (docs/converter.md).
+
 Library use: :func:`convert` raises :class:`ConvertError`; :func:`main`
 prints it and returns 1.
 """
@@ -45,6 +51,7 @@ import sys
 
 from . import __version__
 from . import bundle as B
+from . import lowp
 from . import torchfile as TF
 from . import yamlmini
 
@@ -242,6 +249,44 @@ def _converted_bytes(t: TF.Tensor, name: str) -> bytes:
     return data
 
 
+# ---------------------------------------------------------------- reduced precision
+
+#: --dtype choices: None keeps the checkpoint's types (float32 for DALLE-pytorch)
+DTYPES = ("f32", "f16", "bf16", "int8")
+
+# The DALLE matrices --dtype reduces (2-D only): attention's to_qkv and
+# to_out, the feed-forward's two linears (net.0, net.3), to_logits and the
+# token embeddings (SharedEmbedding's *_emb.linear.weight with
+# share_input_output_emb: views of to_logits.1.weight, written as aliases),
+# under the plain or the reversible layer names. Norms,
+# biases, LayerScale, positional tables and the VAE stay as they are.
+_REDUCIBLE = re.compile(r"(transformer\..*\.(to_qkv\.weight|to_out\.0\.weight|net\.[03]\.weight)"
+                        r"|to_logits\.1\.weight|(text|image)_emb(\.linear)?\.weight)\Z")
+_FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def reducible(name: str, t: TF.Tensor) -> bool:
+    """Whether --dtype applies to tensor ``name`` of a DALLE bundle."""
+    return bool(_REDUCIBLE.match(name)) and len(t.shape) == 2 and t.dtype in _FLOAT_DTYPES
+
+
+def _float32_bytes(t: TF.Tensor, name: str) -> bytes:
+    """The tensor as float32 bytes (float64 narrowed, halves widened)."""
+    if t.dtype == "float16":
+        data = t.tobytes()
+        t.storage.release()
+        return array.array("f", lowp.from_f16(data)).tobytes()
+    if t.dtype == "bfloat16":
+        data = t.tobytes()
+        t.storage.release()
+        return array.array("f", lowp.from_bf16(data)).tobytes()
+    return _converted_bytes(t, name)
+
+
+def _scale_name(name: str) -> str:
+    return name + ":scale"
+
+
 class TensorPlan:
     """Adds named checkpoint tensors to a writer, turning shared storage into aliases.
 
@@ -254,6 +299,7 @@ class TensorPlan:
 
     def __init__(self):
         self.items = []  # (bundle name, Tensor, source description)
+        self.reduce = {}  # bundle name -> "f16" | "bf16" | "int8" (--dtype)
 
     def add(self, name: str, t: TF.Tensor, where: str):
         if not isinstance(t, TF.Tensor):
@@ -279,15 +325,49 @@ class TensorPlan:
                 anchor_of[id(self.items[members[0]][1].storage)] = max(
                     contiguous, key=lambda p: (self.items[p][1].numel, -p))
         written = set()
-        stats = {"tensors": 0, "aliases": 0,
+        stats = {"tensors": 0, "aliases": 0, "reduced": 0,
                  "float64_as_f32": sum(t.dtype == "float64" for _, t, _ in self.items)}
 
         def write(pos):
             name, t, _ = self.items[pos]
-            w.add_tensor(name, _DTYPE_MAP[t.dtype], t.shape or (),
-                         lambda t=t, name=name: _converted_bytes(t, name))
+            mode = self.reduce.get(name)
+            if mode is None:
+                w.add_tensor(name, _DTYPE_MAP[t.dtype], t.shape or (),
+                             lambda t=t, name=name: _converted_bytes(t, name))
+            elif mode in ("f16", "bf16"):
+                fn = lowp.to_f16 if mode == "f16" else lowp.to_bf16
+                w.add_tensor(name, mode, t.shape,
+                             lambda t=t, name=name, fn=fn: fn(_float32_bytes(t, name), name))
+                stats["reduced"] += 1
+            else:  # int8: the matrix, then its scales (the writer fetches in this order)
+                rows, cols = t.shape
+                pending = {}
+
+                def quantized(t=t, name=name, rows=rows, cols=cols, pending=pending):
+                    q, sc = lowp.quantize_int8(_float32_bytes(t, name), rows, cols,
+                                               lowp.INT8_BLOCK, name)
+                    pending["scale"] = sc
+                    return q
+
+                w.add_tensor(name, "i8", t.shape, quantized)
+                w.add_tensor(_scale_name(name), "f32", (rows, -(-cols // lowp.INT8_BLOCK)),
+                             lambda pending=pending: pending.pop("scale"))
+                stats["reduced"] += 1
             written.add(pos)
             stats["tensors"] += 1
+
+        def alias_ok(pos, anchor, start):
+            """A reduced alias must view its anchor reduced the same way
+            (int8: whole rows of the same width, so the scales line up)."""
+            name, t, _ = self.items[pos]
+            aname, a, _ = self.items[anchor]
+            mode = self.reduce.get(name)
+            if mode != self.reduce.get(aname):
+                return False
+            if mode != "int8":
+                return True
+            cols = a.shape[1]
+            return len(t.shape) == 2 and t.shape[1] == cols and start % cols == 0
 
         for pos, (name, t, _) in enumerate(self.items):
             if pos in written:
@@ -300,9 +380,16 @@ class TensorPlan:
                 write(anchor)
             a = self.items[anchor][1]
             start = t.offset - a.offset
-            if t.is_contiguous() and 0 <= start and start + t.numel <= a.numel:
+            if (t.is_contiguous() and 0 <= start and start + t.numel <= a.numel
+                    and alias_ok(pos, anchor, start)):
                 w.add_alias(name, self.items[anchor][0], t.shape or (), start)
                 stats["aliases"] += 1
+                if self.reduce.get(name) == "int8":
+                    cols = a.shape[1]
+                    nb = -(-cols // lowp.INT8_BLOCK)
+                    w.add_alias(_scale_name(name), _scale_name(self.items[anchor][0]),
+                                (t.shape[0], nb), start // cols * nb)
+                    stats["aliases"] += 1
                 written.add(pos)
             else:
                 write(pos)
@@ -768,8 +855,20 @@ def _read_bpe(path):
     return data
 
 
+def _plan_reduction(w, plan, dtype):
+    """Mark the DALLE matrices --dtype reduces, and record it in the metadata."""
+    if dtype in (None, "f32"):
+        return
+    for name, t, _ in plan.items:
+        if reducible(name, t):
+            plan.reduce[name] = dtype
+    w.set_str("weights.dtype", dtype)
+    if dtype == "int8":
+        w.set_i64("weights.int8_block", lowp.INT8_BLOCK)
+
+
 def convert(inputs, output, bpe=None, config=None, image_size=None, level=3,
-            clip_heads=None) -> dict:
+            clip_heads=None, dtype="f32") -> dict:
     """Convert checkpoint files into one bundle at ``output``.
 
     ``inputs``: paths (kinds recognised from contents; a taming yaml or a BPE
@@ -778,6 +877,9 @@ def convert(inputs, output, bpe=None, config=None, image_size=None, level=3,
     OpenAI dVAE / VQGAN. ``level``: zstd level (0 = store raw).
     ``clip_heads``: text-transformer heads of an OpenAI CLIP (state dicts do
     not record it; build_model assumes width // 64).
+    ``dtype``: storage of the DALLE transformer's large matrices: "f32"
+    (default: as in the checkpoint), "f16", "bf16" or "int8" (per-block
+    scales, block lowp.INT8_BLOCK); see docs/converter.md.
 
     Returns a summary dict (kind, tensors, aliases, bytes).
     """
@@ -827,6 +929,11 @@ def convert(inputs, output, bpe=None, config=None, image_size=None, level=3,
         raise ConvertError("--image-size only applies to the OpenAI dVAE and VQGAN")
     if clip_heads is not None and kind != "openai_clip":
         raise ConvertError("--clip-heads only applies to OpenAI CLIP checkpoints")
+    if dtype not in DTYPES:
+        raise ConvertError(f"--dtype {dtype}: one of {', '.join(DTYPES)}")
+    if dtype != "f32" and kind != "dalle":
+        raise ConvertError(f"--dtype {dtype} only applies to DALLE checkpoints (the VAE and "
+                           "CLIP are kept in float32)")
 
     w = B.BundleWriter(kind, level=level)
     plan = TensorPlan()
@@ -854,11 +961,14 @@ def convert(inputs, output, bpe=None, config=None, image_size=None, level=3,
         source = (source + "; " if source else "") + f"{os.path.basename(bpe)} (CLIP BPE merges)"
     w.set_str("general.source", source)
     w.set_str("general.converter", CONVERTER)
+    _plan_reduction(w, plan, dtype)
     stats = plan.emit(w)
     try:
         w.write(output)
     except OSError as e:
         raise ConvertError(f"{output}: {e.strerror or e}") from None
+    except lowp.LowpError as e:
+        raise ConvertError(f"--dtype {dtype}: {e}") from None
     return {"kind": kind, "output": output, "bytes": os.path.getsize(output), **stats}
 
 
@@ -918,6 +1028,12 @@ def _parser():
                          "TorchScript trace, else width // 64 as clip.build_model)")
     ap.add_argument("--level", type=int, default=3, metavar="N",
                     help="zstd level 1-22 (default 3); 0 stores tensors uncompressed")
+    ap.add_argument("--dtype", default="f32", choices=DTYPES,
+                    help="storage of a DALLE transformer's large matrices (to_qkv, to_out, "
+                         "feed-forward, to_logits, token embeddings): f32 (default, as in "
+                         "the checkpoint), f16, bf16 (round to nearest even) or int8 "
+                         f"(symmetric, one float32 scale per {lowp.INT8_BLOCK} elements of "
+                         "a row)")
     ap.add_argument("--info", metavar="BUNDLE", help="print a bundle's contents and exit")
     ap.add_argument("--version", action="version", version=CONVERTER)
     return ap
@@ -936,9 +1052,12 @@ def main(argv=None) -> int:
         if not 0 <= args.level <= 22:
             raise ConvertError(f"--level {args.level}: must be 0..22")
         s = convert(args.inputs, args.output, bpe=args.bpe, config=args.config,
-                    image_size=args.image_size, level=args.level, clip_heads=args.clip_heads)
+                    image_size=args.image_size, level=args.level, clip_heads=args.clip_heads,
+                    dtype=args.dtype)
         print(f"{s['output']}: {s['kind']} bundle, {s['tensors']} tensors + {s['aliases']} "
               f"aliases, {s['bytes']} bytes")
+        if s["reduced"]:
+            print(f"note: {s['reduced']} matrices stored as {args.dtype}")
         if s["float64_as_f32"]:
             print(f"note: {s['float64_as_f32']} float64 tensors were stored as f32")
         return 0

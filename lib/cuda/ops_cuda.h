@@ -1,0 +1,198 @@
+/* The CUDA backend's operations: lib/ops.h over device pointers.
+ *
+ * Plain C (no CUDA header needed to include it); lib/cuda/ops_cuda.cu is
+ * the implementation, compiled by nvcc. A `cuda_ops` holds what the
+ * operations run with: the device, one compute stream, a cuBLAS handle
+ * (cuBLAS is loaded with dlopen when the backend starts, never linked),
+ * cuBLAS's workspace and a device-memory arena. Every pointer an
+ * operation takes is device memory (from cuda_ops_alloc) unless its name
+ * says host. Operations are queued on the stream in call order and return
+ * as soon as they are queued; cuda_ops_sync / cuda_ops_download wait.
+ *
+ * Errors: every entry returns a dalle_status and records the message with
+ * dalle_fail (error.h): DALLE_ERR_UNSUPPORTED where CUDA cannot run here
+ * (no GPU, a driver too old, cuBLAS missing, no kernel image for the GPU),
+ * DALLE_ERR_OUT_OF_MEMORY when device memory or the arena runs out,
+ * DALLE_ERR_INVALID_ARGUMENT for sizes the operation cannot take,
+ * DALLE_ERR_BACKEND for any other CUDA or cuBLAS failure. An error of a
+ * kernel that already ran (an illegal address, say) is reported by the next
+ * call that checks the stream; after one the context is best destroyed.
+ * Nothing here prints or exits.
+ *
+ * Numerics follow lib/ops_cpu.c: the same double accumulators, the same
+ * max-subtracted softmax, no fused multiply-adds where the CPU rounds twice,
+ * the same counter-based RNG (lib/rng.c) for the sampling noise. Each
+ * kernel reduces in a fixed order, so a result is the same bits from run
+ * to run on one GPU; it is not bit-identical to the CPU (summation orders
+ * differ): tests/test_cuda_ops.c states the tolerances.
+ *
+ * A cuda_ops is used by one thread at a time. Each entry makes its device
+ * current for the call and restores the caller's current device after.
+ */
+#ifndef DALLE_OPS_CUDA_H
+#define DALLE_OPS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../ops.h"
+#include "dalle/dalle.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cuda_ops cuda_ops;
+
+/* Most key lists an attention call takes (attention_spans gives at most
+ * 2 + conv_kernel = 7 today). */
+#define CUDA_OPS_MAX_SPANS 32
+
+typedef struct cuda_ops_params {
+    int device;                  /* CUDA device index */
+    int allow_tf32;              /* non-zero: FP32 products may run on TF32 tensor cores
+                                  * (about 1e-3 relative error); 0 (default): full FP32 */
+    int pedantic;                /* non-zero: CUBLAS_PEDANTIC_MATH (no reduced-precision
+                                  * shortcuts at all; slower). Ignored with allow_tf32 */
+    size_t arena_bytes;          /* device memory reserved for cuda_ops_alloc */
+    size_t blas_workspace_bytes; /* cuBLAS's workspace; 0: 32 MiB */
+    const char *cublas_library;  /* NULL: "libcublas.so.<the CUDA major libdalle was built
+                                  * with>"; a test points it at a bogus name */
+} cuda_ops_params;
+
+/* Defaults: device 0, no TF32, not pedantic, a 64 MiB arena. */
+void cuda_ops_params_init(cuda_ops_params *p);
+
+/* The number of CUDA devices (0 with *why saying why: no driver, driver
+ * too old, no GPU). Allocates nothing; safe without a GPU. */
+int cuda_ops_device_count(const char **why);
+
+/* The library name cuda_ops_create loads when params->cublas_library is NULL. */
+const char *cuda_ops_default_cublas(void);
+
+/* Start the backend: load cuBLAS (first, so that a missing library is
+ * reported even where there is no GPU), check the device, create the
+ * stream and the cuBLAS handle, reserve the workspace and the arena, and
+ * run one probe kernel (a driver that cannot load this build's kernels
+ * fails here, not in the token loop). On failure *out is NULL and
+ * everything taken is given back. */
+dalle_status cuda_ops_create(const cuda_ops_params *p, cuda_ops **out);
+
+/* Wait for the queued work, then free everything (NULL is fine). */
+void cuda_ops_destroy(cuda_ops *c);
+
+/* The device this context runs on, and a one-line description of it
+ * ("NVIDIA H100 80GB HBM3, sm_90, 79 GiB, driver 13.0") for the log. */
+int cuda_ops_device(const cuda_ops *c);
+const char *cuda_ops_describe(const cuda_ops *c);
+
+/* Wait for everything queued; reports any error of the queued kernels. */
+dalle_status cuda_ops_sync(cuda_ops *c);
+
+/* --- device memory: the arena ------------------------------------------- */
+/* One device allocation made by cuda_ops_create; cuda_ops_alloc hands out
+ * 256-byte aligned pieces of it, so nothing calls cudaMalloc once a model
+ * is set up. A mark / reset pair frees everything allocated in between
+ * (scratch of one call). */
+dalle_status cuda_ops_alloc(cuda_ops *c, size_t bytes, void **ptr);
+size_t cuda_ops_arena_mark(const cuda_ops *c);
+void cuda_ops_arena_reset(cuda_ops *c, size_t mark);
+size_t cuda_ops_arena_size(const cuda_ops *c);
+
+/* Copies, queued on the stream. upload may return before the copy ends,
+ * but `host` can be reused as soon as it returns. download waits for the
+ * copy (and everything queued before it). */
+dalle_status cuda_ops_upload(cuda_ops *c, void *dev, const void *host, size_t bytes);
+dalle_status cuda_ops_download(cuda_ops *c, void *host, const void *dev, size_t bytes);
+dalle_status cuda_ops_copy(cuda_ops *c, void *dst, const void *src, size_t bytes);
+dalle_status cuda_ops_zero(cuda_ops *c, void *dev, size_t bytes);
+
+/* --- matrix products (cuBLAS) ------------------------------------------- */
+/* ops_gemm: C = alpha · op(A) · op(B) + beta · C, row-major. Sizes and
+ * leading dimensions must fit an int (cuBLAS's 32-bit interface). */
+dalle_status cuda_gemm(cuda_ops *c, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *cm, int64_t ldc);
+
+/* ops_linear: y[r][j] = sum_i x[r][i] · w[j][i] (+ b[j], added after the
+ * product as the CPU does); b may be NULL; ldy >= out. */
+dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, int64_t in, const float *w,
+                         const float *b, int64_t out, float *y, int64_t ldy);
+
+/* --- row-wise and elementwise operations (as lib/ops.h) ------------------ */
+dalle_status cuda_layer_norm(cuda_ops *c, const float *x, int64_t rows, int64_t dim,
+                             const float *gain, const float *bias, float eps, float *y);
+dalle_status cuda_geglu(cuda_ops *c, const float *h, int64_t rows, int64_t inner, float *y);
+dalle_status cuda_add_scaled(cuda_ops *c, float *x, const float *y, const float *scale,
+                             int64_t rows, int64_t dim);
+dalle_status cuda_divide_max(cuda_ops *c, float *x, int64_t rows, int64_t dim);
+/* ops_softmax of each of `rows` rows of n values (row r at x + r * n). */
+dalle_status cuda_softmax(cuda_ops *c, float *x, int64_t rows, int64_t n);
+dalle_status cuda_quick_gelu(cuda_ops *c, float *x, int64_t n);
+
+/* ops_rotary on many head vectors at once: row r of x (at x + r * ld)
+ * holds n_vec vectors, vector v at + v * vec_stride, each rotated over its
+ * first n_cols columns by the table row of its position,
+ * pos0 + r % rows_per_seq (rows are [sequence][position in the chunk]).
+ * cos/sin: [positions][table_ld]. For attention.c's qkv rows:
+ * ld = 3 * inner, n_vec = 3 * heads, vec_stride = dim_head. */
+dalle_status cuda_rotary(cuda_ops *c, float *x, int64_t rows, int64_t ld, int n_vec,
+                         int64_t vec_stride, int64_t n_cols, const float *cos, const float *sin,
+                         int64_t table_ld, int64_t pos0, int64_t rows_per_seq);
+
+/* Scale a set of head vectors in place (attention.c's q *= dim_head^-0.5),
+ * same layout as cuda_rotary, each vector's first n_cols columns. */
+dalle_status cuda_scale_vectors(cuda_ops *c, float *x, int64_t rows, int64_t ld, int n_vec,
+                                int64_t vec_stride, int64_t n_cols, float scale);
+
+/* The KV-cache append of attention.c: for sequence b, chunk row i, head h,
+ * copy src + (b * m + i) * src_ld + h * dim_head (dim_head floats) to
+ * cache + ((b * heads + h) * max_pos + pos0 + i) * dim_head. */
+dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t src_ld, int batch, int m,
+                            int heads, int64_t dim_head, float *cache, int64_t max_pos,
+                            int64_t pos0);
+
+/* One query per (sequence b, head h) over the keys listed in spans (the
+ * same list for every pair: all sequences of a batch are at one position):
+ * ops_attend with
+ *   q   = q   + b * q_seq_ld   + h * dim_head   (already scaled),
+ *   k,v = k/v + (b * heads + h) * kv_head_ld   (position p at + p * dim_head),
+ *   out = out + b * out_seq_ld + h * dim_head.
+ * One block per pair; the scores live in shared memory, so the number of
+ * listed keys is bounded by the GPU's shared memory per block (about
+ * 50 000 keys on an H100; DALL·E's longest sequence is a few thousand).
+ * A chunk of m queries (the prompt) is m calls, one per position. */
+dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_seq_ld, const float *k,
+                         const float *v, int64_t kv_head_ld, int batch, int heads,
+                         int64_t dim_head, const ops_span *spans, int n_spans, float *out,
+                         int64_t out_seq_ld);
+
+/* token_shift.c's PreShiftToken over a chunk: h, out [batch * m][dim] at
+ * positions pos0 .. pos0 + m - 1; hist [batch][fmap + 1][hist_cols] the
+ * ring (tf_shift_ring / tf_shift_cols), read and updated as the CPU does. */
+dalle_status cuda_token_shift(cuda_ops *c, float *hist, int64_t hist_cols, const float *h,
+                              float *out, int batch, int m, int64_t dim, int64_t pos0,
+                              int text_len, int fmap);
+
+/* --- sampling ------------------------------------------------------------ */
+/* sampler_pick (lib/sampler.c) for `rows` rows at once: row r is
+ * logits + r * ld [0 .. n), its noise rng_gumbel(seed, stream0 + r,
+ * counter, id); k as the sampler's (s->k), temperature > 0. The ids go
+ * to ids_dev[r] (device memory); the same ids as the CPU for the same
+ * seed, but for a score tie within the last bits of the noise (the GPU's
+ * log is within 1 ulp of glibc's). */
+dalle_status cuda_sample_topk(cuda_ops *c, const float *logits, int64_t ld, int rows, int n,
+                              int k, float temperature, uint64_t seed, uint64_t stream0,
+                              uint64_t counter, int32_t *ids_dev);
+
+/* The RNG of lib/rng.c on the device, for its test: bits[i] =
+ * rng_u64(seed, stream, counter, lane0 + i), gumbel[i] = rng_gumbel(...).
+ * Either output may be NULL. */
+dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t stream, uint64_t counter,
+                           uint64_t lane0, int64_t n, uint64_t *bits, double *gumbel);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

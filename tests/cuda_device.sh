@@ -1,0 +1,80 @@
+#!/bin/sh
+# The CUDA checks that need a GPU (docs/cuda.md), in two halves:
+#
+#   sh tests/cuda_device.sh pack   on the development machine: builds
+#       tests/test_cuda_ops in build-cuda (BUILD=dir to change) and copies it,
+#       with the shared libraries it needs that a bare GPU machine may lack
+#       (OpenBLAS and its Fortran runtime), into .devcarry/, which
+#       .git/info/exclude ignores (the device tool's `carry` takes it along)
+#
+#   sh tests/cuda_device.sh run    on the GPU machine (the device tool, with
+#       carry [".devcarry"]): the GPU and driver, the test, then the test
+#       again (its quick sweep) under compute-sanitizer's memcheck, racecheck
+#       and synccheck. Logs go to $OUT (or /tmp/cuda-device); the last lines
+#       are a summary.
+#
+# The binary runs there as built here: libdalle links cudart statically and
+# loads cuBLAS itself, so the machine needs only its driver and a
+# libcublas.so.13 (the CUDA toolkit's or a pip wheel's; searched below).
+set -u
+mode=${1:-}
+case "$mode" in
+pack)
+    set -e
+    build=${BUILD:-build-cuda}
+    [ -f "$build/build.ninja" ] || meson setup "$build" -Dcuda=enabled
+    ninja -C "$build" tests/test_cuda_ops
+    rm -rf .devcarry
+    mkdir .devcarry
+    cp "$build/tests/test_cuda_ops" .devcarry/
+    ldd "$build/tests/test_cuda_ops" | awk '/=> \// {print $3}' | while read -r lib; do
+        case "$(basename "$lib")" in
+        libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux* | libgcc_s.so.*) ;;
+        *) cp -L "$lib" .devcarry/ ;;
+        esac
+    done
+    exclude=$(git rev-parse --git-path info/exclude)
+    grep -qx '/.devcarry/' "$exclude" 2>/dev/null || echo '/.devcarry/' >>"$exclude"
+    du -sh .devcarry
+    ls .devcarry
+    ;;
+run)
+    out=${OUT:-/tmp/cuda-device}
+    mkdir -p "$out"
+    [ -x .devcarry/test_cuda_ops ] || { echo "no .devcarry/test_cuda_ops: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
+    if [ -z "$cublas" ]; then
+        cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
+    fi
+    LD_LIBRARY_PATH="$PWD/.devcarry${cublas:+:$(dirname "$cublas")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH
+    {
+        echo "cuBLAS: ${cublas:-not found}"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader
+    } 2>&1 | tee "$out/machine.txt"
+    timeout 240 .devcarry/test_cuda_ops >"$out/test_cuda_ops.log" 2>&1
+    rc=$?
+    grep -v '^ok ' "$out/test_cuda_ops.log" | tail -n 40
+    summary="test_cuda_ops: exit $rc ($(grep -c '^ok ' "$out/test_cuda_ops.log") ok, $(grep -c '^FAIL' "$out/test_cuda_ops.log") failed)"
+    if command -v compute-sanitizer >/dev/null 2>&1; then
+        for tool in memcheck racecheck synccheck; do
+            timeout 110 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+                .devcarry/test_cuda_ops quick >"$out/sanitizer_$tool.log" 2>&1
+            src=$?
+            tail -n 3 "$out/sanitizer_$tool.log"
+            summary="$summary
+compute-sanitizer $tool: exit $src (0: clean; 99: errors found; 124: timed out)"
+        done
+    else
+        summary="$summary
+compute-sanitizer: not on this machine"
+    fi
+    echo "----"
+    echo "$summary" | tee "$out/summary.txt"
+    exit "$rc"
+    ;;
+*)
+    echo "usage: sh tests/cuda_device.sh pack|run" >&2
+    exit 2
+    ;;
+esac

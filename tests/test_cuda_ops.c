@@ -1,0 +1,772 @@
+/* The CUDA backend's operations (lib/cuda/ops_cuda.cu) against the CPU ones
+ * (lib/ops_cpu.c, ops_gemm.c, token_shift.c, sampler.c, rng.c) on random
+ * inputs.
+ *
+ * Tolerances (|gpu - cpu| <= rel * |cpu| + abs):
+ *   layer_norm, geglu, add_scaled, divide_max, softmax, quick_gelu, rotary,
+ *   scale: rel 1e-5, abs 1e-6 (same formulas; only reduction orders and the
+ *   GPU's expf / erf / exp, within 2 ulp, differ);
+ *   kv_append, token_shift: exact (copies);
+ *   attention: rel 1e-5, abs 1e-5 (outputs are weighted means of values in
+ *   [-1, 1]; the dot products and the weighted sum run in other orders);
+ *   gemm / linear (TF32 off): |gpu - cpu| <= 1e-5 * sum_l |a_il b_lj| (+
+ *   |beta c|), the scale of a float dot product's rounding; a product whose
+ *   exact answer TF32 would round must come out exact;
+ *   RNG: the 64-bit words equal, the Gumbel noise within 1e-13;
+ *   sampling: the same ids as sampler_pick on every row (continuous logits
+ *   and the tie cases of tests/test_sampler.c).
+ *
+ * Without a GPU: checks that a missing cuBLAS, or a library without its
+ * symbols, fails cuda_ops_create with a message naming the library and the
+ * symbol; that creating the backend fails cleanly (a status and a message,
+ * no crash); then exits 77 (skipped), or 1 if any of that failed. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cuda/ops_cuda.h"
+#include "ops.h"
+#include "rng.h"
+#include "sampler.h"
+#include "transformer_internal.h"
+
+static uint64_t lcg_state = 0x2545F4914F6CDD1Dull;
+static uint32_t lcg(void)
+{
+    lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(lcg_state >> 33);
+}
+
+static float urand(float lo, float hi)
+{
+    return lo + (hi - lo) * ((float)(lcg() % 16777216u) / 16777216.0f);
+}
+
+static void fill(float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = urand(lo, hi);
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        printf("FAIL: out of host memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static cuda_ops *ctx;
+static int quick; /* `test_cuda_ops quick`: a smaller sweep, for compute-sanitizer */
+
+/* A device copy of host data (the arena; reset per section). */
+static void *dev_copy(const void *host, size_t bytes)
+{
+    void *d = NULL;
+    if (cuda_ops_alloc(ctx, bytes, &d) != DALLE_OK ||
+        (host && cuda_ops_upload(ctx, d, host, bytes) != DALLE_OK)) {
+        printf("FAIL: device buffer of %zu bytes: %s\n", bytes, dalle_last_error());
+        exit(1);
+    }
+    return d;
+}
+
+static void download(void *host, const void *dev, size_t bytes)
+{
+    if (cuda_ops_download(ctx, host, dev, bytes) != DALLE_OK) {
+        printf("FAIL: download: %s\n", dalle_last_error());
+        exit(1);
+    }
+}
+
+/* The call succeeded (else a failed check with the message). */
+#define CALL(call)                                                                             \
+    do {                                                                                       \
+        dalle_status call_st_ = (call);                                                        \
+        if (call_st_ != DALLE_OK)                                                              \
+            CHECK(0, "%s -> %d: %s", #call, (int)call_st_, dalle_last_error());                \
+    } while (0)
+
+/* Largest |got - want| / (rel * |want| + abs) over n values: <= 1 passes. */
+static double err_ratio(const float *got, const float *want, size_t n, double rel, double abs)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        double r = d / (rel * fabs((double)want[i]) + abs);
+        if (!(r <= worst)) /* NaN counts as the worst */
+            worst = isnan(r) ? INFINITY : r;
+    }
+    return worst;
+}
+
+static size_t count_diff_bits(const float *a, const float *b, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += memcmp(a + i, b + i, sizeof *a) != 0;
+    return k;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Without a GPU too: cuBLAS loading and the failure paths                   */
+
+static void check_without_gpu(void)
+{
+    cuda_ops_params p;
+    cuda_ops *c = (cuda_ops *)&p; /* must come back NULL */
+    cuda_ops_params_init(&p);
+    p.cublas_library = "libdalle-test-no-such-cublas.so.0";
+    dalle_status st = cuda_ops_create(&p, &c);
+    const char *msg = dalle_last_error();
+    CHECK(st == DALLE_ERR_UNSUPPORTED && c == NULL &&
+              strstr(msg, "libdalle-test-no-such-cublas.so.0") && strstr(msg, "cuBLAS"),
+          "missing cuBLAS -> %d (want %d), \"%s\"", (int)st, (int)DALLE_ERR_UNSUPPORTED, msg);
+
+    c = (cuda_ops *)&p;
+    p.cublas_library = "libm.so.6"; /* loads, but holds no cuBLAS */
+    st = cuda_ops_create(&p, &c);
+    msg = dalle_last_error();
+    CHECK(st == DALLE_ERR_UNSUPPORTED && c == NULL && strstr(msg, "libm.so.6") &&
+              strstr(msg, "cublasCreate_v2"),
+          "library without cuBLAS symbols -> %d, \"%s\"", (int)st, msg);
+
+    CHECK(strncmp(cuda_ops_default_cublas(), "libcublas.so.", 13) == 0,
+          "default cuBLAS library: %s", cuda_ops_default_cublas());
+    CHECK(cuda_ops_create(NULL, NULL) == DALLE_ERR_INVALID_ARGUMENT, "create(NULL, NULL) refused");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Row-wise and elementwise operations                                       */
+
+static void check_layer_norm(void)
+{
+    const int64_t shapes[][2] = {{37, 1000}, {5, 64}, {3, 4099}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t rows = shapes[si][0], dim = shapes[si][1];
+        size_t mark = cuda_ops_arena_mark(ctx), n = (size_t)(rows * dim);
+        float *x = xmalloc(n * 4), *g = xmalloc((size_t)dim * 4), *b = xmalloc((size_t)dim * 4);
+        float *want = xmalloc(n * 4), *got = xmalloc(n * 4), *got2 = xmalloc(n * 4);
+        fill(x, n, 2.0f, 8.0f); /* a large mean: the centring matters */
+        fill(g, (size_t)dim, 0.5f, 1.5f);
+        fill(b, (size_t)dim, -0.5f, 0.5f);
+        ops_layer_norm(x, rows, dim, g, b, 1e-5f, want);
+        float *dx = dev_copy(x, n * 4), *dg = dev_copy(g, (size_t)dim * 4),
+              *db = dev_copy(b, (size_t)dim * 4), *dy = dev_copy(NULL, n * 4);
+        CALL(cuda_layer_norm(ctx, dx, rows, dim, dg, db, 1e-5f, dy));
+        download(got, dy, n * 4);
+        double r = err_ratio(got, want, n, 1e-5, 1e-6);
+        CHECK(r <= 1.0, "layer_norm [%lld][%lld]: error ratio %.3g (%zu of %zu bits differ)",
+              (long long)rows, (long long)dim, r, count_diff_bits(got, want, n), n);
+        CALL(cuda_layer_norm(ctx, dx, rows, dim, dg, db, 1e-5f, dx)); /* in place */
+        download(got2, dx, n * 4);
+        CHECK(count_diff_bits(got, got2, n) == 0, "layer_norm in place: the same bits");
+        free(x), free(g), free(b), free(want), free(got), free(got2);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+}
+
+static void check_elementwise(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    /* GEGLU */
+    {
+        const int64_t rows = 13, inner = 777;
+        size_t nh = (size_t)(rows * 2 * inner), ny = (size_t)(rows * inner);
+        float *h = xmalloc(nh * 4), *want = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+        fill(h, nh, -4.0f, 4.0f);
+        ops_geglu(h, rows, inner, want);
+        float *dh = dev_copy(h, nh * 4), *dy = dev_copy(NULL, ny * 4);
+        CALL(cuda_geglu(ctx, dh, rows, inner, dy));
+        download(got, dy, ny * 4);
+        double r = err_ratio(got, want, ny, 1e-5, 1e-6);
+        CHECK(r <= 1.0, "geglu [%lld][%lld]: error ratio %.3g (%zu of %zu bits differ)",
+              (long long)rows, (long long)inner, r, count_diff_bits(got, want, ny), ny);
+        free(h), free(want), free(got);
+    }
+    /* add_scaled, with LayerScale and plain */
+    for (int with_scale = 0; with_scale < 2; with_scale++) {
+        const int64_t rows = 17, dim = 333;
+        size_t n = (size_t)(rows * dim);
+        float *x = xmalloc(n * 4), *y = xmalloc(n * 4), *s = xmalloc((size_t)dim * 4);
+        float *got = xmalloc(n * 4);
+        fill(x, n, -2.0f, 2.0f);
+        fill(y, n, -2.0f, 2.0f);
+        fill(s, (size_t)dim, 0.0f, 0.2f);
+        float *dx = dev_copy(x, n * 4), *dy = dev_copy(y, n * 4),
+              *ds = dev_copy(s, (size_t)dim * 4);
+        ops_add_scaled(x, y, with_scale ? s : NULL, rows, dim);
+        CALL(cuda_add_scaled(ctx, dx, dy, with_scale ? ds : NULL, rows, dim));
+        download(got, dx, n * 4);
+        double r = err_ratio(got, x, n, 1e-5, 1e-6);
+        CHECK(r <= 1.0, "add_scaled (%s): error ratio %.3g (%zu of %zu bits differ)",
+              with_scale ? "scale" : "no scale", r, count_diff_bits(got, x, n), n);
+        free(x), free(y), free(s), free(got);
+    }
+    /* DivideMax: rows with a repeated maximum and a negative one too */
+    {
+        const int64_t rows = 9, dim = 513;
+        size_t n = (size_t)(rows * dim);
+        float *x = xmalloc(n * 4), *got = xmalloc(n * 4);
+        fill(x, n, -3.0f, 5.0f);
+        x[3 * dim + 10] = x[3 * dim + 400] = 9.0f;
+        for (int64_t i = 0; i < dim; i++)
+            x[5 * dim + i] = -1.0f - (float)i;
+        float *dx = dev_copy(x, n * 4);
+        ops_divide_max(x, rows, dim);
+        CALL(cuda_divide_max(ctx, dx, rows, dim));
+        download(got, dx, n * 4);
+        double r = err_ratio(got, x, n, 1e-5, 1e-6);
+        CHECK(r <= 1.0, "divide_max: error ratio %.3g (%zu of %zu bits differ)", r,
+              count_diff_bits(got, x, n), n);
+        free(x), free(got);
+    }
+    /* softmax rows, lengths from 1 to several thousand */
+    {
+        const int64_t lens[] = {1, 7, 1000, 5000};
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            const int64_t rows = 5, len = lens[li];
+            size_t n = (size_t)(rows * len);
+            float *x = xmalloc(n * 4), *got = xmalloc(n * 4);
+            fill(x, n, -10.0f, 10.0f);
+            float *dx = dev_copy(x, n * 4);
+            for (int64_t r = 0; r < rows; r++)
+                ops_softmax(x + r * len, len);
+            CALL(cuda_softmax(ctx, dx, rows, len));
+            download(got, dx, n * 4);
+            double r = err_ratio(got, x, n, 1e-5, 1e-12);
+            CHECK(r <= 1.0, "softmax [%lld][%lld]: error ratio %.3g", (long long)rows,
+                  (long long)len, r);
+            free(x), free(got);
+        }
+    }
+    /* QuickGELU */
+    {
+        const int64_t n = 10000;
+        float *x = xmalloc((size_t)n * 4), *got = xmalloc((size_t)n * 4);
+        fill(x, (size_t)n, -8.0f, 8.0f);
+        float *dx = dev_copy(x, (size_t)n * 4);
+        ops_quick_gelu(x, n);
+        CALL(cuda_quick_gelu(ctx, dx, n));
+        download(got, dx, (size_t)n * 4);
+        double r = err_ratio(got, x, (size_t)n, 1e-5, 1e-12);
+        CHECK(r <= 1.0, "quick_gelu: error ratio %.3g (%zu of %lld bits differ)", r,
+              count_diff_bits(got, x, (size_t)n), (long long)n);
+        free(x), free(got);
+    }
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attention's pieces: rotary, q scaling, the KV-cache append, attend        */
+
+static void check_rotary_and_cache(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int batch = 2, m = 3, heads = 4, dh = 48, rc = 32, P = 20, pos0 = 5;
+    const int64_t inner = (int64_t)heads * dh, ld = 3 * inner, rows = (int64_t)batch * m;
+    size_t nq = (size_t)(rows * ld), nt = (size_t)P * rc;
+    float *qkv = xmalloc(nq * 4), *cs = xmalloc(nt * 4), *sn = xmalloc(nt * 4);
+    float *got = xmalloc(nq * 4);
+    fill(qkv, nq, -2.0f, 2.0f);
+    for (size_t i = 0; i < nt; i++) {
+        float a = urand(-20.0f, 20.0f);
+        cs[i] = cosf(a);
+        sn[i] = sinf(a);
+    }
+    float *dq = dev_copy(qkv, nq * 4), *dc = dev_copy(cs, nt * 4), *ds = dev_copy(sn, nt * 4);
+    for (int64_t r = 0; r < rows; r++)
+        for (int v = 0; v < 3 * heads; v++) {
+            const int64_t p = pos0 + r % m;
+            ops_rotary(qkv + r * ld + (int64_t)v * dh, cs + p * rc, sn + p * rc, rc);
+        }
+    CALL(cuda_rotary(ctx, dq, rows, ld, 3 * heads, dh, rc, dc, ds, rc, pos0, m));
+    download(got, dq, nq * 4);
+    double r = err_ratio(got, qkv, nq, 1e-5, 1e-6);
+    CHECK(r <= 1.0, "rotary of q, k, v (%d rows, %d heads): error ratio %.3g (%zu bits differ)",
+          (int)rows, heads, r, count_diff_bits(got, qkv, nq));
+
+    /* q *= dim_head^-0.5 on the q part only, over the rotated rows on the
+     * device (got holds a copy) */
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int64_t rr = 0; rr < rows; rr++)
+        for (int64_t i = 0; i < inner; i++)
+            got[rr * ld + i] *= scale;
+    CALL(cuda_scale_vectors(ctx, dq, rows, ld, heads, dh, dh, scale));
+    float *got2 = xmalloc(nq * 4);
+    download(got2, dq, nq * 4);
+    CHECK(count_diff_bits(got2, got, nq) == 0, "scale_vectors: the same bits as q *= scale");
+
+    /* the append: k and v of every (sequence, chunk row, head) at pos0 + i */
+    size_t nc = (size_t)batch * heads * P * dh;
+    float *kc = xmalloc(nc * 4), *kg = xmalloc(nc * 4);
+    fill(kc, nc, -1.0f, 1.0f);
+    float *dk = dev_copy(kc, nc * 4);
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < m; i++)
+            for (int h = 0; h < heads; h++)
+                memcpy(kc + (((int64_t)b * heads + h) * P + pos0 + i) * dh,
+                       got2 + ((int64_t)b * m + i) * ld + inner + (int64_t)h * dh,
+                       (size_t)dh * 4);
+    CALL(cuda_kv_append(ctx, dq + inner, ld, batch, m, heads, dh, dk, P, pos0));
+    download(kg, dk, nc * 4);
+    CHECK(count_diff_bits(kg, kc, nc) == 0, "kv_append: the cache rows as the CPU's memcpy");
+    CHECK(cuda_kv_append(ctx, dq + inner, ld, batch, m, heads, dh, dk, P, P - 1) ==
+              DALLE_ERR_INVALID_ARGUMENT,
+          "kv_append past the cache refused: %s", dalle_last_error());
+    free(qkv), free(cs), free(sn), free(got), free(got2), free(kc), free(kg);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+static void check_attend(void)
+{
+    const int batch = 3, heads = 4, P = 400;
+    const int dims[] = {64, 48, 160};
+    /* full causal, axial_row / axial_col-like (a strided span), conv_like
+     * (several spans, an empty one among them), everything, nothing */
+    const ops_span sets[][5] = {
+        {{0, 300, 1}},
+        {{0, 17, 1}, {22, 9, 1}},
+        {{0, 17, 1}, {17 + 5, 20, 12}},
+        {{0, 17, 1}, {40, 0, 1}, {50, 3, 2}, {80, 5, 1}, {120, 5, 3}},
+        {{0, 400, 1}},
+        {{0, 0, 1}},
+    };
+    const int n_sets[] = {1, 2, 2, 5, 1, 0};
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        const int dh = dims[di];
+        const int64_t inner = (int64_t)heads * dh, q_ld = 3 * inner;
+        size_t mark = cuda_ops_arena_mark(ctx);
+        size_t nq = (size_t)(batch * q_ld), nkv = (size_t)batch * heads * P * dh;
+        size_t no = (size_t)(batch * inner);
+        float *q = xmalloc(nq * 4), *k = xmalloc(nkv * 4), *v = xmalloc(nkv * 4);
+        float *want = xmalloc(no * 4), *got = xmalloc(no * 4), *again = xmalloc(no * 4);
+        float *scores = xmalloc((size_t)P * 4);
+        fill(k, nkv, -1.0f, 1.0f);
+        fill(v, nkv, -1.0f, 1.0f);
+        float *dk = dev_copy(k, nkv * 4), *dv = dev_copy(v, nkv * 4);
+        float *dq = dev_copy(NULL, nq * 4), *dout = dev_copy(NULL, no * 4);
+        for (size_t si = 0; si < sizeof n_sets / sizeof *n_sets; si++)
+            for (int peaky = 0; peaky < 2; peaky++) {
+                /* q already scaled; peaky: scores of tens, where only the
+                 * max-subtraction keeps expf finite */
+                const float qs = (peaky ? 8.0f : 1.0f) / sqrtf((float)dh);
+                fill(q, nq, -qs, qs);
+                CALL(cuda_ops_upload(ctx, dq, q, nq * 4));
+                for (int b = 0; b < batch; b++)
+                    for (int h = 0; h < heads; h++)
+                        ops_attend(q + b * q_ld + (int64_t)h * dh,
+                                   k + ((int64_t)b * heads + h) * P * dh,
+                                   v + ((int64_t)b * heads + h) * P * dh, dh, sets[si],
+                                   n_sets[si], scores, want + b * inner + (int64_t)h * dh);
+                CALL(cuda_attend(ctx, dq, q_ld, dk, dv, (int64_t)P * dh, batch, heads, dh,
+                                 sets[si], n_sets[si], dout, inner));
+                download(got, dout, no * 4);
+                double r = err_ratio(got, want, no, 1e-5, 1e-5);
+                CALL(cuda_attend(ctx, dq, q_ld, dk, dv, (int64_t)P * dh, batch, heads, dh,
+                                 sets[si], n_sets[si], dout, inner));
+                download(again, dout, no * 4);
+                CHECK(r <= 1.0 && count_diff_bits(got, again, no) == 0,
+                      "attend dim_head %d, span set %zu%s: error ratio %.3g, the same bits twice",
+                      dh, si, peaky ? " (peaky)" : "", r);
+            }
+        free(q), free(k), free(v), free(want), free(got), free(again), free(scores);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+    ops_span many[CUDA_OPS_MAX_SPANS + 1];
+    for (int i = 0; i <= CUDA_OPS_MAX_SPANS; i++)
+        many[i] = (ops_span){i, 1, 1};
+    CHECK(cuda_attend(ctx, NULL, 0, NULL, NULL, 0, 1, 1, 64, many, CUDA_OPS_MAX_SPANS + 1, NULL,
+                      0) == DALLE_ERR_INVALID_ARGUMENT,
+          "attend with %d spans refused: %s", CUDA_OPS_MAX_SPANS + 1, dalle_last_error());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Token shift: a whole sequence fed in chunks of several sizes             */
+
+static void check_token_shift(void)
+{
+    const int cfg[][3] = {{10, 4, 5}, {64, 8, 17}, {7, 3, 2}}; /* dim, fmap, text_len */
+    const int chunks[] = {3, 4, 1, 5, 1, 2, 7, 1};
+    for (size_t ci = 0; ci < sizeof cfg / sizeof *cfg; ci++) {
+        size_t mark = cuda_ops_arena_mark(ctx);
+        transformer tf;
+        memset(&tf, 0, sizeof tf);
+        tf.hp.dim = cfg[ci][0];
+        tf.hp.fmap = cfg[ci][1];
+        tf.hp.text_len = cfg[ci][2];
+        const int batch = 2, d = tf.hp.dim, total = tf.hp.text_len + tf.hp.fmap * tf.hp.fmap;
+        const int R = tf_shift_ring(&tf.hp), C = tf_shift_cols(&tf.hp);
+        size_t nh = (size_t)batch * R * C, nmax = (size_t)batch * total * d;
+        float *hist = xmalloc(nh * 4), *hist_got = xmalloc(nh * 4);
+        float *h = xmalloc(nmax * 4), *want = xmalloc(nmax * 4), *got = xmalloc(nmax * 4);
+        memset(hist, 0, nh * 4);
+        float *dhist = dev_copy(hist, nh * 4), *dh = dev_copy(NULL, nmax * 4),
+              *dout = dev_copy(NULL, nmax * 4);
+        tf_state st;
+        memset(&st, 0, sizeof st);
+        st.batch = batch;
+        int pos = 0, ok = 1, n_chunks = 0;
+        for (size_t k = 0; pos < total; k = (k + 1) % (sizeof chunks / sizeof *chunks)) {
+            int m = chunks[k] < total - pos ? chunks[k] : total - pos;
+            size_t n = (size_t)batch * m * d;
+            fill(h, n, -1.0f, 1.0f);
+            st.pos = pos;
+            token_shift(&tf, &st, hist, h, m, want);
+            CALL(cuda_ops_upload(ctx, dh, h, n * 4));
+            CALL(cuda_token_shift(ctx, dhist, C, dh, dout, batch, m, d, pos, tf.hp.text_len,
+                                  tf.hp.fmap));
+            download(got, dout, n * 4);
+            ok &= count_diff_bits(got, want, n) == 0;
+            pos += m;
+            n_chunks++;
+        }
+        download(hist_got, dhist, nh * 4);
+        CHECK(ok && count_diff_bits(hist_got, hist, nh) == 0,
+              "token_shift dim %d, fmap %d, text_len %d: %d positions in %d chunks, outputs and "
+              "ring as the CPU's",
+              d, tf.hp.fmap, tf.hp.text_len, total, n_chunks);
+        free(hist), free(hist_got), free(h), free(want), free(got);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The RNG and the sampler                                                   */
+
+static void check_rng(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int64_t n = 4096;
+    const uint64_t seed = 0xdeadbeefcafef00dull, stream = 3, counter = 1000,
+                   lane0 = (uint64_t)1 << 40;
+    uint64_t *bits = xmalloc((size_t)n * 8);
+    double *g = xmalloc((size_t)n * 8);
+    uint64_t *dbits = dev_copy(NULL, (size_t)n * 8);
+    double *dg = dev_copy(NULL, (size_t)n * 8);
+    CALL(cuda_rng_fill(ctx, seed, stream, counter, lane0, n, dbits, dg));
+    download(bits, dbits, (size_t)n * 8);
+    download(g, dg, (size_t)n * 8);
+    int64_t bad_bits = 0;
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        bad_bits += bits[i] != rng_u64(seed, stream, counter, lane0 + (uint64_t)i);
+        double d = fabs(g[i] - rng_gumbel(seed, stream, counter, lane0 + (uint64_t)i));
+        if (!(d <= worst))
+            worst = d;
+    }
+    CHECK(bad_bits == 0 && worst <= 1e-13,
+          "device RNG: %lld of %lld words differ, Gumbel noise within %.3g of rng_gumbel",
+          (long long)bad_bits, (long long)n, worst);
+    free(bits), free(g);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+/* The rows of tests/test_sampler.c: continuous, few levels (ties, also at
+ * the k-th value), constant, huge and masked, signed zeros, +inf scores. */
+static void fill_row(float *row, int n, int kind)
+{
+    for (int i = 0; i < n; i++) {
+        float u = (float)(lcg() % 1000000) / 1000000.0f;
+        switch (kind) {
+        case 0: row[i] = 8.0f * u - 4.0f; break;
+        case 1: row[i] = (float)(lcg() % 5) - 2.0f; break;
+        case 2: row[i] = 1.25f; break;
+        case 3: row[i] = lcg() % 7 == 0 ? -FLT_MAX : (lcg() % 11 == 0 ? 3e38f : u); break;
+        case 4: row[i] = lcg() % 2 ? 0.0f : -0.0f; break;
+        default: row[i] = lcg() % 3 == 0 ? 2e38f : (lcg() % 2 ? 3e38f : -FLT_MAX); break;
+        }
+    }
+}
+
+static void check_sampler(void)
+{
+    enum { MAX_N = 8192, ROWS = 4, PAD = 5 };
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const float thres[] = {0.0f, 0.9f, 0.99999f, 0.5f, 0.99f, 0.999f, 0.9995f};
+    const float temps[] = {1.0f, 0.5f, 1.7f};
+    const int sizes[] = {1, 17, 8192, 2, 3, 100, 1000};
+    const size_t n_thres = quick ? 3 : sizeof thres / sizeof *thres;
+    const size_t n_temps = quick ? 1 : sizeof temps / sizeof *temps;
+    const size_t n_sizes = quick ? 3 : sizeof sizes / sizeof *sizes;
+    tf_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.total_tokens = 10000;
+    float *rows = xmalloc((size_t)ROWS * (MAX_N + PAD) * 4);
+    float *drows = dev_copy(NULL, (size_t)ROWS * (MAX_N + PAD) * 4);
+    int32_t *dids = dev_copy(NULL, ROWS * 4), ids[ROWS];
+    long n_rows = 0, mismatches = 0, mismatches_cont = 0;
+    for (size_t ti = 0; ti < n_thres; ti++)
+        for (size_t te = 0; te < n_temps; te++) {
+            dalle_sample_params p;
+            memset(&p, 0, sizeof p);
+            p.filter_thres = thres[ti];
+            p.temperature = temps[te];
+            p.seed = 1234 + ti * 10 + te;
+            sampler s;
+            memset(&s, 0, sizeof s);
+            if (sampler_init(&s, &hp, &p, MAX_N) != DALLE_OK) {
+                CHECK(0, "sampler_init: %s", dalle_last_error());
+                return;
+            }
+            for (size_t si = 0; si < n_sizes; si++)
+                for (int kind = 0; kind < 6; kind++) {
+                    const int n = sizes[si], ld = n + PAD;
+                    for (int r = 0; r < ROWS; r++)
+                        fill_row(rows + (size_t)r * ld, n, kind);
+                    const uint64_t stream0 = 100, counter = (uint64_t)(kind * 100 + si);
+                    CALL(cuda_ops_upload(ctx, drows, rows, (size_t)ROWS * ld * 4));
+                    CALL(cuda_sample_topk(ctx, drows, ld, ROWS, n, s.k, p.temperature, p.seed,
+                                          stream0, counter, dids));
+                    download(ids, dids, sizeof ids);
+                    for (int r = 0; r < ROWS; r++) {
+                        int32_t want = sampler_pick(&s, rows + (size_t)r * ld, n,
+                                                    stream0 + (uint64_t)r, counter);
+                        n_rows++;
+                        if (ids[r] != want) {
+                            mismatches++;
+                            mismatches_cont += kind == 0;
+                            printf("  sample mismatch: thres %g temp %g n %d kind %d row %d: %d, "
+                                   "cpu %d\n",
+                                   (double)p.filter_thres, (double)p.temperature, n, kind, r,
+                                   (int)ids[r], (int)want);
+                        }
+                    }
+                }
+            sampler_free(&s);
+        }
+    CHECK(mismatches_cont == 0, "top-k + Gumbel on continuous logits: the CPU's ids");
+    CHECK(mismatches == 0, "top-k + Gumbel on %ld rows (ties, masked, huge, signed zeros "
+                           "included): %ld differ from sampler_pick",
+          n_rows, mismatches);
+    free(rows);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products                                                           */
+
+/* |gpu - cpu| <= 1e-5 * (|alpha| sum_l |a_il b_lj| + |beta c_ij|) + 1e-30 */
+static double gemm_ratio(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                         const float *c0, const float *got, const float *want, int64_t ldc)
+{
+    double worst = 0.0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int64_t l = 0; l < k; l++) {
+                double av = ta ? a[l * lda + i] : a[i * lda + l];
+                double bv = tb ? b[j * ldb + l] : b[l * ldb + j];
+                s += fabs(av * bv);
+            }
+            double bound = 1e-5 * (fabs((double)alpha) * s +
+                                   (c0 ? fabs((double)beta * c0[i * ldc + j]) : 0.0)) +
+                           1e-30;
+            double r = fabs((double)got[i * ldc + j] - (double)want[i * ldc + j]) / bound;
+            if (!(r <= worst))
+                worst = isnan(r) ? INFINITY : r;
+        }
+    return worst;
+}
+
+static void check_gemm(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int64_t shapes[][3] = {{67, 45, 129}, {1, 300, 64}, {5, 3, 1}, {256, 256, 512}};
+    const size_t n_shapes = sizeof shapes / sizeof *shapes - (quick ? 1 : 0);
+    for (size_t si = 0; si < n_shapes; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
+                const size_t na = (size_t)((ta ? k : m) * lda), nb = (size_t)((tb ? n : k) * ldb);
+                const size_t nc = (size_t)(m * ldc);
+                const float alpha = 0.75f, beta = si % 2 ? 0.0f : 0.5f;
+                float *a = xmalloc(na * 4), *b = xmalloc(nb * 4), *c0 = xmalloc(nc * 4);
+                float *want = xmalloc(nc * 4), *got = xmalloc(nc * 4);
+                fill(a, na, -1.0f, 1.0f);
+                fill(b, nb, -1.0f, 1.0f);
+                fill(c0, nc, -1.0f, 1.0f);
+                memcpy(want, c0, nc * 4);
+                float *da = dev_copy(a, na * 4), *db = dev_copy(b, nb * 4),
+                      *dc = dev_copy(c0, nc * 4);
+                ops_gemm(NULL, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc);
+                CALL(cuda_gemm(ctx, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc));
+                download(got, dc, nc * 4);
+                double r = gemm_ratio(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, got,
+                                      want, ldc);
+                /* the padding columns of C are left alone */
+                size_t pad_changed = 0;
+                for (int64_t i = 0; i < m; i++)
+                    pad_changed += memcmp(got + i * ldc + n, c0 + i * ldc + n, 4) != 0;
+                CHECK(r <= 1.0 && pad_changed == 0,
+                      "gemm %c%c m %lld n %lld k %lld (beta %g): error ratio %.3g", ta ? 'T' : 'N',
+                      tb ? 'T' : 'N', (long long)m, (long long)n, (long long)k, (double)beta, r);
+                free(a), free(b), free(c0), free(want), free(got);
+                cuda_ops_arena_reset(ctx, mark);
+            }
+
+    /* linear, with and without bias, into part of a wider row */
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        const int64_t rows = 33, in = 100, out = 70, ldy = 75;
+        size_t nx = (size_t)(rows * in), nw = (size_t)(out * in), ny = (size_t)(rows * ldy);
+        float *x = xmalloc(nx * 4), *w = xmalloc(nw * 4), *bias = xmalloc((size_t)out * 4);
+        float *want = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+        fill(x, nx, -1.0f, 1.0f);
+        fill(w, nw, -1.0f, 1.0f);
+        fill(bias, (size_t)out, -1.0f, 1.0f);
+        for (size_t i = 0; i < ny; i++)
+            want[i] = 1234.0f;
+        float *dx = dev_copy(x, nx * 4), *dw = dev_copy(w, nw * 4),
+              *dbias = dev_copy(bias, (size_t)out * 4), *dy = dev_copy(want, ny * 4);
+        ops_linear(x, rows, in, w, with_bias ? bias : NULL, out, want, ldy);
+        CALL(cuda_linear(ctx, dx, rows, in, dw, with_bias ? dbias : NULL, out, dy, ldy));
+        download(got, dy, ny * 4);
+        /* bound: the product's, plus the bias add's rounding */
+        double worst = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < ldy; j++) {
+                double e = fabs((double)got[r * ldy + j] - (double)want[r * ldy + j]), s = 0.0;
+                if (j >= out) {
+                    if (e != 0.0)
+                        worst = INFINITY;
+                    continue;
+                }
+                for (int64_t i = 0; i < in; i++)
+                    s += fabs((double)x[r * in + i] * w[j * in + i]);
+                double q = e / (1e-5 * (s + (with_bias ? fabs((double)bias[j]) : 0.0)) + 1e-30);
+                if (!(q <= worst))
+                    worst = isnan(q) ? INFINITY : q;
+            }
+        CHECK(worst <= 1.0, "linear [%lld][%lld] -> [%lld] (ldy %lld, %s): error ratio %.3g",
+              (long long)rows, (long long)in, (long long)out, (long long)ldy,
+              with_bias ? "bias" : "no bias", worst);
+        free(x), free(w), free(bias), free(want), free(got);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+
+    /* TF32 off: 1 + 2^-20 times 1 is exact in FP32; TF32 (10 mantissa
+     * bits) would round it to 1 */
+    {
+        const int64_t s = 64;
+        float *a = xmalloc((size_t)s * s * 4), *b = xmalloc((size_t)s * s * 4);
+        float *got = xmalloc((size_t)s * s * 4);
+        const float one_plus = 1.0f + 0x1p-20f;
+        memset(a, 0, (size_t)s * s * 4);
+        for (int64_t i = 0; i < s; i++) {
+            a[i * s + i] = one_plus;
+            for (int64_t j = 0; j < s; j++)
+                b[i * s + j] = 1.0f;
+        }
+        float *da = dev_copy(a, (size_t)s * s * 4), *db = dev_copy(b, (size_t)s * s * 4);
+        float *dc = dev_copy(NULL, (size_t)s * s * 4);
+        CALL(cuda_gemm(ctx, 0, 0, s, s, s, 1.0f, da, s, db, s, 0.0f, dc, s));
+        download(got, dc, (size_t)s * s * 4);
+        int exact = 1;
+        for (int64_t i = 0; i < s * s; i++)
+            exact &= got[i] == one_plus;
+        CHECK(exact, "gemm without TF32: (1 + 2^-20) * 1 exact");
+        free(a), free(b), free(got);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+    CHECK(cuda_gemm(ctx, 0, 0, (int64_t)1 << 32, 1, 1, 1.0f, NULL, 1, NULL, 1, 0.0f, NULL, 1) ==
+              DALLE_ERR_INVALID_ARGUMENT,
+          "gemm with m = 2^32 refused: %s", dalle_last_error());
+}
+
+static void check_arena(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx), size = cuda_ops_arena_size(ctx);
+    void *p = NULL, *q = NULL, *r = NULL;
+    CHECK(cuda_ops_alloc(ctx, size + 1, &p) == DALLE_ERR_OUT_OF_MEMORY && p == NULL &&
+              strstr(dalle_last_error(), "arena"),
+          "arena: one byte more than it holds -> out of memory: %s", dalle_last_error());
+    CALL(cuda_ops_alloc(ctx, 1000, &p));
+    CALL(cuda_ops_alloc(ctx, 1, &q));
+    CHECK(p && q && ((uintptr_t)p % 256) == 0 && ((uintptr_t)q % 256) == 0 &&
+              (char *)q >= (char *)p + 1000,
+          "arena: 256-byte aligned, disjoint pieces");
+    CHECK(cuda_ops_alloc(ctx, size - 1024, &r) == DALLE_ERR_OUT_OF_MEMORY && r == NULL,
+          "arena: what is left is less than asked -> out of memory: %s", dalle_last_error());
+    cuda_ops_arena_reset(ctx, mark);
+    CHECK(cuda_ops_arena_mark(ctx) == mark, "arena: reset to the mark");
+}
+
+int main(int argc, char **argv)
+{
+    quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    check_without_gpu();
+
+    const char *why = "";
+    int n_dev = cuda_ops_device_count(&why);
+    if (n_dev <= 0) {
+        cuda_ops *c = NULL;
+        dalle_status st = cuda_ops_create(NULL, &c);
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dalle_last_error());
+        CHECK(st == DALLE_ERR_UNSUPPORTED && c == NULL && msg[0],
+              "no GPU: cuda_ops_create -> %d, \"%s\"", (int)st, msg);
+        if (check_failures)
+            return check_summary();
+        (void)why;
+        SKIP("no CUDA device, the kernels were not run (%s)", msg);
+    }
+
+    cuda_ops_params p;
+    cuda_ops_params_init(&p);
+    p.device = n_dev; /* one past the last */
+    CHECK(cuda_ops_create(&p, &ctx) == DALLE_ERR_INVALID_ARGUMENT && ctx == NULL,
+          "device %d of %d refused: %s", n_dev, n_dev, dalle_last_error());
+    p.device = 0;
+    p.arena_bytes = (size_t)256 << 20;
+    dalle_status st = cuda_ops_create(&p, &ctx);
+    if (st != DALLE_OK) {
+        CHECK(0, "cuda_ops_create on device 0: %s", dalle_last_error());
+        return check_summary();
+    }
+    printf("device: %s\n", cuda_ops_describe(ctx));
+
+    check_arena();
+    check_layer_norm();
+    check_elementwise();
+    check_rotary_and_cache();
+    check_attend();
+    check_token_shift();
+    check_rng();
+    check_sampler();
+    check_gemm();
+    CALL(cuda_ops_sync(ctx));
+    cuda_ops_destroy(ctx);
+
+    /* TF32 allowed: still within TF32's accuracy (informational otherwise) */
+    p.allow_tf32 = 1;
+    p.arena_bytes = (size_t)16 << 20;
+    st = cuda_ops_create(&p, &ctx);
+    CHECK(st == DALLE_OK, "cuda_ops_create with TF32 allowed: %s",
+          st ? dalle_last_error() : "ok");
+    if (st == DALLE_OK) {
+        const int64_t s = 256;
+        float *a = xmalloc((size_t)s * s * 4), *b = xmalloc((size_t)s * s * 4);
+        float *want = xmalloc((size_t)s * s * 4), *got = xmalloc((size_t)s * s * 4);
+        fill(a, (size_t)s * s, -1.0f, 1.0f);
+        fill(b, (size_t)s * s, -1.0f, 1.0f);
+        float *da = dev_copy(a, (size_t)s * s * 4), *db = dev_copy(b, (size_t)s * s * 4);
+        float *dc = dev_copy(NULL, (size_t)s * s * 4);
+        ops_gemm(NULL, 0, 0, s, s, s, 1.0f, a, s, b, s, 0.0f, want, s);
+        CALL(cuda_gemm(ctx, 0, 0, s, s, s, 1.0f, da, s, db, s, 0.0f, dc, s));
+        download(got, dc, (size_t)s * s * 4);
+        double r = gemm_ratio(0, 0, s, s, s, 1.0f, a, s, b, s, 0.0f, NULL, got, want, s);
+        /* TF32 rounds each input to 11 significant bits: 2^-11 relative */
+        CHECK(r <= 100.0, "gemm with TF32 allowed: error ratio %.3g of the FP32 bound (TF32 %s)",
+              r, r > 1.0 ? "in use" : "not used for this shape");
+        free(a), free(b), free(want), free(got);
+        cuda_ops_destroy(ctx);
+    }
+    return check_summary();
+}

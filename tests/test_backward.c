@@ -758,8 +758,13 @@ static double pairs_loss(void *ctx)
 
 /* Gradients of the whole model against central differences of the loss
  * (check_model_fd: three weights of every tensor, h = 1e-2 on the float
- * forward). */
-static void tf_grad_check(const char *what, tf_train_config c)
+ * forward). drop: the forwards run with dropout on (fixed seed and step:
+ * the same masks in every forward, so the loss is a function of the
+ * weights). With stable, the trained gradient of the embeddings is a tenth
+ * of the derivative of the loss (upstream detaches 0.9 of them: tokens *
+ * 0.1 + tokens.detach() * 0.9 has the value of tokens); they are scaled by
+ * 10 before the comparison, which so checks the factor too. */
+static void tf_grad_check_ex(const char *what, tf_train_config c, int drop)
 {
     tf_train *tr = NULL;
     const int B = 2;
@@ -772,12 +777,29 @@ static void tf_grad_check(const char *what, tf_train_config c)
     for (int64_t i = 0; i < tr->pt.n_weights; i++)
         tr->pt.w[i] += frand(-0.05, 0.05);
     random_pairs(&c, B, text, image);
+    if (drop)
+        tf_train_set_dropout(tr, 1, 42, 3);
     tf_train_zero_grad(tr);
     tf_train_forward(tr, text, image, B, NULL, NULL);
     tf_train_backward(tr);
+    if (c.stable) {
+        static const char *const emb[] = {"text_emb.weight", "image_emb.weight",
+                                          "text_pos_emb.weight", "image_pos_emb.weights_0",
+                                          "image_pos_emb.weights_1"};
+        for (int e = 0; e < 5; e++) {
+            const train_param *p = tf_train_find(tr, emb[e]);
+            for (int64_t i = 0; p && i < p->numel; i++)
+                tr->pt.g[p->offset + i] *= 10.0f;
+        }
+    }
     pairs_ctx k = {tr, text, image, B};
     check_model_fd(what, &tr->pt, pairs_loss, &k);
     tf_train_free(tr);
+}
+
+static void tf_grad_check(const char *what, tf_train_config c)
+{
+    tf_grad_check_ex(what, c, 0);
 }
 
 /* A DiscreteVAE of the right codebook and grid (random weights): a
@@ -834,14 +856,19 @@ static dalle_status write_checkpoint(const tf_train *tr, const adamw *o, const l
     return st;
 }
 
+/* Non-zero: train_step runs with dropout on (seed 77, the optimiser's step). */
+static int train_dropout;
+
 /* One optimizer step as train_dalle.py takes it: clip to 0.5, Adam. */
 static double train_step(tf_train *tr, adamw *o, const lr_schedule *s, const int32_t *text,
                          const int32_t *image, int batch)
 {
     double L = 0.0;
     tf_train_zero_grad(tr);
+    tf_train_set_dropout(tr, train_dropout, 77, o->step);
     tf_train_forward(tr, text, image, batch, &L, NULL);
     tf_train_backward(tr);
+    tf_train_set_dropout(tr, 0, 0, 0);
     clip_grad_norm(tr->pt.g, tr->pt.n_weights, 0.5);
     adamw_step(o, tr->pt.w, tr->pt.g, tr->pt.decay, lr_schedule_at(s, o->step));
     return L;
@@ -1020,6 +1047,152 @@ static void tf_training_run(void)
     tf_train_free(tr);
 }
 
+/* The loss and logits of one forward. */
+static double forward_logits(tf_train *tr, const int32_t *text, const int32_t *image, int B,
+                             float *logits, size_t n)
+{
+    double L = 0.0;
+    tf_train_forward(tr, text, image, B, &L, NULL);
+    memcpy(logits, tf_train_logits(tr), n * sizeof *logits);
+    return L;
+}
+
+/* Dropout's switches: with probabilities 0, or switched off, the forward is
+ * the one without dropout, bit for bit; on, it is a function of (seed,
+ * step); the dropped fraction is p. */
+static void tf_dropout_switches(void)
+{
+    tf_train_config c = tiny_config(1, 1, ATTN_FULL), cd = c;
+    cd.attn_dropout = 0.25;
+    cd.ff_dropout = 0.5;
+    const int B = 2;
+    int32_t text[8], image[18];
+    random_pairs(&c, B, text, image);
+    tf_train *a = NULL, *b = NULL;
+    tf_train_create(&c, B, &a);
+    tf_train_create(&cd, B, &b);
+    const size_t n = (size_t)B * a->hp.max_pos * a->hp.total_tokens;
+    float *la = malloc(n * sizeof *la), *lb = malloc(n * sizeof *lb);
+    double L0 = forward_logits(a, text, image, B, la, n);
+    double L1 = forward_logits(b, text, image, B, lb, n);
+    check(L0 == L1 && !memcmp(la, lb, n * sizeof *la),
+          "dropout 0.25 / 0.5 switched off (evaluation): the same bits as no dropout");
+    tf_train_set_dropout(a, 1, 5, 9);
+    L1 = forward_logits(a, text, image, B, lb, n);
+    check(L0 == L1 && !memcmp(la, lb, n * sizeof *la),
+          "dropout switched on with probabilities 0: the same bits as off");
+    tf_train_set_dropout(b, 1, 5, 9);
+    double D1 = forward_logits(b, text, image, B, la, n);
+    double D2 = forward_logits(b, text, image, B, lb, n);
+    tf_train_set_dropout(b, 1, 5, 10);
+    double D3 = loss_of(b, text, image, B);
+    tf_train_set_dropout(b, 1, 6, 9);
+    double D4 = loss_of(b, text, image, B);
+    check(D1 == D2 && !memcmp(la, lb, n * sizeof *la) && D1 != L0 && D3 != D1 && D4 != D1,
+          "dropout on: the same (seed, step) gives the same bits (loss %.6f), another step "
+          "(%.6f) or seed (%.6f) other masks; off: %.6f",
+          D1, D3, D4, L0);
+    free(la);
+    free(lb);
+    tf_train_free(a);
+    tf_train_free(b);
+}
+
+/* The options of issue 7: gradients against finite differences, the
+ * bundle round trip into dalle_ctx_create (the hyper-parameters recorded,
+ * shared layers as aliases). */
+static void tf_options(void)
+{
+    tf_train_config c = tiny_config(1, 1, ATTN_FULL);
+    c.sandwich_norm = 1;
+    tf_grad_check("tf_train sandwich_norm", c);
+    tf_round_trip("round trip sandwich_norm", c);
+
+    c = tiny_config(0, 1, ATTN_FULL);
+    c.stable = 1;
+    tf_grad_check("tf_train stable (learned positions; embeddings x10)", c);
+    tf_round_trip("round trip stable", c);
+
+    /* layers 0 and 1 share an attention, 0 and 2 a feed-forward */
+    c = tiny_config(1, 1, ATTN_FULL);
+    c.depth = 3;
+    c.n_shared_attn = 3;
+    strcpy(c.shared_attn_ids[0], "0");
+    strcpy(c.shared_attn_ids[1], "0");
+    strcpy(c.shared_attn_ids[2], "1");
+    c.n_shared_ff = 2;
+    strcpy(c.shared_ff_ids[0], "x");
+    strcpy(c.shared_ff_ids[1], "y");
+    tf_train *tr = NULL;
+    dalle_status st = tf_train_create(&c, 1, &tr);
+    tf_train_config plain = c;
+    plain.n_shared_attn = plain.n_shared_ff = 0;
+    tf_train *tp = NULL;
+    if (!st)
+        st = tf_train_create(&plain, 1, &tp);
+    check(!st && tr->attn_owner[1] == 0 && tr->attn_owner[2] == 2 && tr->ff_owner[2] == 0 &&
+              tr->ff_owner[1] == 1 && tr->pw.layers[1].to_qkv == tr->pw.layers[0].to_qkv &&
+              tr->pg.layers[2].ff_w2 == tr->pg.layers[0].ff_w2 &&
+              tp->pt.n_weights - tr->pt.n_weights ==
+                  (int64_t)3 * c.heads * c.dim_head * c.dim +
+                      (int64_t)c.dim * c.heads * c.dim_head + c.dim +
+                      (int64_t)2 * 4 * c.dim * c.dim + 2 * 4 * c.dim +
+                      (int64_t)4 * c.dim * c.dim + c.dim,
+          "shared_attn_ids 0,0,1 / shared_ff_ids x,y: layer 1 uses layer 0's attention, "
+          "layer 2 its feed-forward; %lld weights instead of %lld %s",
+          tr ? (long long)tr->pt.n_weights : 0LL, tp ? (long long)tp->pt.n_weights : 0LL,
+          st ? dalle_last_error() : "");
+    tf_train_free(tr);
+    tf_train_free(tp);
+    tf_grad_check("tf_train shared attention (layers 0, 1) and feed-forward (0, 2)", c);
+    tf_round_trip("round trip shared layers (aliases)", c);
+    tf_train_config bad = tiny_config(1, 1, ATTN_FULL);
+    bad.n_attn_types = 2;
+    bad.attn_types[1] = ATTN_AXIAL_ROW;
+    bad.n_shared_attn = 1;
+    strcpy(bad.shared_attn_ids[0], "same");
+    tr = NULL;
+    st = tf_train_create(&bad, 1, &tr);
+    check(st == DALLE_ERR_INVALID_ARGUMENT && !tr &&
+              strstr(dalle_last_error(), "attn_types differ"),
+          "a shared attention over full and axial_row layers is refused (upstream's "
+          "ValueError): %s",
+          dalle_last_error());
+
+    c = tiny_config(1, 1, ATTN_CONV_LIKE);
+    c.attn_dropout = 0.3;
+    c.ff_dropout = 0.4;
+    tf_grad_check_ex("tf_train attn_dropout 0.3, ff_dropout 0.4 (dropout on)", c, 1);
+    c.sandwich_norm = 1;
+    c.stable = 1;
+    c.rotary_emb = 0;
+    tf_grad_check_ex("tf_train dropout + sandwich_norm + stable (embeddings x10)", c, 1);
+    train_dropout = 1;
+    tf_round_trip("round trip after 3 steps with dropout + sandwich_norm + stable", c);
+    train_dropout = 0;
+    tf_dropout_switches();
+
+    c = tiny_config(1, 1, ATTN_FULL);
+    c.reversible = 1;
+    c.depth = 3;
+    tf_grad_check("tf_train reversible, 3 layers", c);
+    tf_round_trip("round trip reversible", c);
+    c = tiny_config(0, 0, ATTN_AXIAL_ROW);
+    c.reversible = 1;
+    c.sandwich_norm = 1;
+    c.attn_dropout = 0.2;
+    c.ff_dropout = 0.2;
+    c.n_shared_ff = 1;
+    strcpy(c.shared_ff_ids[0], "all");
+    tf_grad_check_ex("tf_train reversible + sandwich_norm + dropout + one shared feed-forward", c,
+                     1);
+    train_dropout = 1;
+    tf_round_trip("round trip reversible + sandwich_norm + shared feed-forward, after dropout "
+                  "steps",
+                  c);
+    train_dropout = 0;
+}
+
 static void test_tf_train(void)
 {
     tf_grad_check("tf_train rotary + token shift, full", tiny_config(1, 1, ATTN_FULL));
@@ -1037,4 +1210,5 @@ static void test_tf_train(void)
     tf_round_trip("round trip attn_types axial_row, axial_col, conv_like", mixed);
     tf_resume_and_threads();
     tf_training_run();
+    tf_options();
 }

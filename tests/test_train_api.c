@@ -10,6 +10,7 @@
 #include <dalle/train.h>
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,19 @@ static void argument_errors(void)
     CHECK_FAILS(dalle_trainer_create(vae, tmp("no_such.txt"), &p, &t), DALLE_ERR_IO,
                 "no_such.txt");
     CHECK_FAILS(dalle_trainer_resume(vae, NULL, &t), DALLE_ERR_MISMATCH, "kind 'dvae'");
+    p = dalle_train_default_params();
+    p.null_cond_prob = 1.5;
+    CHECK_FAILS(dalle_trainer_create(vae, NULL, &p, &t), DALLE_ERR_INVALID_ARGUMENT,
+                "null_cond_prob = 1.5");
+    p = dalle_train_default_params();
+    p.ff_dropout = 1.0;
+    CHECK_FAILS(dalle_trainer_create(vae, NULL, &p, &t), DALLE_ERR_INVALID_ARGUMENT,
+                "ff_dropout = 1");
+    p = dalle_train_default_params();
+    p.attn_types = "full,axial_row";
+    p.shared_attn_ids = "a,a";
+    CHECK_FAILS(dalle_trainer_create(vae, tok, &p, &t), DALLE_ERR_INVALID_ARGUMENT,
+                "attn_types differ");
     CHECK(t == NULL, "failed calls leave *out alone");
 
     dalle_token_data_params dp = dalle_token_data_default_params();
@@ -246,6 +260,208 @@ static dalle_status run(dalle_trainer *t, dalle_token_data *d, int steps, int sa
     return s ? s : dalle_trainer_save(t, final, 1);
 }
 
+/* The trainer's logits of its last evaluation against dalle_logits of the
+ * model saved at `path`: the same within float rounding. */
+static int logits_match(dalle_trainer *t, const char *path, const int32_t *text,
+                        const int32_t *image, int B, double *worst_out)
+{
+    dalle_ctx *ctx = NULL;
+    dalle_train_stats es = dalle_train_default_stats();
+    dalle_status s = dalle_ctx_create(path, NULL, &ctx);
+    if (!s)
+        s = dalle_trainer_eval(t, text, image, B, &es);
+    const size_t V = s ? 1 : (size_t)dalle_total_tokens(ctx);
+    const int I = s ? 1 : dalle_image_seq_len(ctx);
+    const size_t N = s ? 1 : (size_t)(dalle_text_seq_len(ctx) + I);
+    float *mine = malloc(B * N * V * sizeof *mine), *theirs = malloc(B * N * V * sizeof *mine);
+    if (!s)
+        s = dalle_trainer_logits(t, mine, B * N * V, NULL);
+    if (!s)
+        s = dalle_logits(ctx, text, image, B, I, 1.0f, theirs);
+    double worst = 0.0, scale = 0.0;
+    int ok = !s;
+    for (size_t i = 0; ok && i < B * N * V; i++) {
+        if ((mine[i] == -FLT_MAX) != (theirs[i] == -FLT_MAX))
+            ok = 0;
+        else if (mine[i] != -FLT_MAX) {
+            worst = fmax(worst, fabs(mine[i] - theirs[i]));
+            scale = fmax(scale, fabs(theirs[i]));
+        }
+    }
+    if (s)
+        fprintf(stderr, "logits_match: %s\n", dalle_last_error());
+    *worst_out = worst;
+    free(mine);
+    free(theirs);
+    dalle_ctx_free(ctx);
+    return ok && worst <= 1e-5 * scale;
+}
+
+/* null_cond_prob, dropout, stable, sandwich_norm and shared layers through
+ * the public API: old callers' struct_size, training lowers the loss, a
+ * resume gives the bits of the uninterrupted run, the saved model loads in
+ * inference with these hyper-parameters. */
+static void options_run(dalle_token_data *d, dalle_token_data *small)
+{
+    /* a caller built before the new fields: their defaults */
+    dalle_train_params old = dalle_train_default_params();
+    old.struct_size = offsetof(dalle_train_params, null_cond_prob);
+    old.num_text_tokens = dalle_token_data_max_text_id(d) + 1;
+    old.dim = 32, old.depth = 1, old.heads = 2, old.dim_head = 16, old.text_seq_len = 24;
+    dalle_trainer *t = NULL;
+    dalle_status s = dalle_trainer_create(vae, tok, &old, &t);
+    dalle_train_params got = dalle_train_default_params();
+    if (!s)
+        s = dalle_trainer_get_params(t, &got);
+    CHECK(!s && got.null_cond_prob == 0.0 && got.attn_dropout == 0.0 && !got.stable &&
+              !got.sandwich_norm && !got.shared_attn_ids,
+          "an older caller's dalle_train_params (struct_size %zu) is accepted; the new "
+          "fields are their defaults %s",
+          old.struct_size, s ? dalle_last_error() : "");
+    dalle_trainer_free(t);
+    t = NULL;
+
+    /* null_cond_prob 1: every caption is the empty one, in the input and
+     * the labels alike: the step's loss is that of empty captions */
+    {
+        dalle_train_params q = small_params(d);
+        q.null_cond_prob = 1.0;
+        dalle_trainer *u = NULL;
+        int32_t tx[4 * 24], im[4 * 64], none[4 * 24] = {0};
+        dalle_train_stats e0 = dalle_train_default_stats(), s0 = dalle_train_default_stats();
+        s = dalle_trainer_create(vae, tok, &q, &u);
+        if (!s)
+            s = dalle_token_data_batch(d, 1, 0, 4, tx, im);
+        if (!s)
+            s = dalle_trainer_eval(u, none, im, 4, &e0);
+        if (!s)
+            s = dalle_trainer_step(u, tx, im, 4, &s0);
+        CHECK(!s && s0.loss == e0.loss && s0.loss_text == e0.loss_text,
+              "null_cond_prob 1: the step's loss %.6f (text %.6f) is the loss of empty captions "
+              "%.6f (text %.6f) %s",
+              s0.loss, s0.loss_text, e0.loss, e0.loss_text, s ? dalle_last_error() : "");
+        dalle_trainer_free(u);
+    }
+
+    /* classifier-free guidance training still learns */
+    dalle_train_params p = small_params(d);
+    p.null_cond_prob = 0.2;
+    p.attn_dropout = 0.1;
+    p.ff_dropout = 0.1;
+    s = dalle_trainer_create(vae, tok, &p, &t);
+    const int n = (int)dalle_token_data_count(d), T = p.text_seq_len;
+    const int I = dalle_token_data_image_seq_len(d);
+    int32_t *text = malloc((size_t)n * T * sizeof *text), *image = malloc((size_t)n * I * 4);
+    const double before = s ? NAN : eval_all(t, d, text, image);
+    dalle_train_stats st = dalle_train_default_stats();
+    for (int i = 0; i < 60 && !s; i++)
+        s = dalle_trainer_step_data(t, d, &st);
+    const double after = s ? NAN : eval_all(t, d, text, image);
+    /* the unconditional loss: every caption empty */
+    int32_t *empty = calloc((size_t)n * T, sizeof *empty);
+    dalle_train_stats es = dalle_train_default_stats();
+    if (!s)
+        s = dalle_trainer_eval(t, empty, image, n, &es);
+    CHECK(!s && after < 0.6 * before,
+          "60 steps with null_cond_prob 0.2, attn/ff dropout 0.1: loss %.3f -> %.3f (must fall "
+          "below 60%%); with empty captions %.3f %s",
+          before, after, es.loss, s ? dalle_last_error() : "");
+    free(empty);
+    dalle_trainer_free(t);
+    t = NULL;
+
+    /* resume: dropout, null captions, stable, sandwich_norm, shared
+     * feed-forwards; the checkpoint carries them all */
+    p = small_params(small);
+    p.null_cond_prob = 0.5;
+    p.attn_dropout = 0.2;
+    p.ff_dropout = 0.3;
+    p.stable = 1;
+    p.sandwich_norm = 1;
+    p.shared_ff_ids = "0, 0";
+    p.shared_attn_ids = "a,b";
+    p.reversible = 1;
+    dalle_trainer *a = NULL, *b = NULL, *c = NULL;
+    const char *ckpt = tmp("test_train_api_opt_ckpt.dalle");
+    const char *fa = tmp("test_train_api_opt_a.dalle");
+    const char *fb = tmp("test_train_api_opt_b.dalle"), *fc = tmp("test_train_api_opt_c.dalle");
+    s = dalle_trainer_create(vae, tok, &p, &a);
+    if (!s)
+        s = run(a, small, 8, 3, ckpt, fa);
+    dalle_train_params rp = dalle_train_default_params();
+    rp.n_threads = 2;
+    if (!s)
+        s = dalle_trainer_resume(ckpt, &rp, &b);
+    got = dalle_train_default_params();
+    if (!s)
+        s = dalle_trainer_get_params(b, &got);
+    if (!s)
+        s = run(b, small, 5, -1, NULL, fb);
+    CHECK(!s && got.null_cond_prob == 0.5 && got.attn_dropout == 0.2 && got.ff_dropout == 0.3 &&
+              got.stable == 1 && got.sandwich_norm == 1 && got.reversible == 1 &&
+              got.shared_ff_ids &&
+              !strcmp(got.shared_ff_ids, "0,0") && got.shared_attn_ids &&
+              !strcmp(got.shared_attn_ids, "a,b"),
+          "resume: null_cond_prob %g, dropout %g / %g, stable %d, sandwich_norm %d, reversible, "
+          "shared_ff_ids %s from the checkpoint %s",
+          got.null_cond_prob, got.attn_dropout, got.ff_dropout, got.stable, got.sandwich_norm,
+          got.shared_ff_ids ? got.shared_ff_ids : "(none)", s ? dalle_last_error() : "");
+    CHECK(!s && same_file(fa, fb),
+          "with dropout, null captions, stable, sandwich_norm, reversible, shared feed-forwards: "
+          "8 steps = 3 steps, checkpoint, resume on 2 threads, 5 steps: the same bytes");
+    /* the options act: without null captions and dropout, other bytes */
+    p.null_cond_prob = 0.0;
+    p.attn_dropout = p.ff_dropout = 0.0;
+    if (!s)
+        s = dalle_trainer_create(vae, tok, &p, &c);
+    if (!s)
+        s = run(c, small, 8, -1, NULL, fc);
+    CHECK(!s && !same_file(fa, fc), "without null captions and dropout the run differs %s",
+          s ? dalle_last_error() : "");
+    /* the saved model loads in inference with its hyper-parameters */
+    double worst = -1.0;
+    int32_t t4[4 * 24], i4[4 * 64];
+    if (!s)
+        s = dalle_token_data_batch(small, 1, 0, 4, t4, i4);
+    CHECK(!s && logits_match(b, fb, t4, i4, 4, &worst),
+          "the model trained with them -> dalle_ctx_create -> dalle_logits = trainer logits "
+          "(max |diff| %.2e)", worst);
+    dalle_bundle *bun = NULL;
+    int64_t sw = 0, stb = 0, rev = 0;
+    double ad = -1, fd = -1;
+    const char *ids[4] = {NULL};
+    int64_t n_ids = 0;
+    if (!s)
+        s = dalle_bundle_open(fb, &bun);
+    if (!s)
+        s = dalle_bundle_meta_i64(bun, "dalle.sandwich_norm", &sw);
+    if (!s)
+        s = dalle_bundle_meta_i64(bun, "dalle.stable", &stb);
+    if (!s)
+        s = dalle_bundle_meta_i64(bun, "dalle.reversible", &rev);
+    if (!s)
+        s = dalle_bundle_meta_f64(bun, "dalle.attn_dropout", &ad);
+    if (!s)
+        s = dalle_bundle_meta_f64(bun, "dalle.ff_dropout", &fd);
+    if (!s)
+        s = dalle_bundle_meta_str_array(bun, "dalle.shared_ff_ids", ids, 4, &n_ids);
+    CHECK(!s && sw == 1 && stb == 1 && rev == 1 && ad == 0.2 && fd == 0.3 && n_ids == 2 &&
+              !strcmp(ids[0], "0") && !strcmp(ids[1], "0"),
+          "the bundle records sandwich_norm, stable, reversible, attn_dropout, ff_dropout and "
+          "shared_ff_ids %s",
+          s ? dalle_last_error() : "");
+    dalle_bundle_close(bun);
+    free(text);
+    free(image);
+    remove(ckpt);
+    remove(fa);
+    remove(fb);
+    remove(fc);
+    dalle_trainer_free(a);
+    dalle_trainer_free(b);
+    dalle_trainer_free(c);
+}
+
 static void resume_and_threads(dalle_token_data *d)
 {
     dalle_train_params p = small_params(d);
@@ -355,6 +571,7 @@ int main(int argc, char **argv)
 
     training_run(d);
     resume_and_threads(small);
+    options_run(d, small);
     dalle_token_data_free(d);
     dalle_token_data_free(small);
     return check_summary();

@@ -37,6 +37,13 @@ static const char usage[] =
     "  --num-text-tokens N|auto  text vocabulary: default the tokenizer's (49408 for\n"
     "                         CLIP's); auto: the largest caption id + 1, far smaller\n"
     "                         and faster, but then only those ids can be generated from\n"
+    "  --attn-dropout X       dropout after each attention's output (default 0)\n"
+    "  --ff-dropout X         dropout inside each feed-forward, after GEGLU (default 0)\n"
+    "  --stable-softmax       DALLE(stable=True): embeddings' gradient x0.1, DivideMax\n"
+    "  --sandwich-norm        a LayerNorm on every attention / feed-forward output\n"
+    "  --reversible           the layers as upstream's ReversibleSequence\n"
+    "  --shared-attn-ids LIST comma-separated ids cycled over the layers: layers with\n"
+    "  --shared-ff-ids LIST   equal ids share one attention / feed-forward\n"
     "training:\n"
     "  --steps N              train until step N (default 1000)\n"
     "  --batch N              pairs per step (default 4)\n"
@@ -44,15 +51,18 @@ static const char usage[] =
     "  --lr-decay             halve it when an epoch brings no progress (ReduceLROnPlateau)\n"
     "  --cosine               cosine decay to 1e-6 at --steps instead\n"
     "  --warmup N             linear warm-up steps (default 0)\n"
-    "  --seed N               weights and data order (default 0)\n"
+    "  --null-cond-prob X     replace a caption by the empty one with probability X, to\n"
+    "                         train for classifier-free guidance (default 0)\n"
+    "  --seed N               weights, data order, dropout and null captions (default 0)\n"
     "  -t, --threads N        worker threads (default: all cores; same result for any)\n"
     "  --log-every N          without a terminal: a progress line every N steps (default 10)\n";
 
 typedef struct opts {
     cli_train_opts t;       /* the options every train-* command takes */
-    const char *vae, *attn;
+    const char *vae, *attn, *shared_attn, *shared_ff;
     long long dim, depth, heads, dim_head, text_seq_len;
-    int lr_decay;
+    int lr_decay, stable, sandwich, reversible;
+    double null_cond, attn_dropout, ff_dropout;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, cli_args *a)
@@ -71,6 +81,18 @@ static int parse(int argc, char **argv, opts *o, cli_args *a)
         else if (cli_is(a, NULL, "--text-seq-len")) rc = cli_int_value(a, 1, 65536, &o->text_seq_len);
         else if (cli_is(a, NULL, "--attn-types")) rc = cli_value(a, &o->attn);
         else if (cli_is(a, NULL, "--lr-decay")) rc = cli_flag(a), o->lr_decay = 1;
+        else if (cli_is(a, NULL, "--null-cond-prob"))
+            rc = cli_float_value(a, 0, 0, 1, 0, &o->null_cond);
+        else if (cli_is(a, NULL, "--attn-dropout"))
+            rc = cli_float_value(a, 0, 0, 1, 1, &o->attn_dropout);
+        else if (cli_is(a, NULL, "--ff-dropout"))
+            rc = cli_float_value(a, 0, 0, 1, 1, &o->ff_dropout);
+        else if (cli_is(a, NULL, "--stable-softmax")) rc = cli_flag(a), o->stable = 1;
+        else if (cli_is(a, NULL, "--sandwich-norm")) rc = cli_flag(a), o->sandwich = 1;
+        else if (cli_is(a, NULL, "--reversible")) rc = cli_flag(a), o->reversible = 1;
+        else if (cli_is(a, NULL, "--shared-attn-ids"))
+            rc = cli_value(a, &o->shared_attn);
+        else if (cli_is(a, NULL, "--shared-ff-ids")) rc = cli_value(a, &o->shared_ff);
         else return cli_unexpected(a);
     }
     if (rc || (rc = cli_train_check_io(a, &o->t, o->vae != NULL,
@@ -141,6 +163,10 @@ int cmd_train_dalle(int argc, char **argv)
     tp.dim = (int)o.dim, tp.depth = (int)o.depth, tp.heads = (int)o.heads;
     tp.dim_head = (int)o.dim_head, tp.text_seq_len = (int)o.text_seq_len;
     tp.attn_types = o.attn;
+    tp.null_cond_prob = o.null_cond, tp.attn_dropout = o.attn_dropout;
+    tp.ff_dropout = o.ff_dropout, tp.stable = o.stable, tp.sandwich_norm = o.sandwich;
+    tp.shared_attn_ids = o.shared_attn, tp.shared_ff_ids = o.shared_ff;
+    tp.reversible = o.reversible;
     tp.batch = (int)c->batch, tp.n_threads = (int)c->threads, tp.seed = c->seed, tp.lr = c->lr;
     tp.warmup_steps = c->warmup, tp.total_steps = c->steps;
     tp.lr_schedule = o.lr_decay  ? DALLE_LR_PLATEAU

@@ -196,6 +196,34 @@ typedef struct dalle_train_params {
     double weight_decay;    /* decoupled (AdamW) on the Linear weights; 0 */
     double clip_grad_norm;  /* the gradients' global 2-norm is clipped to
                                this (0.5); <= 0: no clipping */
+    /* Appended later (a caller built against an older header passes a
+     * smaller struct_size and gets these defaults). */
+    double null_cond_prob;  /* classifier-free guidance training, as
+                               DALLE.forward(null_cond_prob=p): each pair's
+                               caption is replaced, with probability p, by
+                               the empty caption (all padding), in the input
+                               and in the text labels alike; drawn per pair
+                               from (seed, step, pair). 0..1 (0) */
+    double attn_dropout;    /* DALLE's attn_dropout: dropout after each
+                               attention's output projection (0); 0..<1 */
+    double ff_dropout;      /* DALLE's ff_dropout: dropout after each
+                               feed-forward's GEGLU (0); 0..<1. Both only in
+                               training steps, masks drawn from (seed, step,
+                               layer, element) */
+    int stable;             /* DALLE's stable (train_dalle.py
+                               --stable_softmax): the embeddings' gradient
+                               scaled by 0.1, DivideMax before to_logits (0) */
+    int sandwich_norm;      /* DALLE's sandwich_norm: a LayerNorm on every
+                               attention and feed-forward output (0) */
+    const char *shared_attn_ids; /* DALLE's shared_attn_ids: comma-separated
+                               ids cycled over the layers; layers with equal
+                               ids share one attention (they must have the
+                               same attention type). NULL (default): none */
+    const char *shared_ff_ids; /* the same for the feed-forwards (NULL) */
+    int reversible;         /* DALLE's reversible: the layers as upstream's
+                               ReversibleSequence (two streams, averaged at
+                               the end), trained with that function's exact
+                               gradient (0) */
 } dalle_train_params;
 
 /* Defaults into a struct of `struct_size` bytes; see dalle_ctx_params_init. */
@@ -309,7 +337,7 @@ DALLE_API int64_t dalle_trainer_steps(const dalle_trainer *t);
 DALLE_API int64_t dalle_trainer_num_params(const dalle_trainer *t);
 /* The settings in force: the model shape (num_text_tokens resolved) and
  * the optimisation, copied into *params (struct_size as the caller's;
- * attn_types points into the trainer). */
+ * attn_types, shared_attn_ids and shared_ff_ids point into the trainer). */
 DALLE_API dalle_status dalle_trainer_get_params(const dalle_trainer *t,
                                                 dalle_train_params *params);
 /* The learning rate the next step will use; 0 for NULL. */

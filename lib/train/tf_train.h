@@ -17,12 +17,16 @@
  *
  * Supported: full / axial_row / axial_col / conv_like attention (cycled
  * over the layers as attn_types), rotary or learned positions, token shift
- * on or off. Not supported (refused by tf_train_create): reversible,
- * stable, sandwich_norm, shared layers, share_input_output_emb, dropout.
+ * on or off, attn_dropout / ff_dropout (training forwards only, see
+ * tf_train_set_dropout), stable (DALLE(stable=True)), sandwich_norm,
+ * shared attention / feed-forward layers (shared_attn_ids / shared_ff_ids)
+ * and reversible. Not supported (tf_train has no field for them):
+ * share_input_output_emb, sparse attention (docs/training.md says why).
  */
 #ifndef DALLE_TRAIN_TF_TRAIN_H
 #define DALLE_TRAIN_TF_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../transformer_internal.h"
@@ -30,6 +34,8 @@
 #include "param_table.h"
 
 #define TF_TRAIN_MAX_TYPES 16
+#define TF_TRAIN_MAX_IDS 64 /* shared_attn_ids / shared_ff_ids entries */
+#define TF_TRAIN_ID_LEN 32  /* an id's characters, NUL included */
 
 typedef struct tf_train_config {
     int dim, depth, heads, dim_head;
@@ -40,12 +46,31 @@ typedef struct tf_train_config {
     attn_type attn_types[TF_TRAIN_MAX_TYPES];
     double loss_img_weight;            /* upstream default 7 */
     uint64_t seed;                     /* weight initialisation */
+    /* Dropout probabilities in [0, 1): nn.Dropout after to_out (attention)
+     * and after GEGLU (feed-forward), as upstream's Attention.to_out[1]
+     * and FeedForward.net[2]; active only in forwards tf_train_set_dropout
+     * switched on. */
+    double attn_dropout, ff_dropout;
+    int stable;         /* DALLE(stable=True): the 0.1 / 0.9 embedding split
+                           and DivideMax before to_logits (the stable softmax
+                           is the plain one bit for bit, attention.c) */
+    int sandwich_norm;  /* PreNorm(sandwich=True): a LayerNorm (norm_out)
+                           on every sublayer's output */
+    int reversible;     /* ReversibleSequence: two streams, y1 = x1 + f(x2),
+                           y2 = x2 + g(y1), their mean at the end; trained
+                           with the exact gradient of that function */
+    /* shared_attn_ids / shared_ff_ids: ids cycled over the layers; layers
+     * with equal ids share one module (n_* = 0: no sharing) */
+    int n_shared_attn, n_shared_ff;
+    char shared_attn_ids[TF_TRAIN_MAX_IDS][TF_TRAIN_ID_LEN];
+    char shared_ff_ids[TF_TRAIN_MAX_IDS][TF_TRAIN_ID_LEN];
 } tf_train_config;
 
 /* Pointers of one layer into w (or g). */
 typedef struct tf_layer_ptrs {
     float *attn_scale, *attn_norm_w, *attn_norm_b, *to_qkv, *to_out_w, *to_out_b;
     float *ff_scale, *ff_norm_w, *ff_norm_b, *ff_w1, *ff_b1, *ff_w2, *ff_b2;
+    float *attn_norm_out_w, *attn_norm_out_b, *ff_norm_out_w, *ff_norm_out_b; /* sandwich */
 } tf_layer_ptrs;
 
 typedef struct tf_model_ptrs {
@@ -66,6 +91,14 @@ struct tf_train {
     struct tpool *pool; /* the matrix products run here (NULL: calling thread);
                            set by the caller, not owned; same bits for any */
     void *act;          /* activations and scratch (tf_train_pass.c) */
+    int *attn_owner, *ff_owner; /* [depth]: the layer whose attention /
+                                   feed-forward tensors layer l uses (l
+                                   itself unless shared) */
+    /* Dropout of the next forwards (tf_train_set_dropout): off after
+     * tf_train_create. */
+    int drop_on;
+    uint64_t drop_seed;
+    int64_t drop_step;
 };
 
 /* A fresh model initialised as upstream does (nn.Linear's uniform,
@@ -86,6 +119,16 @@ void tf_train_register_layer(param_table *t, tf_layer_ptrs *w, tf_layer_ptrs *g,
                              const char *prefix, int layer, int64_t dim, int64_t inner,
                              int64_t ff_inner, const char *attn_path, const char *ff_path);
 
+/* The state-dict prefix of sublayer `sub` (0 attention, 1 feed-forward)
+ * of layer l: "transformer.layers.layers.<l>.<sub>", or with reversible
+ * "transformer.layers.blocks.<l>.<f|g>.net". */
+void tf_train_sublayer_prefix(const tf_train *tr, int l, int sub, char *buf, size_t cap);
+
+/* Parse "a,b,c" (NULL or "": none) into at most TF_TRAIN_MAX_IDS ids of
+ * fewer than TF_TRAIN_ID_LEN characters; `what` names the list in errors. */
+dalle_status tf_train_parse_ids(const char *list, char ids[][TF_TRAIN_ID_LEN], int *n,
+                                const char *what);
+
 /* Forward over `batch` (1..max_batch) training pairs: text [batch][text_seq_len]
  * caption ids (0 = padding), image [batch][fmap²] image ids. Keeps the
  * activations for tf_train_backward and returns the loss of
@@ -95,6 +138,14 @@ void tf_train_register_layer(param_table *t, tf_layer_ptrs *w, tf_layer_ptrs *g,
 dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *image, int batch,
                               double *loss, double lossparts[2]);
 const float *tf_train_logits(const tf_train *tr);
+
+/* Dropout of the forwards that follow (and of their backwards): on = 0
+ * (evaluation, the default) computes without dropout; on != 0 draws every
+ * mask from the counter-based lib/rng.h keyed by (seed, step, layer, site,
+ * element), so a forward is a pure function of its arguments and the
+ * backward recomputes the forward's masks. Without dropout probabilities
+ * it changes nothing. */
+void tf_train_set_dropout(tf_train *tr, int on, uint64_t seed, int64_t step);
 
 /* Backward of the last forward: ADDS d loss / d w into tr->pt.g (zero it
  * with tf_train_zero_grad first). */

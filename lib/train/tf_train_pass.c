@@ -14,10 +14,14 @@
 #include <string.h>
 
 #include "../error.h"
+#include "../rng.h"
 #include "ops_backward.h"
 #include "tf_train.h"
 
 #define LN_EPS 1e-5f /* nn.LayerNorm's default */
+/* The dropout masks' stream: "Drop", then (layer << 1) | site */
+#define DROP_STREAM 0x44726f7000000000ULL
+enum { SITE_ATTN = 0, SITE_FF = 1 };
 
 /* What one layer's backward needs: rows = batch · n_pos. */
 typedef struct layer_act {
@@ -26,7 +30,9 @@ typedef struct layer_act {
     float *K, *V;       /* k, v as [batch][heads][n_pos][dim_head] (ops_attend's layout) */
     float *att, *ya;    /* attention output before / after to_out */
     float *xf, *src_f;  /* feed-forward sublayer: input, normed + shifted input */
-    float *ffh, *ffa, *yf; /* [rows][2 · ff_inner], after GEGLU, after the last Linear */
+    float *ffh, *ffa, *yf; /* [rows][2 · ff_inner], after GEGLU (and dropout), after
+                              the last Linear */
+    float *yan, *yfn;   /* sandwich_norm: norm_out of ya / yf (else NULL) */
 } layer_act;
 
 typedef struct acts {
@@ -36,8 +42,17 @@ typedef struct acts {
     int32_t *seq, *labels; /* [batch][n_pos]: fed ids, target columns */
     float *x_out, *h_out, *logits; /* final stream, after to_logits.0, logits */
     float *hn;          /* scratch: normed input before the shift */
+    float *xdm;         /* stable: x_out / its row maxima (DivideMax), else NULL */
+    float *x1, *x2;     /* reversible: the embeddings (both streams' start), the
+                           second stream after the last layer; else NULL */
+    /* the dropout of the last forward, which its backward replays */
+    int drop_on;
+    uint64_t drop_seed;
+    int64_t drop_step;
     /* gradients (scratch) */
     float *dx, *dy, *dsrc, *dh, *dffa, *dffh, *datt, *dqkv, *dK, *dV, *dlogits, *scores;
+    float *dz;          /* sandwich_norm: the gradient of a norm_out's input */
+    float *d2;          /* reversible: the second stream's gradient */
 } acts;
 
 static float *take(float **cursor, int64_t n)
@@ -52,9 +67,11 @@ dalle_status tf_train_acts_create(tf_train *tr)
     const tf_hparams *hp = &tr->hp;
     const int64_t R = (int64_t)tr->max_batch * hp->max_pos, d = hp->dim, in = hp->inner;
     const int64_t ffi = hp->ff_inner, V = hp->total_tokens;
-    const int64_t per_layer = R * (6 * d + 6 * in + 3 * ffi);
+    const int sw = tr->cfg.sandwich_norm != 0, st = tr->cfg.stable != 0;
+    const int rv = tr->cfg.reversible != 0;
+    const int64_t per_layer = R * (6 * d + 6 * in + 3 * ffi + 2 * sw * d);
     const int64_t total = hp->depth * per_layer + R * (7 * d + 3 * ffi + 6 * in + 2 * V) +
-                          hp->max_pos;
+                          hp->max_pos + R * d * (sw + st + 3 * rv);
     acts *a = calloc(1, sizeof *a);
     if (!a)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
@@ -83,6 +100,10 @@ dalle_status tf_train_acts_create(tf_train *tr)
         L->ffh = take(&c, R * 2 * ffi);
         L->ffa = take(&c, R * ffi);
         L->yf = take(&c, R * d);
+        if (sw) {
+            L->yan = take(&c, R * d);
+            L->yfn = take(&c, R * d);
+        }
     }
     a->x_out = take(&c, R * d);
     a->h_out = take(&c, R * d);
@@ -100,6 +121,15 @@ dalle_status tf_train_acts_create(tf_train *tr)
     a->dV = take(&c, R * in);
     a->dlogits = take(&c, R * V);
     a->scores = take(&c, hp->max_pos);
+    if (sw)
+        a->dz = take(&c, R * d);
+    if (st)
+        a->xdm = take(&c, R * d);
+    if (rv) {
+        a->x1 = take(&c, R * d);
+        a->x2 = take(&c, R * d);
+        a->d2 = take(&c, R * d);
+    }
     a->seq = a->ints;
     a->labels = a->ints + R;
     return DALLE_OK;
@@ -145,7 +175,29 @@ static void embed(const tf_train *tr, const acts *a, int batch, float *x)
                     xr[j] += ar[j] + ac[j];
             }
         }
+        if (tr->cfg.stable)
+            /* tokens * 0.1 + tokens.detach() * 0.9: the value changes only
+             * by rounding (as lib/transformer.c computes it) */
+            for (int64_t j = 0; j < d; j++)
+                xr[j] = xr[j] * 0.1f + xr[j] * 0.9f;
     }
+}
+
+/* nn.Dropout(p) in training on x [n] (in place), the mask of (layer, site)
+ * of the forward's seed and step, element i keyed by its index: dropped
+ * with probability p, the rest scaled by 1 / (1 - p). The same call on a
+ * gradient is the backward (the same mask, the same scale). Nothing
+ * without dropout. */
+static void dropout(const acts *a, int layer, int site, double p, float *x, int64_t n)
+{
+    if (!a->drop_on || !(p > 0.0))
+        return;
+    const float scale = 1.0f / (float)(1.0 - p);
+    const uint64_t stream = DROP_STREAM | ((uint64_t)layer << 1) | (uint64_t)site;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = rng_uniform(a->drop_seed, stream, (uint64_t)a->drop_step, (uint64_t)i) < p
+                   ? 0.0f
+                   : x[i] * scale;
 }
 
 /* LayerNorm, then (shift_tokens) the shift, of the stream x into src. */
@@ -207,23 +259,43 @@ static void attention(const tf_train *tr, acts *a, int l, int batch)
                     hp->dim);
 }
 
-static void layer_forward(const tf_train *tr, acts *a, int l, int batch, float *x_next)
+/* Layer l on its attention input L->xa: xf = res_a + f(xa), x_next =
+ * res_f + g(xf), f and g the LayerScale(PreNorm(...)) sublayers.
+ * Sequential: res_a = xa, res_f = xf. Reversible (ReversibleBlock, x1 and
+ * x2 the streams): y1 = x1 + f(x2), y2 = x2 + g(y1), so xa = x2, res_a = x1,
+ * xf = y1, res_f = x2 and x_next = y2. */
+static void layer_forward(const tf_train *tr, acts *a, int l, int batch, const float *res_a,
+                          const float *res_f_or_null, float *x_next)
 {
     const tf_hparams *hp = &tr->hp;
     const tf_layer_ptrs *w = &tr->pw.layers[l];
     layer_act *L = &a->L[l];
     const int64_t R = batch * (int64_t)hp->max_pos, d = hp->dim, ffi = hp->ff_inner;
+    const float *y;
     sublayer_input(tr, a, batch, L->xa, w->attn_norm_w, w->attn_norm_b, L->src_a);
     attention(tr, a, l, batch);
-    memcpy(L->xf, L->xa, (size_t)(R * d) * sizeof(float));
-    ops_add_scaled(L->xf, L->ya, w->attn_scale, R, d);
+    dropout(a, l, SITE_ATTN, tr->cfg.attn_dropout, L->ya, R * d);
+    y = L->ya;
+    if (L->yan) {
+        ops_layer_norm(L->ya, R, d, w->attn_norm_out_w, w->attn_norm_out_b, LN_EPS, L->yan);
+        y = L->yan;
+    }
+    memcpy(L->xf, res_a, (size_t)(R * d) * sizeof(float));
+    ops_add_scaled(L->xf, y, w->attn_scale, R, d);
+    const float *res_f = res_f_or_null ? res_f_or_null : L->xf;
 
     sublayer_input(tr, a, batch, L->xf, w->ff_norm_w, w->ff_norm_b, L->src_f);
     ops_linear_pool(tr->pool, L->src_f, R, d, w->ff_w1, w->ff_b1, 2 * ffi, L->ffh, 2 * ffi);
     ops_geglu(L->ffh, R, ffi, L->ffa);
+    dropout(a, l, SITE_FF, tr->cfg.ff_dropout, L->ffa, R * ffi);
     ops_linear_pool(tr->pool, L->ffa, R, ffi, w->ff_w2, w->ff_b2, d, L->yf, d);
-    memcpy(x_next, L->xf, (size_t)(R * d) * sizeof(float));
-    ops_add_scaled(x_next, L->yf, w->ff_scale, R, d);
+    y = L->yf;
+    if (L->yfn) {
+        ops_layer_norm(L->yf, R, d, w->ff_norm_out_w, w->ff_norm_out_b, LN_EPS, L->yfn);
+        y = L->yfn;
+    }
+    memcpy(x_next, res_f, (size_t)(R * d) * sizeof(float));
+    ops_add_scaled(x_next, y, w->ff_scale, R, d);
 }
 
 /* to_logits on every row; the masked half of a row is -FLT_MAX and not
@@ -234,7 +306,14 @@ static void head(const tf_train *tr, acts *a, int batch)
     const tf_model_ptrs *w = &tr->pw;
     const int64_t d = hp->dim, N = hp->max_pos, V = hp->total_tokens, T = hp->text_seq_len;
     const int64_t tv = hp->text_vocab;
-    ops_layer_norm(a->x_out, batch * N, d, w->norm_w, w->norm_b, LN_EPS, a->h_out);
+    const float *x = a->x_out;
+    if (a->xdm) {
+        /* DivideMax: x / amax(x, dim=-1).detach() */
+        memcpy(a->xdm, a->x_out, (size_t)(batch * N * d) * sizeof(float));
+        ops_divide_max(a->xdm, batch * N, d);
+        x = a->xdm;
+    }
+    ops_layer_norm(x, batch * N, d, w->norm_w, w->norm_b, LN_EPS, a->h_out);
     for (int64_t b = 0; b < batch; b++) {
         float *o = a->logits + b * N * V;
         const float *h = a->h_out + b * N * d;
@@ -285,9 +364,26 @@ dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *
             lb[p] = im[p - T] + hp->text_vocab;
     }
     tr->batch = batch;
+    a->drop_on = tr->drop_on;
+    a->drop_seed = tr->drop_seed;
+    a->drop_step = tr->drop_step;
     embed(tr, a, batch, a->L[0].xa);
-    for (int l = 0; l < hp->depth; l++)
-        layer_forward(tr, a, l, batch, l + 1 < hp->depth ? a->L[l + 1].xa : a->x_out);
+    const int D = hp->depth;
+    if (!a->x1) {
+        for (int l = 0; l < D; l++)
+            layer_forward(tr, a, l, batch, a->L[l].xa, NULL, l + 1 < D ? a->L[l + 1].xa : a->x_out);
+    } else {
+        /* torch.cat([x, x], dim=-1): both streams start as the embeddings */
+        const int64_t n = batch * N * hp->dim;
+        memcpy(a->x1, a->L[0].xa, (size_t)n * sizeof(float));
+        for (int l = 0; l < D; l++)
+            layer_forward(tr, a, l, batch, l ? a->L[l - 1].xf : a->x1, a->L[l].xa,
+                          l + 1 < D ? a->L[l + 1].xa : a->x2);
+        /* torch.stack(out.chunk(2, dim=-1)).mean(dim=0) */
+        const float *y1 = a->L[D - 1].xf;
+        for (int64_t i = 0; i < n; i++)
+            a->x_out[i] = (y1[i] + a->x2[i]) / 2.0f;
+    }
     head(tr, a, batch);
     double parts[2];
     double v = dalle_loss(a->logits, batch, N, T, hp->text_vocab, hp->total_tokens, a->labels,
@@ -306,7 +402,7 @@ dalle_status tf_train_forward(tf_train *tr, const int32_t *text, const int32_t *
 /* The backward of sublayer_input: dsrc -> (shift) -> LayerNorm, adding
  * into dx (which already holds the residual's gradient). */
 static void sublayer_input_bw(const tf_train *tr, acts *a, int batch, const float *x,
-                              const float *nw, float *gnw, float *gnb)
+                              const float *nw, float *gnw, float *gnb, float *dx)
 {
     const tf_hparams *hp = &tr->hp;
     const int64_t d = hp->dim, N = hp->max_pos, R = batch * N;
@@ -317,7 +413,7 @@ static void sublayer_input_bw(const tf_train *tr, acts *a, int batch, const floa
             bw_token_shift(a->dsrc + b * N * d, N, d, hp->text_len, hp->fmap, a->dh + b * N * d);
         dn = a->dh;
     }
-    bw_layer_norm(x, R, d, nw, LN_EPS, dn, a->dx, gnw, gnb);
+    bw_layer_norm(x, R, d, nw, LN_EPS, dn, dx, gnw, gnb);
 }
 
 static void attention_bw(const tf_train *tr, acts *a, int l, int batch)
@@ -365,7 +461,10 @@ static void attention_bw(const tf_train *tr, acts *a, int l, int batch)
         }
 }
 
-static void layer_backward(tf_train *tr, acts *a, int l, int batch)
+/* The backward of layer_forward. Sequential: dx holds d x_next and
+ * becomes d xa (dr = dx). Reversible: dx holds d y1, dr d y2; they become
+ * d x1 = d y1 + gᵀ d y2 and d x2 = d y2 + fᵀ (d x1). */
+static void layer_backward(tf_train *tr, acts *a, int l, int batch, float *dr)
 {
     const tf_hparams *hp = &tr->hp;
     const tf_layer_ptrs *w = &tr->pw.layers[l], *g = &tr->pg.layers[l];
@@ -373,28 +472,45 @@ static void layer_backward(tf_train *tr, acts *a, int l, int batch)
     const int64_t R = batch * (int64_t)hp->max_pos, d = hp->dim, ffi = hp->ff_inner;
     const int64_t in = hp->inner;
     const size_t rd = (size_t)(R * d) * sizeof(float);
-    /* x_next = xf + ff_scale ⊙ yf; dx holds d x_next and becomes d xf */
+    /* x_next = xf + ff_scale ⊙ yf (⊙ norm_out(yf)); dx holds d x_next and
+     * becomes d xf */
     memset(a->dy, 0, rd);
-    bw_add_scaled(L->yf, w->ff_scale, R, d, a->dx, a->dy, g->ff_scale);
+    bw_add_scaled(L->yfn ? L->yfn : L->yf, w->ff_scale, R, d, dr, a->dy, g->ff_scale);
+    const float *dyf = a->dy;
+    if (L->yfn) {
+        memset(a->dz, 0, rd);
+        bw_layer_norm(L->yf, R, d, w->ff_norm_out_w, LN_EPS, a->dy, a->dz, g->ff_norm_out_w,
+                      g->ff_norm_out_b);
+        dyf = a->dz;
+    }
     memset(a->dffa, 0, (size_t)(R * ffi) * sizeof(float));
-    bw_linear(tr->pool, L->ffa, R, ffi, w->ff_w2, d, a->dy, d, a->dffa, g->ff_w2, g->ff_b2);
+    bw_linear(tr->pool, L->ffa, R, ffi, w->ff_w2, d, dyf, d, a->dffa, g->ff_w2, g->ff_b2);
+    dropout(a, l, SITE_FF, tr->cfg.ff_dropout, a->dffa, R * ffi);
     memset(a->dffh, 0, (size_t)(R * 2 * ffi) * sizeof(float));
     bw_geglu(L->ffh, R, ffi, a->dffa, a->dffh);
     memset(a->dsrc, 0, rd);
     bw_linear(tr->pool, L->src_f, R, d, w->ff_w1, 2 * ffi, a->dffh, 2 * ffi, a->dsrc, g->ff_w1,
               g->ff_b1);
-    sublayer_input_bw(tr, a, batch, L->xf, w->ff_norm_w, g->ff_norm_w, g->ff_norm_b);
+    sublayer_input_bw(tr, a, batch, L->xf, w->ff_norm_w, g->ff_norm_w, g->ff_norm_b, a->dx);
 
-    /* xf = xa + attn_scale ⊙ ya; dx becomes d xa */
+    /* xf = xa + attn_scale ⊙ ya (⊙ norm_out(ya)); dx becomes d xa */
     memset(a->dy, 0, rd);
-    bw_add_scaled(L->ya, w->attn_scale, R, d, a->dx, a->dy, g->attn_scale);
+    bw_add_scaled(L->yan ? L->yan : L->ya, w->attn_scale, R, d, a->dx, a->dy, g->attn_scale);
+    float *dya = a->dy;
+    if (L->yan) {
+        memset(a->dz, 0, rd);
+        bw_layer_norm(L->ya, R, d, w->attn_norm_out_w, LN_EPS, a->dy, a->dz, g->attn_norm_out_w,
+                      g->attn_norm_out_b);
+        dya = a->dz;
+    }
+    dropout(a, l, SITE_ATTN, tr->cfg.attn_dropout, dya, R * d);
     memset(a->datt, 0, (size_t)(R * in) * sizeof(float));
-    bw_linear(tr->pool, L->att, R, in, w->to_out_w, d, a->dy, d, a->datt, g->to_out_w, g->to_out_b);
+    bw_linear(tr->pool, L->att, R, in, w->to_out_w, d, dya, d, a->datt, g->to_out_w, g->to_out_b);
     attention_bw(tr, a, l, batch);
     memset(a->dsrc, 0, rd);
     bw_linear(tr->pool, L->src_a, R, d, w->to_qkv, 3 * in, a->dqkv, 3 * in, a->dsrc, g->to_qkv,
               NULL);
-    sublayer_input_bw(tr, a, batch, L->xa, w->attn_norm_w, g->attn_norm_w, g->attn_norm_b);
+    sublayer_input_bw(tr, a, batch, L->xa, w->attn_norm_w, g->attn_norm_w, g->attn_norm_b, dr);
 }
 
 static void embed_bw(tf_train *tr, acts *a, int batch)
@@ -439,8 +555,32 @@ void tf_train_backward(tf_train *tr)
                   dl + T * V + tv, V, dh + T * d, g->logits_w + tv * d, g->logits_b + tv);
     }
     memset(a->dx, 0, (size_t)(R * d) * sizeof(float));
-    bw_layer_norm(a->x_out, R, d, w->norm_w, LN_EPS, a->dh, a->dx, g->norm_w, g->norm_b);
+    bw_layer_norm(a->xdm ? a->xdm : a->x_out, R, d, w->norm_w, LN_EPS, a->dh, a->dx, g->norm_w,
+                  g->norm_b);
+    if (a->xdm)
+        /* DivideMax: the row maximum is detached, d x = d (x / m) / m */
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = a->x_out + r * d;
+            float *dr = a->dx + r * d, m = xr[0];
+            for (int64_t i = 1; i < d; i++)
+                if (xr[i] > m)
+                    m = xr[i];
+            for (int64_t i = 0; i < d; i++)
+                dr[i] /= m;
+        }
+    if (a->d2)
+        /* the mean of the two streams */
+        for (int64_t i = 0; i < R * d; i++)
+            a->d2[i] = a->dx[i] = a->dx[i] * 0.5f;
     for (int l = hp->depth - 1; l >= 0; l--)
-        layer_backward(tr, a, l, batch);
+        layer_backward(tr, a, l, batch, a->d2 ? a->d2 : a->dx);
+    if (a->d2)
+        /* both streams started as the embeddings */
+        for (int64_t i = 0; i < R * d; i++)
+            a->dx[i] += a->d2[i];
+    if (tr->cfg.stable)
+        /* tokens * 0.1 + tokens.detach() * 0.9: a tenth of the gradient */
+        for (int64_t i = 0; i < R * d; i++)
+            a->dx[i] *= 0.1f;
     embed_bw(tr, a, batch);
 }

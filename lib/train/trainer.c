@@ -6,6 +6,7 @@
  * bundle it saves, so a saved model is complete — dalle_ctx_create loads it
  * and generates — and a checkpoint is all a resumed run needs. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +14,26 @@
 #include "../bundle.h"
 #include "../error.h"
 #include "../params.h"
+#include "../rng.h"
 #include "../threadpool.h"
 #include "merges_io.h"
 #include "tf_train.h"
 #include "token_data.h"
 #include "trainer_common.h"
 
+/* The stream of the null-caption draws: "NullCond" */
+#define STREAM_NULL_COND 0x4e756c6c436f6e64ULL
+#define IDS_CAP (TF_TRAIN_MAX_IDS * TF_TRAIN_ID_LEN)
+/* dalle_train_params before null_cond_prob and the fields after it: a
+ * caller built against that header passes this struct_size and gets the
+ * new fields' defaults */
+#define DALLE_TRAIN_PARAMS_V1_SIZE offsetof(dalle_train_params, null_cond_prob)
+
 struct dalle_trainer {
-    dalle_train_params p;  /* the settings in force (attn_types -> attn) */
+    dalle_train_params p;  /* the settings in force (attn_types -> attn,
+                              shared_*_ids -> attn_ids / ff_ids) */
     char attn[TF_TRAIN_MAX_TYPES * 12];
+    char attn_ids[IDS_CAP], ff_ids[IDS_CAP];
     tf_train *tr;
     train_optim o;         /* AdamW, the schedule, the step counter */
     tpool *pool;
@@ -30,6 +42,7 @@ struct dalle_trainer {
     size_t merges_size;
     int last_batch;        /* batch of the last forward (0: none yet) */
     int32_t *tbuf, *ibuf;  /* step_data's batch */
+    int32_t *nbuf;         /* a step's captions after the null-caption draws */
 };
 
 void dalle_train_params_init(dalle_train_params *params, size_t struct_size)
@@ -76,6 +89,34 @@ static dalle_status check_shape(const dalle_train_params *p)
         return BAD("dalle_train_params.num_text_tokens = %d (0..2^24)", p->num_text_tokens);
     if (!(p->loss_img_weight >= 0.0 && p->loss_img_weight <= 1e6))
         return BAD("dalle_train_params.loss_img_weight = %g (0..1e6)", p->loss_img_weight);
+    if (!(p->attn_dropout >= 0.0 && p->attn_dropout < 1.0))
+        return BAD("dalle_train_params.attn_dropout = %g ([0, 1))", p->attn_dropout);
+    if (!(p->ff_dropout >= 0.0 && p->ff_dropout < 1.0))
+        return BAD("dalle_train_params.ff_dropout = %g ([0, 1))", p->ff_dropout);
+    return DALLE_OK;
+}
+
+static dalle_status check_null_cond(const dalle_train_params *p)
+{
+    if (!(p->null_cond_prob >= 0.0 && p->null_cond_prob <= 1.0))
+        return BAD("dalle_train_params.null_cond_prob = %g (0..1)", p->null_cond_prob);
+    return DALLE_OK;
+}
+
+/* "a, b,c" -> cfg's ids; the canonical spelling ("a,b,c", or NULL for
+ * none) into out and *canon. */
+static dalle_status parse_ids(const char *list, char ids[][TF_TRAIN_ID_LEN], int *n, char *out,
+                              const char **canon, const char *what)
+{
+    dalle_status s = tf_train_parse_ids(list, ids, n, what);
+    if (s)
+        return s;
+    out[0] = '\0';
+    for (int i = 0; i < *n; i++) {
+        size_t used = strlen(out);
+        snprintf(out + used, IDS_CAP - used, "%s%s", i ? "," : "", ids[i]);
+    }
+    *canon = *n ? out : NULL;
     return DALLE_OK;
 }
 
@@ -191,13 +232,30 @@ void dalle_trainer_free(dalle_trainer *t)
     free(t->merges);
     free(t->tbuf);
     free(t->ibuf);
+    free(t->nbuf);
     free(t);
 }
 
-/* The DALLE kwargs of p into cfg (the attention types, the VAE's part and
- * the seed are set apart). */
-static void model_config(const dalle_train_params *p, tf_train_config *cfg)
+/* The DALLE kwargs of t->p into cfg (the attention types, the VAE's part
+ * and the seed are set apart); the shared ids' canonical spelling into
+ * t->p. */
+static dalle_status model_config(dalle_trainer *t, tf_train_config *cfg)
 {
+    dalle_train_params *p = &t->p;
+    dalle_status s;
+    if ((s = parse_ids(p->shared_attn_ids, cfg->shared_attn_ids, &cfg->n_shared_attn,
+                       t->attn_ids, &p->shared_attn_ids, "shared_attn_ids")) ||
+        (s = parse_ids(p->shared_ff_ids, cfg->shared_ff_ids, &cfg->n_shared_ff, t->ff_ids,
+                       &p->shared_ff_ids, "shared_ff_ids")))
+        return s;
+    p->stable = p->stable != 0;
+    p->sandwich_norm = p->sandwich_norm != 0;
+    p->reversible = p->reversible != 0;
+    cfg->reversible = p->reversible;
+    cfg->attn_dropout = p->attn_dropout;
+    cfg->ff_dropout = p->ff_dropout;
+    cfg->stable = p->stable;
+    cfg->sandwich_norm = p->sandwich_norm;
     cfg->dim = p->dim;
     cfg->depth = p->depth;
     cfg->heads = p->heads;
@@ -207,6 +265,7 @@ static void model_config(const dalle_train_params *p, tf_train_config *cfg)
     cfg->shift_tokens = p->shift_tokens != 0;
     cfg->rotary_emb = p->rotary_emb != 0;
     cfg->loss_img_weight = p->loss_img_weight;
+    return DALLE_OK;
 }
 
 /* The model of cfg on t->src, a fresh optimiser from t->p, the pool. */
@@ -223,7 +282,8 @@ static dalle_status build(dalle_trainer *t, const tf_train_config *cfg)
     const size_t T = (size_t)cfg->text_seq_len, I = (size_t)cfg->fmap * cfg->fmap;
     t->tbuf = malloc((size_t)t->p.batch * T * sizeof *t->tbuf);
     t->ibuf = malloc((size_t)t->p.batch * I * sizeof *t->ibuf);
-    if (!t->tbuf || !t->ibuf)
+    t->nbuf = malloc((size_t)t->p.batch * T * sizeof *t->nbuf);
+    if (!t->tbuf || !t->ibuf || !t->nbuf)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_trainer: out of memory");
     return DALLE_OK;
 }
@@ -255,8 +315,10 @@ dalle_status dalle_trainer_create(const char *vae_bundle, const char *tokenizer,
     tf_train_config cfg;
     memset(&cfg, 0, sizeof cfg);
     int vocab = 0;
-    dalle_status s = params_merge(params, sizeof t->p, sizeof t->p, "dalle_train_params", &t->p);
+    dalle_status s = params_merge(params, sizeof t->p, DALLE_TRAIN_PARAMS_V1_SIZE,
+                                  "dalle_train_params", &t->p);
     if (s || (s = check_shape(&t->p)) || (s = check_optim(&t->p)) ||
+        (s = check_null_cond(&t->p)) ||
         (s = parse_attn_types(t->p.attn_types, &cfg, t->attn, sizeof t->attn)) ||
         (s = open_source(t, vae_bundle, &cfg)) ||
         (s = load_tokenizer(t, tokenizer, vae_bundle, &vocab)))
@@ -269,7 +331,8 @@ dalle_status dalle_trainer_create(const char *vae_bundle, const char *tokenizer,
                 vae_bundle);
         goto fail;
     }
-    model_config(&t->p, &cfg);
+    if ((s = model_config(t, &cfg)))
+        goto fail;
     cfg.seed = t->p.seed;
     if ((s = build(t, &cfg)))
         goto fail;
@@ -299,9 +362,8 @@ static dalle_status read_model(dalle_trainer *t, dalle_bundle *b, tf_train_confi
             return dalle_fail(DALLE_ERR_MISMATCH, "%s: '%s' missing or out of range",
                               bundle_path(b), keys[i]);
     }
-    static const char *const refused[] = {"dalle.sparse_attn", "dalle.stable",
-                                          "dalle.sandwich_norm", "dalle.share_input_output_emb"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const refused[] = {"dalle.sparse_attn", "dalle.share_input_output_emb"};
+    for (int i = 0; i < 2; i++) {
         int on = 0;
         if ((s = bundle_bool(b, refused[i], 0, &on)))
             return s;
@@ -309,21 +371,39 @@ static dalle_status read_model(dalle_trainer *t, dalle_bundle *b, tf_train_confi
             return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: %s is set: the trainer cannot train it",
                               bundle_path(b), refused[i]);
     }
+    /* shared ids: string lists, joined "a,b" as the parameters spell them */
     const char *shared[2] = {"dalle.shared_attn_ids", "dalle.shared_ff_ids"};
-    for (int i = 0; i < 2; i++)
-        for (int k = 0; k < dalle_bundle_n_meta(b); k++) {
-            const char *key;
-            dalle_meta_type ty;
-            int64_t n;
-            if (!dalle_bundle_meta_info(b, k, &key, &ty, &n) && !strcmp(key, shared[i]))
-                return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: shared layers (%s) cannot be "
-                                  "trained here", bundle_path(b), shared[i]);
+    char *joined_ids[2] = {t->attn_ids, t->ff_ids};
+    for (int i = 0; i < 2; i++) {
+        const char *ids[TF_TRAIN_MAX_IDS];
+        int64_t n_ids = 0;
+        joined_ids[i][0] = '\0';
+        s = dalle_bundle_meta_str_array(b, shared[i], ids, TF_TRAIN_MAX_IDS, &n_ids);
+        if (s == DALLE_ERR_NOT_FOUND)
+            continue;
+        if (s || n_ids > TF_TRAIN_MAX_IDS)
+            return dalle_fail(s ? DALLE_ERR_MISMATCH : DALLE_ERR_UNSUPPORTED,
+                              "%s: '%s' is not a list of at most %d strings", bundle_path(b),
+                              shared[i], TF_TRAIN_MAX_IDS);
+        for (int64_t k = 0; k < n_ids; k++) {
+            size_t used = strlen(joined_ids[i]), len = strlen(ids[k]);
+            if (len >= TF_TRAIN_ID_LEN || strchr(ids[k], ',') || strchr(ids[k], ' ') || !len)
+                return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: %s: the id '%.40s' cannot be "
+                                  "trained here (1..%d characters, no comma or space)",
+                                  bundle_path(b), shared[i], ids[k], TF_TRAIN_ID_LEN - 1);
+            snprintf(joined_ids[i] + used, IDS_CAP - used, "%s%s", k ? "," : "", ids[k]);
         }
-    int shift = 1, rotary = 1;
-    double liw = 7.0;
+    }
+    int shift = 1, rotary = 1, stable = 0, sandwich = 0, reversible = 0;
+    double liw = 7.0, attn_drop = 0.0, ff_drop = 0.0;
     if ((s = bundle_bool(b, "dalle.shift_tokens", 1, &shift)) ||
         (s = bundle_bool(b, "dalle.rotary_emb", 1, &rotary)) ||
-        (s = bundle_float(b, "dalle.loss_img_weight", 7.0, &liw)))
+        (s = bundle_bool(b, "dalle.stable", 0, &stable)) ||
+        (s = bundle_bool(b, "dalle.sandwich_norm", 0, &sandwich)) ||
+        (s = bundle_bool(b, "dalle.reversible", 0, &reversible)) ||
+        (s = bundle_float(b, "dalle.loss_img_weight", 7.0, &liw)) ||
+        (s = bundle_float(b, "dalle.attn_dropout", 0.0, &attn_drop)) ||
+        (s = bundle_float(b, "dalle.ff_dropout", 0.0, &ff_drop)))
         return s;
     const char *types[TF_TRAIN_MAX_TYPES];
     int64_t n_types = 0;
@@ -347,12 +427,22 @@ static dalle_status read_model(dalle_trainer *t, dalle_bundle *b, tf_train_confi
     t->p.shift_tokens = shift;
     t->p.rotary_emb = rotary;
     t->p.loss_img_weight = liw;
+    t->p.stable = stable;
+    t->p.sandwich_norm = sandwich;
+    t->p.reversible = reversible;
+    t->p.attn_dropout = attn_drop;
+    t->p.ff_dropout = ff_drop;
+    /* parse_ids rewrites the buffers it reads from: parse copies */
+    char ids_copy[2][IDS_CAP];
+    memcpy(ids_copy[0], t->attn_ids, IDS_CAP);
+    memcpy(ids_copy[1], t->ff_ids, IDS_CAP);
+    t->p.shared_attn_ids = ids_copy[0];
+    t->p.shared_ff_ids = ids_copy[1];
     if ((s = check_shape(&t->p)) ||
         (s = parse_attn_types(joined, cfg, t->attn, sizeof t->attn)))
         return s;
     t->p.attn_types = t->attn;
-    model_config(&t->p, cfg);
-    return DALLE_OK;
+    return model_config(t, cfg);
 }
 
 /* train.* of a checkpoint: the step and the settings adamw_save leaves out. */
@@ -363,6 +453,14 @@ static dalle_status read_train_state(dalle_trainer *t, dalle_bundle *b)
     dalle_status s = train_optim_read_state(&t->o, &op, b, NULL, 0);
     if (!s)
         TRAIN_OPTIM_COPY(&t->p, &op);
+    /* absent in checkpoints written before null_cond_prob existed: 0 */
+    double ncp = 0.0;
+    if (!s && !(s = bundle_float(b, "train.null_cond_prob", 0.0, &ncp))) {
+        t->p.null_cond_prob = ncp;
+        if (!(ncp >= 0.0 && ncp <= 1.0))
+            s = dalle_fail(DALLE_ERR_MISMATCH, "%s: train.null_cond_prob = %g (0..1)",
+                           bundle_path(b), ncp);
+    }
     return s;
 }
 
@@ -389,8 +487,10 @@ dalle_status dalle_trainer_resume(const char *checkpoint, const dalle_train_para
     tf_train_config cfg;
     memset(&cfg, 0, sizeof cfg);
     int vocab = 0;
-    dalle_status s = params_merge(params, sizeof t->p, sizeof t->p, "dalle_train_params", &t->p);
-    if (s || (s = check_optim(&t->p)) || (s = open_source(t, checkpoint, &cfg)))
+    dalle_status s = params_merge(params, sizeof t->p, DALLE_TRAIN_PARAMS_V1_SIZE,
+                                  "dalle_train_params", &t->p);
+    if (s || (s = check_optim(&t->p)) || (s = check_null_cond(&t->p)) ||
+        (s = open_source(t, checkpoint, &cfg)))
         goto fail;
     if (strcmp(dalle_bundle_kind(t->src), "dalle")) {
         s = dalle_fail(DALLE_ERR_MISMATCH, "%s: a bundle of kind '%s'; resuming needs a DALL-E "
@@ -433,11 +533,28 @@ dalle_status dalle_trainer_step(dalle_trainer *t, const int32_t *text, const int
         return s;
     tf_train *tr = t->tr;
     double loss = 0.0, parts[2] = {0.0, 0.0};
+    const uint64_t step = (uint64_t)t->o.step;
+    const double ncp = t->p.null_cond_prob;
+    if (ncp > 0.0) {
+        /* DALLE.forward: null_mask = prob_mask_like((batch,), p); text *=
+         * ~null_mask, before the padding ids are made unique, so a nulled
+         * caption is all padding in the input and in the text labels */
+        const int64_t T = tr->hp.text_seq_len;
+        memcpy(t->nbuf, text, (size_t)(batch * T) * sizeof *t->nbuf);
+        for (int b = 0; b < batch; b++)
+            if (rng_uniform(t->p.seed, STREAM_NULL_COND, step, (uint64_t)b) < ncp)
+                memset(t->nbuf + b * T, 0, (size_t)T * sizeof *t->nbuf);
+        text = t->nbuf;
+    }
     tf_train_zero_grad(tr);
-    if ((s = tf_train_forward(tr, text, image, batch, &loss, parts)))
+    tf_train_set_dropout(tr, 1, t->p.seed, (int64_t)step);
+    s = tf_train_forward(tr, text, image, batch, &loss, parts);
+    if (!s)
+        tf_train_backward(tr);
+    tf_train_set_dropout(tr, 0, 0, 0);
+    if (s)
         return train_fail_in("dalle_trainer_step", s);
     t->last_batch = batch;
-    tf_train_backward(tr);
     dalle_train_stats st;
     dalle_train_stats_init(&st, sizeof st);
     st.lr = train_optim_lr(&t->o);
@@ -681,6 +798,8 @@ dalle_status dalle_trainer_save(dalle_trainer *t, const char *path, int with_opt
         train_optim_params op;
         TRAIN_OPTIM_COPY(&op, &t->p);
         s = train_optim_save(&t->o, &op, NULL, 0, w);
+        if (!s)
+            s = dalle_bundle_writer_set_f64(w, "train.null_cond_prob", t->p.null_cond_prob);
     }
     return train_writer_finish(w, s, path);
 }

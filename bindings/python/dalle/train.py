@@ -69,7 +69,10 @@ class _TrainParams(Structure):
                 ("dim_head", c_int), ("text_seq_len", c_int), ("num_text_tokens", c_int),
                 ("shift_tokens", c_int), ("rotary_emb", c_int), ("attn_types", c_char_p),
                 ("loss_img_weight", c_double), ("seed", c_uint64), ("batch", c_int),
-                ("n_threads", c_int)] + _OPTIM
+                ("n_threads", c_int)] + _OPTIM + \
+        [("null_cond_prob", c_double), ("attn_dropout", c_double), ("ff_dropout", c_double),
+         ("stable", c_int), ("sandwich_norm", c_int), ("shared_attn_ids", c_char_p),
+         ("shared_ff_ids", c_char_p), ("reversible", c_int)]
 
 
 class _TrainStats(Structure):
@@ -233,8 +236,8 @@ def _as_dict(s, skip=_HIDDEN):
         v = getattr(s, name)
         if name == "lr_schedule":
             v = SCHEDULES[v] if 0 <= v < len(SCHEDULES) else v
-        elif name == "attn_types":
-            v = v.decode() if v else None
+        elif isinstance(v, bytes):  # attn_types, shared_attn_ids, shared_ff_ids
+            v = v.decode()
         out[name] = v
     return out
 
@@ -573,7 +576,9 @@ class Trainer(_Trainer):
     ``Trainer(vae, tokenizer=None, **params)`` (a fresh model; parameters
     as dalle_train_params: dim, depth, heads, dim_head, text_seq_len,
     num_text_tokens, shift_tokens, rotary_emb, attn_types ("full,axial_row"),
-    loss_img_weight, seed, batch, n_threads, lr, lr_schedule, ...) or
+    loss_img_weight, seed, batch, n_threads, lr, lr_schedule, ...,
+    null_cond_prob, attn_dropout, ff_dropout, stable, sandwich_norm,
+    shared_attn_ids ("0,0,1"), shared_ff_ids, reversible) or
     ``Trainer.resume(checkpoint, **params)``."""
 
     _what = "Trainer"

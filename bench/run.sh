@@ -11,7 +11,9 @@
 #   ONE_THREAD=0 to skip the one-thread run, REV=text to name the sources
 #   when they are not a git checkout, DTYPES="f32 bf16 int8" (default) the
 #   weight precisions (bench_make_model --dtype; f16 too if listed), each
-#   a model of its own with the same random weights.
+#   a model of its own with the same random weights. LINEAR=0 skips the
+#   kernel-level run at the end (bench_linear: one step's linear layers,
+#   few-row kernel vs OpenBLAS, reduced-precision kernels).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-bench}
@@ -22,7 +24,8 @@ if [ -d "$BUILD" ]; then
 else
     meson setup "$BUILD" -Dbench=true >/dev/null
 fi
-ninja -C "$BUILD" bench/bench_ceilings bench/bench_make_model bench/bench_generate >/dev/null
+ninja -C "$BUILD" bench/bench_ceilings bench/bench_make_model bench/bench_generate \
+    bench/bench_linear >/dev/null
 B=$BUILD/bench
 DTYPES=${DTYPES:-f32 bf16 int8}
 MODELS=
@@ -51,4 +54,11 @@ if [ "${ONE_THREAD:-1}" != 0 ]; then
     echo "# bench_generate --threads 1 --tokens $TOKENS --repeat $REPEAT $* (one thread, windows only)"
     # shellcheck disable=SC2086
     "$B/bench_generate" --threads 1 --tokens "$TOKENS" --repeat "$REPEAT" "$@" $MODELS
+fi
+if [ "${LINEAR:-1}" != 0 ]; then
+    for w in S XS; do
+        echo
+        echo "# bench_linear $w 7 1 2 (one step's linear layers alone)"
+        "$B/bench_linear" "$w" 7 1 2
+    done
 fi

@@ -165,24 +165,35 @@ static void attn_task(void *arg, int64_t t)
     }
 }
 
-void attention_forward(const transformer *tf, tf_state *st, int l, const float *src, int m,
-                       float *out)
+/* The CPU's backend_ops.attention: everything between to_qkv and to_out as
+ * one pool job over the (sequence, head) pairs. */
+void attention_chunk_cpu(struct tpool *pool, const transformer *tf, tf_state *st, int l, int m)
 {
     const tf_hparams *hp = &tf->hp;
-    const tf_layer *L = &tf->layers[l];
-    const int64_t rows = (int64_t)st->batch * m, dh = hp->dim_head, inner = hp->inner;
-    const int64_t P = hp->max_pos;
+    const int64_t dh = hp->dim_head, P = hp->max_pos;
     attn_job j = {
         .tf = tf,
         .st = st,
-        .L = L,
+        .L = &tf->layers[l],
         .K = st->k + (int64_t)l * st->batch * hp->heads * P * dh,
         .V = st->v + (int64_t)l * st->batch * hp->heads * P * dh,
         .m = m,
         .scale = (float)pow((double)dh, -0.5),
     };
+    tpool_run(pool, (int64_t)st->batch * hp->heads, attn_task, &j);
+}
+
+/* Layer l's attention: q, k, v = to_qkv(src); the backend's attention
+ * operation (rotary, the KV cache, the masks: attn_task above on the CPU,
+ * lib/cuda/backend_cuda_ops.c on CUDA); out = to_out(heads). */
+void attention_forward(const transformer *tf, tf_state *st, int l, const float *src, int m,
+                       float *out)
+{
+    const tf_hparams *hp = &tf->hp;
+    const tf_layer *L = &tf->layers[l];
+    const int64_t rows = (int64_t)st->batch * m, inner = hp->inner;
 
     tf_linear(tf, st, src, rows, hp->dim, &L->to_qkv, NULL, 3 * inner, st->qkv, 3 * inner);
-    tpool_run(tf->pool, (int64_t)st->batch * hp->heads, attn_task, &j);
+    tf->be->op->attention(tf->be, tf, st, l, m);
     tf_linear(tf, st, st->att, rows, inner, &L->to_out_w, L->to_out_b, hp->dim, out, hp->dim);
 }

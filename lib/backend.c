@@ -1,6 +1,26 @@
 #include "backend.h"
 
+#include <stdio.h>
+
+#include "backend_ops.h"
 #include "error.h"
+
+void backend_note(backend *be, dalle_status s)
+{
+    if (s == DALLE_OK || be->failed != DALLE_OK)
+        return;
+    be->failed = s;
+    snprintf(be->message, sizeof be->message, "%s", dalle_last_error());
+}
+
+dalle_status backend_status(backend *be)
+{
+    dalle_status s = be->failed;
+    if (s == DALLE_OK)
+        return DALLE_OK;
+    be->failed = DALLE_OK;
+    return dalle_fail(s, "%s", be->message);
+}
 
 dalle_status backend_select(const dalle_ctx_params *params, dalle_backend *chosen)
 {
@@ -16,19 +36,25 @@ dalle_status backend_select(const dalle_ctx_params *params, dalle_backend *chose
         if (params->device < 0 || params->device >= n)
             return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
                               "params.device = %d: %d CUDA device(s) present", params->device, n);
-        /* The CUDA model code lands with the CUDA issue; until then say so. */
-        return dalle_fail(DALLE_ERR_NOT_IMPLEMENTED,
-                          "backend cuda: %d device(s) found, but the CUDA kernels are not in this version",
-                          n);
+        *chosen = DALLE_BACKEND_CUDA;
+        return DALLE_OK;
     }
-    case DALLE_BACKEND_AUTO:
-        if (backend_cuda_device_count(&why) > 0)
-            dalle_log(DALLE_LOG_INFO, "backend auto: a GPU is present but the CUDA kernels are "
-                                      "not in this version; using the CPU");
+    case DALLE_BACKEND_AUTO: {
+        int n = backend_cuda_device_count(&why);
+        if (n > 0 && params->device >= 0 && params->device < n) {
+            /* lib/context.c falls back to the CPU (and says so) if the CUDA
+             * backend then cannot start (cuBLAS missing, say) */
+            *chosen = DALLE_BACKEND_CUDA;
+            return DALLE_OK;
+        }
+        if (n > 0)
+            dalle_log(DALLE_LOG_INFO, "backend auto: using the CPU (params.device = %d: %d CUDA "
+                                      "device(s) present)", params->device, n);
         else
             dalle_log(DALLE_LOG_INFO, "backend auto: using the CPU (%s)", why);
         *chosen = DALLE_BACKEND_CPU;
         return DALLE_OK;
+    }
     }
     return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "params.backend = %d is not a backend",
                       (int)params->backend);

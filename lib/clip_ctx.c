@@ -67,6 +67,9 @@ static dalle_status create(const char *path, const dalle_ctx_params *params, cli
     ctx->params = p;
     if ((s = backend_select(&p, &ctx->backend)) || (s = dalle_bundle_open(path, &ctx->bundle)))
         goto fail;
+    if (ctx->backend == DALLE_BACKEND_CUDA)
+        dalle_log(DALLE_LOG_INFO, "clip: CLIP has no CUDA code yet: %s computes on the CPU",
+                  path);
     const char *kind = dalle_bundle_kind(ctx->bundle);
     if (!strcmp(kind, "clip")) {
         s = clip_dalle_load(ctx->bundle, &ctx->model);

@@ -6,12 +6,14 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_ops.h"
 #include "bundle.h"
 #include "error.h"
 #include "params.h"
 #include "threadpool.h"
 #include "tokenizer.h"
 #include "transformer.h"
+#include "transformer_internal.h"
 #include "vae.h"
 
 /* Remember a failure in the context as well as in the thread's buffer, so
@@ -95,6 +97,39 @@ static dalle_status read_dalle_shapes(const dalle_bundle *b, model_shapes *m)
     return DALLE_OK;
 }
 
+/* The CUDA backend for the transformer (backend_select chose it): an arena
+ * for the weights and the largest call's states (dalle_logits / dalle_sample
+ * with guidance: two states of max_batch sequences, every position), then
+ * the weights copied into it. With backend = auto a CUDA backend that cannot
+ * start (no cuBLAS, say) leaves the context on the CPU, said through the
+ * log callback. The VAE (dalle_decode / dalle_encode) stays on the CPU. */
+static dalle_status start_cuda(dalle_ctx *ctx, const dalle_ctx_params *p)
+{
+    transformer *tf = ctx->transformer;
+    if (!tf) {
+        dalle_log(DALLE_LOG_INFO, "backend cuda: %s has no transformer; the VAE runs on the CPU",
+                  bundle_path(ctx->bundle));
+        return DALLE_OK;
+    }
+    const size_t bytes = transformer_backend_bytes(tf) +
+                         2 * tf_state_backend_bytes(tf, p->max_batch, transformer_max_positions(tf)) +
+                         ((size_t)1 << 20);
+    dalle_status s = backend_cuda_create(p, bytes, &ctx->device_backend);
+    if (s && p->backend == DALLE_BACKEND_AUTO) {
+        dalle_log(DALLE_LOG_INFO, "backend auto: a GPU is present but the CUDA backend cannot "
+                                  "start (%s); using the CPU", dalle_last_error());
+        ctx->backend = DALLE_BACKEND_CPU;
+        return DALLE_OK;
+    }
+    if (s)
+        return s;
+    if ((s = transformer_to_backend(tf, ctx->device_backend)))
+        return s;
+    dalle_log(DALLE_LOG_INFO, "backend cuda: the transformer runs on the GPU (%zu MiB of weights "
+                              "and states reserved); VAE and CLIP on the CPU", bytes >> 20);
+    return DALLE_OK;
+}
+
 static dalle_status ctx_create(const char *path, const dalle_ctx_params *params, dalle_ctx **out)
 {
     if (!path || !out)
@@ -141,6 +176,8 @@ static dalle_status ctx_create(const char *path, const dalle_ctx_params *params,
         goto fail;
     if (ctx->transformer)
         transformer_set_pool(ctx->transformer, ctx->pool);
+    if (ctx->backend == DALLE_BACKEND_CUDA && (s = start_cuda(ctx, &p)))
+        goto fail;
     *out = ctx;
     return DALLE_OK;
 fail:
@@ -158,6 +195,7 @@ void dalle_ctx_free(dalle_ctx *ctx)
     if (!ctx)
         return;
     transformer_free(ctx->transformer);
+    backend_cuda_free(ctx->device_backend); /* after the model: its weights live there */
     vae_free(ctx->vae);
     dalle_tokenizer_free(ctx->tokenizer);
     dalle_bundle_close(ctx->bundle);

@@ -31,6 +31,8 @@ struct dalle_ctx {
     struct vae *vae;                 /* lib/vae.h; NULL without one */
     struct dalle_tokenizer *tokenizer; /* lib/tokenizer.h; loaded on first dalle_tokenize */
     struct tpool *pool;              /* lib/threadpool.h: params.n_threads threads */
+    struct backend *device_backend;  /* lib/backend_ops.h: the CUDA backend the transformer
+                                      * runs on (backend cuda); NULL on the CPU */
     char last_error[DALLE_MESSAGE_CAP];
 };
 

@@ -33,9 +33,41 @@ void ops_gemm(struct tpool *pool, int trans_a, int trans_b, int64_t m, int64_t n
 /* y[r][j] = sum_i x[r][i] * w[j][i] + b[j] for r < rows, j < out: PyTorch's
  * nn.Linear with w as stored there ([out][in]). b may be NULL. Row r of y
  * starts at y + r * ldy (ldy >= out), so a result can land in part of a
- * wider row. Runs on `pool` as ops_gemm (same bits for any pool). */
+ * wider row. Runs on `pool` as ops_gemm (same bits for any pool); up to
+ * OPS_LINEAR_FEW_ROWS rows through the few-row kernel below (each row's
+ * bits then independent of the other rows). */
 void ops_linear_pool(struct tpool *pool, const float *x, int64_t rows, int64_t in,
                      const float *w, const float *b, int64_t out, float *y, int64_t ldy);
+
+/* ---- the few-row float32 kernel (lib/ops_few_rows.c) ------------------------ */
+
+/* Up to this many rows ops_linear_pool runs its own kernel instead of
+ * OpenBLAS (a generation step at batch 1 .. 16): each weight row is read
+ * once for all rows; an output element is one fixed sequence of
+ * operations that depends on `in` only (8 lanes of fused multiply-adds, a
+ * fixed tree, the tail, the bias), so a row of y is the same bits whatever
+ * the pool, the number of rows, or the code (AVX2/FMA or plain C). */
+#define OPS_LINEAR_FEW_ROWS 16
+
+/* Which code ops_linear_pool uses for few rows. */
+enum {
+    OPS_FEW_DEFAULT = -2, /* (want only) back to the default choice */
+    OPS_FEW_OFF = 0,      /* OpenBLAS, as for more rows */
+    OPS_FEW_PLAIN = 1,    /* the plain C kernel (fmaf) */
+    OPS_FEW_SIMD = 2      /* the AVX2/FMA kernel (PLAIN where the CPU lacks it) */
+};
+
+/* Ask (want = -1) or set the few-row code; returns the code now in use.
+ * The default is SIMD where the CPU has AVX2/FMA, else PLAIN where fmaf is
+ * an instruction (__FP_FAST_FMAF), else OFF. For tests and the bench
+ * (process-wide, not thread-safe against running products). */
+int ops_few_rows_mode(int want);
+
+/* y = x · wᵀ + b through the few-row kernel, as ops_linear_pool: returns
+ * 0 (and does nothing) when rows > OPS_LINEAR_FEW_ROWS or the mode is
+ * OPS_FEW_OFF, else 1. Allocates nothing. */
+int ops_linear_few(struct tpool *pool, const float *x, int64_t rows, int64_t in,
+                   const float *w, const float *b, int64_t out, float *y, int64_t ldy);
 
 /* ops_linear_pool on the calling thread only (the same bits). */
 void ops_linear(const float *x, int64_t rows, int64_t in, const float *w, const float *b,

@@ -153,6 +153,9 @@ void ops_linear_pool(tpool *pool, const float *x, int64_t rows, int64_t in, cons
 {
     if (rows <= 0 || out <= 0)
         return;
+    /* a few rows (a generation step): lib/ops_few_rows.c */
+    if (ops_linear_few(pool, x, rows, in, w, b, out, y, ldy))
+        return;
     /* y = x · wᵀ: w is [out][in] row-major, i.e. the transposed operand */
     gemm_job j = {.ta = 0, .tb = 1, .gemv = rows == 1, .m = rows, .n = out, .k = in,
                   .alpha = 1.0f, .beta = 0.0f, .a = x, .b = w, .bias = b, .lda = in, .ldb = in,

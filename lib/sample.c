@@ -21,32 +21,28 @@
 
 typedef struct run {
     const transformer *tf;
-    tf_state *cond, *null;
+    tf_state *cond, *null; /* their logits stay in the state, on the backend */
     int32_t *seq;      /* [chunk][prefix] */
     int32_t *zeros;    /* the all-padding caption */
-    float *logits;     /* [chunk][total_tokens] */
-    float *logits_null;
-    int32_t *step;     /* [chunk]: the tokens just picked */
+    int32_t *step;     /* [chunk]: the tokens just picked (host) */
 } run;
 
 /* Feed tokens [nb][m] to both passes; leaves the guided image logits of
- * each sequence's last position in r->logits. */
+ * each sequence's last position in r->cond->logits (backend memory). */
 static dalle_status feed(run *r, const int32_t *tokens_cond, const int32_t *tokens_null, int m,
                          float cond_scale)
 {
-    dalle_status s = tf_forward(r->tf, r->cond, tokens_cond, m, TF_LOGITS_LAST, r->logits);
+    dalle_status s = tf_forward(r->tf, r->cond, tokens_cond, m, TF_LOGITS_LAST, NULL);
     if (s || !r->null)
         return s;
-    if ((s = tf_forward(r->tf, r->null, tokens_null, m, TF_LOGITS_LAST, r->logits_null)))
+    if ((s = tf_forward(r->tf, r->null, tokens_null, m, TF_LOGITS_LAST, NULL)))
         return s;
+    /* forward_with_cond_scale: null + (cond - null) * cond_scale */
     const tf_hparams *hp = &r->tf->hp;
-    for (int b = 0; b < r->cond->batch; b++) {
-        float *c = r->logits + (int64_t)b * hp->total_tokens + hp->text_vocab;
-        const float *u = r->logits_null + (int64_t)b * hp->total_tokens + hp->text_vocab;
-        for (int i = 0; i < hp->num_image_tokens; i++)
-            c[i] = u[i] + (c[i] - u[i]) * cond_scale;
-    }
-    return DALLE_OK;
+    backend *be = r->tf->be;
+    be->op->guidance(be, r->cond->logits + hp->text_vocab, r->null->logits + hp->text_vocab,
+                     r->cond->batch, hp->total_tokens, hp->num_image_tokens, cond_scale);
+    return backend_status(be);
 }
 
 /* The first positions of each sequence: <bos>, caption (or the null
@@ -91,13 +87,17 @@ static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
                           (long long)*done, (long long)total);
     if ((s = feed(r, r->seq, seq_null, prefix, p->cond_scale)))
         return s;
+    backend *be = r->tf->be;
     for (int t = p->n_prime; t < S; t++) {
-        for (int b = 0; b < nb; b++) {
-            const float *row = r->logits + (int64_t)b * hp->total_tokens + hp->text_vocab;
-            r->step[b] = sampler_pick(sm, row, hp->num_image_tokens, p->first_image + (uint64_t)(b0 + b),
-                                      (uint64_t)t);
+        /* image b's noise: stream first_image + b0 + b, counter t; the ids
+         * come back to the host, the only copy of a token step */
+        be->op->sample(be, sm, r->cond->logits + hp->text_vocab, hp->total_tokens, nb,
+                       hp->num_image_tokens, p->first_image + (uint64_t)b0, (uint64_t)t,
+                       r->cond->ids);
+        if ((s = be->op->download(be, r->step, r->cond->ids, (size_t)nb * sizeof *r->step)))
+            return s;
+        for (int b = 0; b < nb; b++)
             res[(int64_t)(b0 + b) * S + t] = r->step[b];
-        }
         *done += nb;
         if (p->progress)
             p->progress(*done, total, p->user);
@@ -136,13 +136,11 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
         goto done;
     r.seq = malloc((size_t)2 * chunk * prefix * sizeof *r.seq);
     r.zeros = calloc((size_t)hp->text_seq_len, sizeof *r.zeros);
-    r.logits = malloc((size_t)chunk * hp->total_tokens * sizeof *r.logits);
-    r.logits_null = malloc((size_t)chunk * hp->total_tokens * sizeof *r.logits_null);
     r.step = malloc((size_t)chunk * sizeof *r.step);
     res = malloc((size_t)batch * S * sizeof *res);
     if ((s = sampler_init(&sm, hp, p, hp->num_image_tokens)))
         goto done;
-    if (!r.seq || !r.zeros || !r.logits || !r.logits_null || !r.step || !res) {
+    if (!r.seq || !r.zeros || !r.step || !res) {
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_sample: out of memory");
         goto done;
     }
@@ -161,8 +159,6 @@ done:
     tf_state_free(r.null);
     free(r.seq);
     free(r.zeros);
-    free(r.logits);
-    free(r.logits_null);
     free(r.step);
     sampler_free(&sm);
     free(res);

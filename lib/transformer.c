@@ -1,16 +1,20 @@
 /* tf_forward: one chunk of tokens through DALLE-pytorch's DALLE.forward.
  *
  *   embed        text_emb / image_emb (+ learned text positions and the axial
- *                image embedding when rotary is off); `stable` rounding
+ *                image embedding when rotary is off); `stable` rounding: the
+ *                backend's embed operation (lib/backend_cpu.c on the CPU)
  *   layers       x += LayerScale(norm_out(attn(shift(norm(x)))))
  *                x += LayerScale(norm_out(ff(shift(norm(x)))))
  *                (reversible: two streams, x1 += f(x2), x2 += g(x1), mean)
  *   head         DivideMax (stable), LayerNorm, Linear, logits mask
  *
  * The KV cache and the token-shift history make the state; the full
- * teacher-forced forward is just one chunk starting at position 0. */
+ * teacher-forced forward is just one chunk starting at position 0. Every
+ * tensor operation goes through tf->be (lib/backend_ops.h), so this one
+ * file runs on the CPU and on CUDA. */
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,17 +26,55 @@
 
 /* ---- state ---------------------------------------------------------------- */
 
-static float *alloc_floats(int64_t n, int *failed)
+void transformer_set_pool(transformer *tf, struct tpool *pool) { tf->cpu.impl = pool; }
+
+/* The state's buffers, in one list so that creating, freeing and sizing
+ * them cannot disagree. */
+enum {
+    SB_K, SB_V, SB_SHIFT_HIST, SB_X1, SB_X2, SB_H, SB_HS, SB_Y, SB_QKV, SB_ATT, SB_FF_H, SB_FF_A,
+    SB_SCORES, SB_LOWP_SCRATCH, SB_LOGITS, SB_IDS, SB_COUNT
+};
+
+/* Bytes of each buffer of a state for `batch` sequences and chunks of
+ * max_chunk tokens on a backend with (host) or without host memory. */
+static void state_sizes(const transformer *tf, int batch, int max_chunk, int host,
+                        int64_t bytes[SB_COUNT])
 {
-    if (n <= 0)
-        return NULL;
-    float *p = malloc((size_t)n * sizeof(float));
-    if (!p)
-        *failed = 1;
-    return p;
+    const tf_hparams *hp = &tf->hp;
+    const int64_t rows = (int64_t)batch * max_chunk, d = hp->dim, f = (int64_t)sizeof(float);
+    const int64_t cache = (int64_t)hp->depth * batch * hp->heads * hp->max_pos * hp->dim_head;
+    memset(bytes, 0, SB_COUNT * sizeof *bytes);
+    bytes[SB_K] = bytes[SB_V] = cache * f;
+    if (hp->shift_tokens)
+        bytes[SB_SHIFT_HIST] =
+            (int64_t)hp->depth * 2 * batch * tf_shift_ring(hp) * tf_shift_cols(hp) * f;
+    bytes[SB_X1] = rows * d * f;
+    if (hp->reversible)
+        bytes[SB_X2] = rows * d * f;
+    bytes[SB_H] = bytes[SB_HS] = bytes[SB_Y] = rows * d * f;
+    bytes[SB_QKV] = rows * 3 * hp->inner * f;
+    bytes[SB_ATT] = rows * hp->inner * f;
+    bytes[SB_FF_H] = rows * 2 * hp->ff_inner * f;
+    bytes[SB_FF_A] = rows * hp->ff_inner * f;
+    bytes[SB_SCORES] = (int64_t)batch * hp->heads * hp->max_pos * f;
+    if (tf->lowp)
+        /* one widening area per thread for the many-row products of
+         * reduced weights (ops_linear_w), made here, never in the loop */
+        bytes[SB_LOWP_SCRATCH] = tpool_threads((struct tpool *)tf->cpu.impl) *
+                                 ops_linear_w_scratch(tf->lowp_in) * f;
+    bytes[SB_LOGITS] = (int64_t)batch * (host ? 1 : max_chunk) * hp->total_tokens * f;
+    bytes[SB_IDS] = rows * (int64_t)sizeof(int32_t);
 }
 
-void transformer_set_pool(transformer *tf, struct tpool *pool) { tf->pool = pool; }
+size_t tf_state_backend_bytes(const transformer *tf, int batch, int max_chunk)
+{
+    int64_t bytes[SB_COUNT];
+    state_sizes(tf, batch, max_chunk, 0, bytes);
+    size_t total = 0;
+    for (int i = 0; i < SB_COUNT; i++)
+        total += ((size_t)bytes[i] + 511) & ~(size_t)255; /* alignment, generously */
+    return total;
+}
 
 dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf_state **out)
 {
@@ -44,38 +86,39 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
     tf_state *st = calloc(1, sizeof *st);
     if (!st)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer state: out of memory");
+    backend *be = tf->be;
+    st->be = be;
     st->batch = batch;
     st->max_chunk = max_chunk;
-    int64_t rows = (int64_t)batch * max_chunk, d = hp->dim;
-    int64_t cache = (int64_t)hp->depth * batch * hp->heads * hp->max_pos * hp->dim_head;
-    int failed = 0;
-    st->k = alloc_floats(cache, &failed);
-    st->v = alloc_floats(cache, &failed);
-    if (hp->shift_tokens)
-        st->shift_hist = alloc_floats(
-            (int64_t)hp->depth * 2 * batch * tf_shift_ring(hp) * tf_shift_cols(hp), &failed);
-    st->x1 = alloc_floats(rows * d, &failed);
-    if (hp->reversible)
-        st->x2 = alloc_floats(rows * d, &failed);
-    st->h = alloc_floats(rows * d, &failed);
-    st->hs = alloc_floats(rows * d, &failed);
-    st->y = alloc_floats(rows * d, &failed);
-    st->qkv = alloc_floats(rows * 3 * hp->inner, &failed);
-    st->att = alloc_floats(rows * hp->inner, &failed);
-    st->ff_h = alloc_floats(rows * 2 * hp->ff_inner, &failed);
-    st->ff_a = alloc_floats(rows * hp->ff_inner, &failed);
-    st->scores = alloc_floats((int64_t)batch * hp->heads * hp->max_pos, &failed);
-    if (tf->lowp) {
-        /* one widening area per thread for the many-row products of
-         * reduced weights (ops_linear_w), made here, never in the loop */
-        st->lowp_slots = tpool_threads(tf->pool);
-        st->lowp_scratch =
-            alloc_floats(st->lowp_slots * ops_linear_w_scratch(tf->lowp_in), &failed);
-    }
-    if (failed) {
+    int64_t bytes[SB_COUNT];
+    void *p[SB_COUNT] = {0};
+    state_sizes(tf, batch, max_chunk, be->host_memory, bytes);
+    dalle_status s = DALLE_OK;
+    for (int i = 0; i < SB_COUNT && !s; i++)
+        s = be->op->alloc(be, (size_t)bytes[i], &p[i]);
+    st->k = p[SB_K];
+    st->v = p[SB_V];
+    st->shift_hist = p[SB_SHIFT_HIST];
+    st->x1 = p[SB_X1];
+    st->x2 = p[SB_X2];
+    st->h = p[SB_H];
+    st->hs = p[SB_HS];
+    st->y = p[SB_Y];
+    st->qkv = p[SB_QKV];
+    st->att = p[SB_ATT];
+    st->ff_h = p[SB_FF_H];
+    st->ff_a = p[SB_FF_A];
+    st->scores = p[SB_SCORES];
+    st->lowp_scratch = p[SB_LOWP_SCRATCH];
+    st->lowp_slots = tf->lowp ? tpool_threads((struct tpool *)tf->cpu.impl) : 0;
+    st->logits = p[SB_LOGITS];
+    st->ids = p[SB_IDS];
+    if (s) {
+        char why[DALLE_MESSAGE_CAP];
+        snprintf(why, sizeof why, "%s", dalle_last_error());
         tf_state_free(st);
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                          "transformer state for %d sequences: out of memory", batch);
+        return dalle_fail(s, "transformer state for %d sequences (%s backend): %s", batch,
+                          be->name, why);
     }
     *out = st;
     return DALLE_OK;
@@ -85,52 +128,16 @@ void tf_state_free(tf_state *st)
 {
     if (!st)
         return;
-    float *bufs[] = {st->k,   st->v,    st->shift_hist, st->x1,     st->x2,
-                     st->h,   st->hs,   st->y,          st->qkv,    st->att,
-                     st->ff_h, st->ff_a, st->scores,    st->lowp_scratch};
+    void *bufs[] = {st->k,      st->v,      st->shift_hist,   st->x1,     st->x2,   st->h,
+                    st->hs,     st->y,      st->qkv,          st->att,    st->ff_h, st->ff_a,
+                    st->scores, st->lowp_scratch, st->logits, st->ids};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        free(bufs[i]);
+        st->be->op->free(st->be, bufs[i]);
     free(st);
 }
 
 void tf_state_reset(tf_state *st) { st->pos = 0; }
 int tf_state_pos(const tf_state *st) { return st->pos; }
-
-/* ---- embeddings ------------------------------------------------------------ */
-
-static void embed(const transformer *tf, const tf_state *st, const int32_t *tokens, int m,
-                  float *x)
-{
-    const tf_hparams *hp = &tf->hp;
-    const int64_t d = hp->dim;
-    for (int b = 0; b < st->batch; b++)
-        for (int i = 0; i < m; i++) {
-            int p = st->pos + i;
-            int32_t id = tokens[(int64_t)b * m + i];
-            float *xr = x + ((int64_t)b * m + i) * d;
-            if (p < hp->text_len) {
-                ops_weight_row(&tf->text_emb, d, id, xr);
-                if (!hp->rotary_emb)
-                    for (int64_t j = 0; j < d; j++)
-                        xr[j] += tf->text_pos_emb[p * d + j];
-            } else {
-                ops_weight_row(&tf->image_emb, d, id, xr);
-                if (!hp->rotary_emb) {
-                    /* AxialPositionalEmbedding, summed: row part + column part */
-                    int img = p - hp->text_len;
-                    const float *ar = tf->axial_rows + (int64_t)(img / hp->fmap) * d;
-                    const float *ac = tf->axial_cols + (int64_t)(img % hp->fmap) * d;
-                    for (int64_t j = 0; j < d; j++)
-                        xr[j] += ar[j] + ac[j];
-                }
-            }
-            if (hp->stable)
-                /* tokens * 0.1 + tokens.detach() * 0.9: the value only
-                 * changes by rounding, reproduced here */
-                for (int64_t j = 0; j < d; j++)
-                    xr[j] = xr[j] * 0.1f + xr[j] * 0.9f;
-        }
-}
 
 /* ---- layers -------------------------------------------------------------- */
 
@@ -140,12 +147,13 @@ static const float *sublayer_input(const transformer *tf, tf_state *st, int l, i
 {
     const tf_hparams *hp = &tf->hp;
     int64_t rows = (int64_t)st->batch * m;
-    ops_layer_norm(x, rows, hp->dim, norm->w, norm->b, LN_EPS, st->h);
+    backend *be = tf->be;
+    be->op->layer_norm(be, x, rows, hp->dim, norm->w, norm->b, LN_EPS, st->h);
     if (!hp->shift_tokens)
         return st->h;
     float *hist = st->shift_hist +
                   ((int64_t)l * 2 + sub) * st->batch * tf_shift_ring(hp) * tf_shift_cols(hp);
-    token_shift(tf, st, hist, st->h, m, st->hs);
+    be->op->token_shift(be, tf, st, hist, st->h, m, st->hs);
     return st->hs;
 }
 
@@ -154,9 +162,10 @@ static void residual(const transformer *tf, const tf_state *st, int m, float *x,
                      const tf_norm *norm_out, const float *scale)
 {
     int64_t rows = (int64_t)st->batch * m;
+    backend *be = tf->be;
     if (norm_out->w)
-        ops_layer_norm(y, rows, tf->hp.dim, norm_out->w, norm_out->b, LN_EPS, y);
-    ops_add_scaled(x, y, scale, rows, tf->hp.dim);
+        be->op->layer_norm(be, y, rows, tf->hp.dim, norm_out->w, norm_out->b, LN_EPS, y);
+    be->op->add_scaled(be, x, y, scale, rows, tf->hp.dim);
 }
 
 static void feed_forward(const transformer *tf, tf_state *st, const tf_layer *L,
@@ -166,7 +175,7 @@ static void feed_forward(const transformer *tf, tf_state *st, const tf_layer *L,
     int64_t rows = (int64_t)st->batch * m;
     tf_linear(tf, st, src, rows, hp->dim, &L->ff_w1, L->ff_b1, 2 * hp->ff_inner, st->ff_h,
               2 * hp->ff_inner);
-    ops_geglu(st->ff_h, rows, hp->ff_inner, st->ff_a);
+    tf->be->op->geglu(tf->be, st->ff_h, rows, hp->ff_inner, st->ff_a);
     tf_linear(tf, st, st->ff_a, rows, hp->ff_inner, &L->ff_w2, L->ff_b2, hp->dim, out, hp->dim);
 }
 
@@ -189,9 +198,7 @@ static void run_layers(const transformer *tf, tf_state *st, int m)
     }
     if (hp->reversible) {
         /* torch.stack(out.chunk(2, dim=-1)).mean(dim=0) */
-        int64_t n = (int64_t)st->batch * m * hp->dim;
-        for (int64_t i = 0; i < n; i++)
-            st->x1[i] = (st->x1[i] + st->x2[i]) / 2.0f;
+        tf->be->op->mean2(tf->be, st->x1, st->x2, (int64_t)st->batch * m * hp->dim);
     }
 }
 
@@ -211,15 +218,11 @@ static void logits_rows(const transformer *tf, const tf_state *st, const float *
     int64_t n_text = 0;
     while (n_text < n_rows && p0 + n_text < hp->text_seq_len)
         n_text++;
-    for (int64_t r = 0; r < n_rows; r++) {
-        float *o = out + r * V;
-        if (r < n_text)
-            for (int64_t j = hp->text_vocab; j < V; j++)
-                o[j] = -FLT_MAX;
-        else
-            for (int64_t j = 0; j < hp->text_vocab; j++)
-                o[j] = -FLT_MAX;
-    }
+    backend *be = tf->be;
+    if (n_text)
+        be->op->fill(be, out, n_text, V, hp->text_vocab, V - hp->text_vocab, -FLT_MAX);
+    if (n_rows > n_text)
+        be->op->fill(be, out + n_text * V, n_rows - n_text, V, 0, hp->text_vocab, -FLT_MAX);
     if (n_text)
         tf_linear(tf, st, x, n_text, d, &tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
     if (n_rows > n_text) {
@@ -239,8 +242,8 @@ static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode
         int64_t n = m - first;
         float *x = st->x1 + ((int64_t)b * m + first) * d;
         if (hp->stable)
-            ops_divide_max(x, n, d);
-        ops_layer_norm(x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
+            tf->be->op->divide_max(tf->be, x, n, d);
+        tf->be->op->layer_norm(tf->be, x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
         float *o = mode == TF_LOGITS_LAST ? logits + (int64_t)b * V
                                           : logits + (int64_t)b * m * V;
         logits_rows(tf, st, x, n, st->pos + first, o);
@@ -258,7 +261,7 @@ dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *toke
                           "transformer: %d tokens at position %d: expected 1..%d tokens and at "
                           "most %d positions",
                           m, st->pos, st->max_chunk, hp->max_pos);
-    if (mode != TF_LOGITS_NONE && !logits)
+    if (mode == TF_LOGITS_ALL && !logits)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "transformer: logits is NULL");
     for (int b = 0; b < st->batch; b++)
         for (int i = 0; i < m; i++) {
@@ -272,14 +275,22 @@ dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *toke
                                   i, b, p, (int)id, p < hp->text_len ? "text" : "image",
                                   (int)lim);
         }
-    embed(tf, st, tokens, m, st->x1);
+    backend *be = tf->be;
+    /* the logits go straight to the caller's buffer on the CPU; a device
+     * backend computes them in the state and downloads them at the end */
+    float *out = logits && be->host_memory ? logits : st->logits;
+    be->op->embed(be, tf, st, tokens, m, st->x1);
     if (hp->reversible)
-        memcpy(st->x2, st->x1, (size_t)st->batch * m * hp->dim * sizeof(float));
+        be->op->copy(be, st->x2, st->x1, (size_t)st->batch * m * hp->dim * sizeof(float));
     run_layers(tf, st, m);
     if (mode != TF_LOGITS_NONE)
-        head(tf, st, m, mode, logits);
+        head(tf, st, m, mode, out);
     st->pos += m;
-    return DALLE_OK;
+    if (mode != TF_LOGITS_NONE && logits && out != logits) {
+        int64_t rows = (int64_t)st->batch * (mode == TF_LOGITS_LAST ? 1 : m);
+        return be->op->download(be, logits, out, (size_t)rows * hp->total_tokens * sizeof(float));
+    }
+    return backend_status(be);
 }
 
 /* ---- dalle_logits ------------------------------------------------------------ */

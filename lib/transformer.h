@@ -57,6 +57,9 @@ typedef enum tf_logits_mode {
 } tf_logits_mode;
 
 /* Feed tokens [batch][m] (row b at tokens + b * m) at positions [pos, pos+m).
+ * logits: a host buffer; NULL with TF_LOGITS_LAST leaves them in the
+ * state, in the backend's memory (st->logits, transformer_internal.h), for
+ * the sampler to read there.
  * A token at a text position (< text_len) is a text id incl. the padding ids
  * (< num_text_tokens + text_seq_len); at an image position an image id
  * (< num_image_tokens). Masked logits are -FLT_MAX exactly, as upstream.

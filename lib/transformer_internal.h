@@ -2,6 +2,7 @@
  * computes what.
  *
  *   transformer_load.c  hyper-parameters, tensor names and shapes
+ *   transformer_backend.c  the weights copied to a device backend (CUDA)
  *   rotary.c            the rotary table (stored in the checkpoint or recomputed)
  *   transformer.c       tf_forward: embeddings, the layer loop (residuals,
  *                       PreNorm, sandwich norm, LayerScale, reversible
@@ -11,12 +12,21 @@
  *   attention.c         q/k/v, rotary, KV cache, the masks of full /
  *                       axial_row / axial_col / conv_like, to_out
  *   sample.c            dalle_sample: top-k, temperature, Gumbel, guidance
+ *
+ * Every tensor operation goes through the context's backend table, tf->be
+ * (lib/backend_ops.h): the CPU's is lib/backend_cpu.c (the embedding
+ * look-up is there; attention's and token shift's CPU code stays in
+ * attention.c and token_shift.c), CUDA's lib/cuda/backend_cuda_ops.c. The weight and state pointers below are that
+ * backend's memory (host or device); the model only does arithmetic on
+ * them. On CUDA every weight is float32 (widened at upload,
+ * transformer_to_backend).
  */
 #ifndef DALLE_TRANSFORMER_INTERNAL_H
 #define DALLE_TRANSFORMER_INTERNAL_H
 
 #include <stdint.h>
 
+#include "backend_ops.h"
 #include "ops.h"
 #include "transformer.h"
 
@@ -82,7 +92,12 @@ struct transformer {
                                 * ops_linear_w scratch for their many-row products */
     int64_t lowp_in;           /* the longest row of a reduced matrix (its `in`) */
     int int8_block;            /* weights.int8_block: elements per int8 scale */
-    struct tpool *pool;        /* the owning context's thread pool (NULL: the caller's thread) */
+    backend cpu;               /* the CPU backend on the owning context's thread pool
+                                * (transformer_set_pool; NULL pool: the caller's thread) */
+    backend *be;               /* the backend every operation runs on: &cpu, or the
+                                * context's CUDA backend after transformer_to_backend */
+    int on_device;             /* the weights above are device copies (in be's arena;
+                                * rot_cos / rot_sin are not owned then) */
 };
 
 /* The memory of one batch of sequences (see tf_state_create). */
@@ -103,6 +118,13 @@ struct tf_state {
                           * (sequence, head) task of attention.c */
     float *lowp_scratch; /* tf->lowp only: lowp_slots areas of ops_linear_w_scratch(lowp_in) */
     int lowp_slots;      /* the pool's threads when the state was made */
+    float *logits;       /* logits left in the state (tf_forward with logits NULL):
+                          * [batch][total_tokens]; on a device backend
+                          * [batch][max_chunk][total_tokens], where every mode's
+                          * logits are computed before their download */
+    int32_t *ids;        /* [batch * max_chunk]: the chunk's ids on the backend
+                          * (device embeddings read them; sampling writes here) */
+    backend *be;         /* the backend its memory came from */
 };
 
 /* A product of the model's typed weights with the state's scratch. */
@@ -110,8 +132,21 @@ static inline void tf_linear(const transformer *tf, const tf_state *st, const fl
                              int64_t rows, int64_t in, const ops_weight *w, const float *b,
                              int64_t out, float *y, int64_t ldy)
 {
-    ops_linear_w(tf->pool, x, rows, in, w, b, out, y, ldy, st->lowp_scratch, st->lowp_slots);
+    tf->be->op->linear(tf->be, x, rows, in, w, b, out, y, ldy, st->lowp_scratch,
+                       st->lowp_slots);
 }
+
+/* transformer_load.c: copy every weight (and the rotary table) into `be`'s
+ * memory, float32, and run on it from now on. Reduced weights (f16, bf16,
+ * int8) are widened to float32 on the way: ops_weight_row's values, the
+ * same the CPU multiplies with. Weights shared between layers (or with
+ * to_logits) are copied once. */
+dalle_status transformer_to_backend(transformer *tf, backend *be);
+/* Bytes of backend memory transformer_to_backend needs (an upper bound). */
+size_t transformer_backend_bytes(const transformer *tf);
+/* Bytes of backend memory tf_state_create(tf, batch, max_chunk) takes on a
+ * device backend (an upper bound, alignment included). */
+size_t tf_state_backend_bytes(const transformer *tf, int batch, int max_chunk);
 
 /* rotary.c: fill tf->rot_cos/rot_sin from the checkpoint's table or compute
  * it as upstream does. */
@@ -145,6 +180,10 @@ void token_shift(const transformer *tf, const tf_state *st, float *hist, const f
  * norm_out / LayerScale). */
 void attention_forward(const transformer *tf, tf_state *st, int l, const float *src, int m,
                        float *out);
+
+/* attention.c: the CPU's attention operation (backend_ops.attention) on
+ * `pool`: one task per (sequence, head). */
+void attention_chunk_cpu(struct tpool *pool, const transformer *tf, tf_state *st, int l, int m);
 
 /* The keys a query at position p may see under `type` (upstream's masks),
  * as at most 2 + conv_kernel spans. Returns the span count. */

@@ -351,6 +351,9 @@ dalle_status transformer_load(dalle_bundle *b, const model_shapes *shapes, trans
     dalle_status s;
     if (!tf)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", bundle_path(b));
+    /* the CPU until a context moves it (transformer_to_backend) */
+    backend_cpu_init(&tf->cpu, NULL);
+    tf->be = &tf->cpu;
     if ((s = read_hparams(b, shapes, &tf->hp)))
         goto fail;
     if ((int64_t)tf->hp.total_tokens > INT_MAX / 2 || tf->hp.max_pos > (1 << 20)) {
@@ -388,8 +391,10 @@ void transformer_free(transformer *tf)
     if (!tf)
         return;
     free(tf->layers);
-    free(tf->rot_cos);
-    free(tf->rot_sin);
+    if (!tf->on_device) { /* else the backend's arena holds them */
+        free(tf->rot_cos);
+        free(tf->rot_sin);
+    }
     free(tf);
 }
 

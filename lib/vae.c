@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define VAE_WS_MMAP 1
+#else
+#define VAE_WS_MMAP 0
+#endif
+
 #include "bundle.h"
 #include "error.h"
 #include "ops.h"
@@ -20,8 +27,9 @@ struct vae {
     const vae_family *fam;
     void *net;
     int image_size, grid, num_tokens;
-    vae_run run; /* the workspace: sized at load, allocated on first use */
-    int allocated;
+    vae_run run;   /* the workspace: sized at load, mapped by each call */
+    void *ws;      /* that mapping while a call runs, else NULL */
+    size_t ws_bytes;
 };
 
 /* ---- weights --------------------------------------------------------------- */
@@ -87,7 +95,7 @@ vae_act vae_new(vae_run *r, int slot, int c, int h, int w)
 {
     vae_act a = {NULL, slot, c, h, w};
     if (r->measure) {
-        need(&r->need_act, (int64_t)c * h * w);
+        need(&r->need_act[slot], (int64_t)c * h * w);
         if (slot + 1 > r->need_slots)
             r->need_slots = slot + 1;
     } else
@@ -244,16 +252,15 @@ dalle_status vae_load(dalle_bundle *b, const model_shapes *shapes, struct vae **
     return DALLE_OK;
 }
 
+static void end(struct vae *v);
+
 void vae_free(struct vae *v)
 {
     if (!v)
         return;
     if (v->fam && v->net)
         v->fam->free_net(v->net);
-    for (int i = 0; i < VAE_SLOTS; i++)
-        free(v->run.slot[i]);
-    free(v->run.col);
-    free(v->run.aux);
+    end(v);
     free(v);
 }
 
@@ -261,49 +268,90 @@ int vae_raw_channels(const struct vae *v) { return v->fam->raw_channels; }
 
 /* ---- workspace and batch loops ----------------------------------------------- */
 
-static float *alloc_floats(int64_t n)
+/* The workspace (activation slots, im2col tiles, auxiliary buffer: 67 MB
+ * for the 256-px DiscreteVAE of DALLE-S) lives only for the duration of a
+ * dalle_decode / dalle_encode call: one anonymous mapping, unmapped at the
+ * end of the call, so its pages go back to the system at once. Kept for
+ * the context's life (as before issue 8), it stayed resident next to the
+ * weights and the KV cache of the next generation; and a free()d block of
+ * that size is not reliably returned by the C library (glibc raises its
+ * mmap threshold after the first such free and then serves it from the
+ * heap). With 2 MiB pages a DALLE-S decode costs the same as before
+ * (bench/README.md); with 4 KiB pages the faults cost ~25% on a VM. */
+static void *ws_map(size_t bytes)
 {
-    /* 64-byte aligned (cache lines, AVX-512 loads); at least one line */
-    size_t bytes = ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+#if VAE_WS_MMAP
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    /* 2 MiB pages where the system allows them (512 times fewer page
+     * faults); only advice, so failure is ignored */
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+#else
     return aligned_alloc(64, bytes);
+#endif
 }
 
-/* Allocate the workspace on first use (a context that only samples tokens
- * never pays for it); later calls reuse it. */
-static dalle_status ensure_workspace(struct vae *v)
+static void ws_unmap(void *p, size_t bytes)
 {
-    if (v->allocated)
-        return DALLE_OK;
+#if VAE_WS_MMAP
+    if (p)
+        munmap(p, bytes);
+#else
+    (void)bytes;
+    free(p);
+#endif
+}
+
+/* Floats rounded up to whole cache lines (64 bytes), at least one line. */
+static size_t line_bytes(int64_t n)
+{
+    return ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+}
+
+/* Map the workspace for one call, sized by the measuring pass at load. */
+static dalle_status begin(struct vae *v, struct tpool *pool)
+{
     vae_run *r = &v->run;
-    int ok = 1;
-    for (int i = 0; i < r->need_slots; i++) /* only the slots the networks use */
-        ok &= (r->slot[i] = alloc_floats(r->need_act)) != NULL;
-    ok &= (r->col = alloc_floats(r->need_col)) != NULL;
-    ok &= (r->aux = alloc_floats(r->need_aux)) != NULL;
-    if (!ok) {
-        for (int i = 0; i < VAE_SLOTS; i++) {
-            free(r->slot[i]);
-            r->slot[i] = NULL;
-        }
-        free(r->col);
-        free(r->aux);
-        r->col = r->aux = NULL;
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                          "VAE workspace: out of memory (%lld MiB)",
-                          (long long)((r->need_slots * r->need_act + r->need_col + r->need_aux) *
-                                      (int64_t)sizeof(float) >> 20));
+    r->pool = pool;
+    /* each slot as large as the largest activation the networks put in it,
+     * not as the largest of all (the DiscreteVAE rotates three slots, and
+     * only one holds the full-resolution hidden activation) */
+    size_t act[VAE_SLOTS], bytes = 0;
+    for (int i = 0; i < r->need_slots; i++) {
+        act[i] = line_bytes(r->need_act[i]);
+        bytes += act[i];
     }
-    r->act_cap = r->need_act;
+    const size_t col = line_bytes(r->need_col), aux = line_bytes(r->need_aux);
+    v->ws_bytes = bytes + col + aux;
+    char *p = ws_map(v->ws_bytes);
+    if (!p)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "VAE workspace: out of memory (%lld MiB)",
+                          (long long)(v->ws_bytes >> 20));
+    v->ws = p;
+    for (int i = 0; i < r->need_slots; i++) { /* only the slots the networks use */
+        r->slot[i] = (float *)(void *)p;
+        p += act[i];
+    }
+    r->col = (float *)(void *)p;
+    r->aux = (float *)(void *)(p + col);
     r->col_cap = r->need_col;
     r->aux_cap = r->need_aux;
-    v->allocated = 1;
     return DALLE_OK;
 }
 
-static dalle_status begin(struct vae *v, struct tpool *pool)
+/* Unmap it again. */
+static void end(struct vae *v)
 {
-    v->run.pool = pool;
-    return ensure_workspace(v);
+    ws_unmap(v->ws, v->ws_bytes);
+    v->ws = NULL;
+    v->ws_bytes = 0;
+    for (int i = 0; i < VAE_SLOTS; i++)
+        v->run.slot[i] = NULL;
+    v->run.col = v->run.aux = NULL;
 }
 
 /* Decode every image, then copy or map the raw output: written to `out`
@@ -325,6 +373,7 @@ static dalle_status decode_batch(struct vae *v, struct tpool *pool, const int32_
         else
             v->fam->to_pixels(v->net, a.d, n, dst);
     }
+    end(v);
     return DALLE_OK;
 }
 
@@ -373,6 +422,7 @@ static dalle_status encode_batch(struct vae *v, struct tpool *pool, const float 
         if (ids)
             argmax_tokens(a.d, v->num_tokens, seq, ids + i * seq);
     }
+    end(v);
     return DALLE_OK;
 }
 

@@ -74,10 +74,10 @@ typedef struct vae_act {
 typedef struct vae_run {
     int measure;
     struct tpool *pool; /* the context's thread pool; set by each call */
-    int64_t need_act, need_col, need_aux; /* floats, recorded while measuring */
+    int64_t need_act[VAE_SLOTS];          /* floats per slot, recorded while measuring */
+    int64_t need_col, need_aux;           /* floats, recorded while measuring */
     int need_slots;                       /* slots used, recorded while measuring */
     float *slot[VAE_SLOTS];
-    int64_t act_cap;
     float *col;
     int64_t col_cap;
     float *aux;

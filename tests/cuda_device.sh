@@ -2,16 +2,22 @@
 # The CUDA checks that need a GPU (docs/cuda.md), in two halves:
 #
 #   sh tests/cuda_device.sh pack   on the development machine: builds
-#       tests/test_cuda_ops in build-cuda (BUILD=dir to change) and copies it,
-#       with the shared libraries it needs that a bare GPU machine may lack
-#       (OpenBLAS and its Fortran runtime), into .devcarry/, which
-#       .git/info/exclude ignores (the device tool's `carry` takes it along)
+#       build-cuda (BUILD=dir to change; a CUDA build) and copies
+#       tests/test_cuda_ops and tests/test_cuda_model, with the shared
+#       libraries they need that a bare GPU machine may lack (OpenBLAS and
+#       its Fortran runtime), the golden DALLE bundles (f32, and one f16, bf16
+#       and int8 bundle) and the golden files they are checked against
+#       (DALLE_GOLDEN or ../shared/golden: the *.npy and case.json of the four
+#       dalle_* cases) into .devcarry/, which .git/info/exclude ignores (the
+#       device tool's `carry` takes it along)
 #
 #   sh tests/cuda_device.sh run    on the GPU machine (the device tool, with
-#       carry [".devcarry"]): the GPU and driver, the test, then the test
-#       again (its quick sweep) under compute-sanitizer's memcheck, racecheck
-#       and synccheck. Logs go to $OUT (or /tmp/cuda-device); the last lines
-#       are a summary.
+#       carry [".devcarry"]): the GPU and driver; test_cuda_ops (every kernel
+#       against the CPU), then its quick sweep under compute-sanitizer's
+#       memcheck, racecheck and synccheck; test_cuda_model gpu (the
+#       transformer with backend = cuda against the golden logits, greedy and
+#       seeded sampling against the CPU), then under memcheck. Logs go to $OUT
+#       (or /tmp/cuda-device); the last lines are a summary.
 #
 # The binary runs there as built here: libdalle links cudart statically and
 # loads cuBLAS itself, so the machine needs only its driver and a
@@ -23,11 +29,20 @@ pack)
     set -e
     build=${BUILD:-build-cuda}
     [ -f "$build/build.ninja" ] || meson setup "$build" -Dcuda=enabled
-    ninja -C "$build" tests/test_cuda_ops
+    ninja -C "$build" # the tests and the golden bundles they read
+    golden=${DALLE_GOLDEN:-$(cd .. && pwd)/shared/golden}
     rm -rf .devcarry
-    mkdir .devcarry
-    cp "$build/tests/test_cuda_ops" .devcarry/
-    ldd "$build/tests/test_cuda_ops" | awk '/=> \// {print $3}' | while read -r lib; do
+    mkdir -p .devcarry/bundles .devcarry/golden
+    cp "$build/tests/test_cuda_ops" "$build/tests/test_cuda_model" .devcarry/
+    for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
+        dalle_variants_bf16 dalle_cfg_f16; do
+        cp "$build/tests/$b.dalle" .devcarry/bundles/
+    done
+    for c in dalle_full dalle_variants dalle_cfg dalle_shared_attn; do
+        mkdir -p ".devcarry/golden/$c"
+        cp "$golden/$c/case.json" "$golden/$c"/*.npy ".devcarry/golden/$c/"
+    done
+    ldd "$build/tests/test_cuda_model" | awk '/=> \// {print $3}' | while read -r lib; do
         case "$(basename "$lib")" in
         libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux* | libgcc_s.so.*) ;;
         *) cp -L "$lib" .devcarry/ ;;
@@ -41,7 +56,7 @@ pack)
 run)
     out=${OUT:-/tmp/cuda-device}
     mkdir -p "$out"
-    [ -x .devcarry/test_cuda_ops ] || { echo "no .devcarry/test_cuda_ops: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] || { echo "no .devcarry/test_cuda_ops or test_cuda_model: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
     cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
     if [ -z "$cublas" ]; then
         cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
@@ -69,9 +84,29 @@ compute-sanitizer $tool: exit $src (0: clean; 99: errors found; 124: timed out)"
         summary="$summary
 compute-sanitizer: not on this machine"
     fi
+    # the transformer on the GPU (backend = cuda) against the golden cases
+    set -- .devcarry/golden
+    for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
+        dalle_variants_bf16 dalle_cfg_f16; do
+        set -- "$@" ".devcarry/bundles/$b.dalle"
+    done
+    timeout 240 .devcarry/test_cuda_model gpu "$@" >"$out/test_cuda_model.log" 2>&1
+    mrc=$?
+    grep -v '^ok ' "$out/test_cuda_model.log" | tail -n 40
+    summary="$summary
+test_cuda_model gpu: exit $mrc ($(grep -c '^ok ' "$out/test_cuda_model.log") ok, $(grep -c '^FAIL' "$out/test_cuda_model.log") failed; 77: skipped)"
+    if command -v compute-sanitizer >/dev/null 2>&1; then
+        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
+            .devcarry/test_cuda_model gpu "$@" >"$out/sanitizer_model_memcheck.log" 2>&1
+        src=$?
+        tail -n 3 "$out/sanitizer_model_memcheck.log"
+        summary="$summary
+compute-sanitizer memcheck of test_cuda_model: exit $src (0: clean; 99: errors found; 124: timed out)"
+    fi
     echo "----"
     echo "$summary" | tee "$out/summary.txt"
-    exit "$rc"
+    [ "$rc" -ne 0 ] && exit "$rc"
+    exit "$mrc"
     ;;
 *)
     echo "usage: sh tests/cuda_device.sh pack|run" >&2

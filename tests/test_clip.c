@@ -23,45 +23,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "golden.h"
 #include "clip_model.h"
 #include "dalle/dalle.h"
 #include "npy.h"
-
-static const char *golden;
-
-/* ---- golden files ------------------------------------------------------------ */
-
-static npy load(const char *cas, const char *file)
-{
-    char path[1024], err[1200];
-    npy a;
-    snprintf(path, sizeof path, "%s/%s/%s", golden, cas, file);
-    if (npy_load(path, &a, err, sizeof err)) {
-        printf("FAIL %s\n", err);
-        exit(1);
-    }
-    return a;
-}
-
-/* tolerance_rel_l2 of `file` in the case's case.json: the first one after
- * the file's key (a number grab, not a JSON parser; both CLIP cases give
- * every expected float file its own). */
-static double tolerance(const char *cas, const char *file)
-{
-    char path[1024], key[256];
-    snprintf(path, sizeof path, "%s/%s/case.json", golden, cas);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 1e-4;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    snprintf(key, sizeof key, "\"%s\": {", file);
-    const char *p = strstr(buf, key);
-    p = p ? strstr(p, "\"tolerance_rel_l2\":") : NULL;
-    return p ? strtod(p + 19, NULL) : 1e-4;
-}
 
 static double rel_l2(const float *ours, const float *want, int64_t n)
 {
@@ -99,9 +64,9 @@ static void check_dalle_pytorch(const char *bundle)
     clip_ctx *ctx = open_ctx(bundle, 8);
     if (!ctx)
         return;
-    npy text = load(cas, "text.npy"), mask = load(cas, "text_mask.npy"),
-        images = load(cas, "images.npy"), sim = load(cas, "similarity.npy"),
-        sim_nm = load(cas, "similarity_no_mask.npy");
+    npy text = golden_load(cas, "text.npy"), mask = golden_load(cas, "text_mask.npy"),
+        images = golden_load(cas, "images.npy"), sim = golden_load(cas, "similarity.npy"),
+        sim_nm = golden_load(cas, "similarity_no_mask.npy");
     const int B = (int)text.dims[0], L = (int)text.dims[1], S = (int)images.dims[2];
     CHECK(clip_text_seq_len(ctx) == L && clip_image_size(ctx) == S && clip_embed_dim(ctx) == 32 &&
               clip_num_text_tokens(ctx) == 500,
@@ -124,9 +89,9 @@ static void check_dalle_pytorch(const char *bundle)
     }
     CHECK(ok, "clip_score_masked / clip_score: %s", ok ? "ok" : dalle_last_error());
     check_close("clip_dalle_pytorch similarity (text_mask)", got, &sim,
-                tolerance(cas, "similarity.npy"));
+                golden_tolerance(cas, "similarity.npy"));
     check_close("clip_dalle_pytorch similarity_no_mask", got_nm, &sim_nm,
-                tolerance(cas, "similarity_no_mask.npy"));
+                golden_tolerance(cas, "similarity_no_mask.npy"));
     float nm_again[16];
     for (int b = 0; b < B; b++)
         clip_score_masked(ctx, ids + b * L, NULL, img + b * per, 1, &nm_again[b]);
@@ -139,7 +104,7 @@ static void check_dalle_pytorch(const char *bundle)
     for (int b = 0; b < B; b++)
         diag[b] = logits[b * B + b];
     check_close("clip_dalle_pytorch logits diagonal vs similarity_no_mask", diag, &sim_nm,
-                tolerance(cas, "similarity_no_mask.npy"));
+                golden_tolerance(cas, "similarity_no_mask.npy"));
 
     /* features: normalised, scaled dot products reproduce the scores */
     float fi[16 * 32], ft[16 * 32];
@@ -228,9 +193,9 @@ static void check_openai(const char *bundle, const char *label)
     clip_ctx *ctx = open_ctx(bundle, 8);
     if (!ctx)
         return;
-    npy images = load(cas, "images.npy"), text = load(cas, "text.npy"),
-        want_i = load(cas, "image_features.npy"), want_t = load(cas, "text_features.npy"),
-        want_l = load(cas, "logits_per_image.npy");
+    npy images = golden_load(cas, "images.npy"), text = golden_load(cas, "text.npy"),
+        want_i = golden_load(cas, "image_features.npy"), want_t = golden_load(cas, "text_features.npy"),
+        want_l = golden_load(cas, "logits_per_image.npy");
     const int N = (int)images.dims[0], T = (int)text.dims[0], L = (int)text.dims[1];
     const int S = (int)images.dims[2], E = (int)want_i.dims[1];
     CHECK(clip_text_seq_len(ctx) == L && clip_image_size(ctx) == S && clip_embed_dim(ctx) == E,
@@ -245,15 +210,15 @@ static void check_openai(const char *bundle, const char *label)
     int rc = clip_encode_image(ctx, img, N, fi);
     CHECK(rc == DALLE_OK, "%s clip_encode_image: %s", label, rc ? dalle_last_error() : "ok");
     snprintf(what, sizeof what, "%s image_features", label);
-    check_close(what, fi, &want_i, tolerance(cas, "image_features.npy"));
+    check_close(what, fi, &want_i, golden_tolerance(cas, "image_features.npy"));
     rc = clip_encode_text(ctx, ids, T, ft);
     CHECK(rc == DALLE_OK, "%s clip_encode_text: %s", label, rc ? dalle_last_error() : "ok");
     snprintf(what, sizeof what, "%s text_features", label);
-    check_close(what, ft, &want_t, tolerance(cas, "text_features.npy"));
+    check_close(what, ft, &want_t, golden_tolerance(cas, "text_features.npy"));
     rc = clip_logits_per_image(ctx, img, N, ids, T, logits);
     CHECK(rc == DALLE_OK, "%s clip_logits_per_image: %s", label, rc ? dalle_last_error() : "ok");
     snprintf(what, sizeof what, "%s logits_per_image", label);
-    check_close(what, logits, &want_l, tolerance(cas, "logits_per_image.npy"));
+    check_close(what, logits, &want_l, golden_tolerance(cas, "logits_per_image.npy"));
 
     /* clip_score of caption j over all images = column j */
     double worst = 0;

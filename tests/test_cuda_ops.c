@@ -7,6 +7,9 @@
  *   scale: rel 1e-5, abs 1e-6 (same formulas; only reduction orders and the
  *   GPU's expf / erf / exp, within 2 ulp, differ);
  *   kv_append, token_shift: exact (copies);
+ *   embed (the transformer's, with and without positions, stable or not),
+ *   fill (the logits mask), guidance: exact (the same roundings as
+ *   lib/backend_cpu.c's operations, which are the reference);
  *   attention: rel 1e-5, abs 1e-5 (outputs are weighted means of values in
  *   [-1, 1]; the dot products and the weighted sum run in other orders);
  *   gemm / linear (TF32 off): |gpu - cpu| <= 1e-5 * sum_l |a_il b_lj| (+
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_ops.h"
 #include "check.h"
 #include "cuda/ops_cuda.h"
 #include "ops.h"
@@ -437,6 +441,89 @@ static void check_token_shift(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* The transformer's embedding, logits mask and guidance against the CPU     */
+/* backend's operations (lib/backend_cpu.c)                                  */
+
+static void check_model_kernels(void)
+{
+    backend cpu;
+    backend_cpu_init(&cpu, NULL);
+    const int dim = 37, fmap = 3, text_len = 5, vt = 11, vi = 9, batch = 3;
+    const int total = text_len + fmap * fmap;
+    for (int variant = 0; variant < 4; variant++) {
+        const int positions = variant & 1, stable = (variant >> 1) & 1;
+        size_t mark = cuda_ops_arena_mark(ctx);
+        float *temb = xmalloc((size_t)vt * dim * 4), *iemb = xmalloc((size_t)vi * dim * 4);
+        float *tpos = xmalloc((size_t)text_len * dim * 4), *ar = xmalloc((size_t)fmap * dim * 4);
+        float *ac = xmalloc((size_t)fmap * dim * 4);
+        fill(temb, (size_t)vt * dim, -1, 1), fill(iemb, (size_t)vi * dim, -1, 1);
+        fill(tpos, (size_t)text_len * dim, -1, 1), fill(ar, (size_t)fmap * dim, -1, 1);
+        fill(ac, (size_t)fmap * dim, -1, 1);
+        transformer tf;
+        memset(&tf, 0, sizeof tf);
+        tf.hp.dim = dim, tf.hp.fmap = fmap, tf.hp.text_len = text_len;
+        tf.hp.rotary_emb = !positions, tf.hp.stable = stable;
+        tf.text_emb = ops_weight_f32(temb), tf.image_emb = ops_weight_f32(iemb);
+        tf.text_pos_emb = tpos, tf.axial_rows = ar, tf.axial_cols = ac;
+        float *dtemb = dev_copy(temb, (size_t)vt * dim * 4);
+        float *diemb = dev_copy(iemb, (size_t)vi * dim * 4);
+        float *dtpos = dev_copy(tpos, (size_t)text_len * dim * 4);
+        float *dar = dev_copy(ar, (size_t)fmap * dim * 4), *dac = dev_copy(ac, (size_t)fmap * dim * 4);
+        /* the whole sequence in chunks of 4 positions */
+        int ok = 1;
+        tf_state st;
+        memset(&st, 0, sizeof st);
+        st.batch = batch;
+        for (int pos = 0; pos < total; pos += 4) {
+            const int m = total - pos < 4 ? total - pos : 4;
+            int32_t ids[3 * 4];
+            for (int b = 0; b < batch; b++)
+                for (int i = 0; i < m; i++)
+                    ids[b * m + i] = (int32_t)(lcg() % (pos + i < text_len ? vt : vi));
+            const size_t n = (size_t)batch * m * dim;
+            float *want = xmalloc(n * 4), *got = xmalloc(n * 4);
+            st.pos = pos;
+            cpu.op->embed(&cpu, &tf, &st, ids, m, want);
+            int32_t *dids = dev_copy(ids, sizeof ids);
+            float *dx = dev_copy(NULL, n * 4);
+            CALL(cuda_embed(ctx, dx, dids, batch, m, dim, pos, text_len, fmap, dtemb, diemb,
+                            positions, dtpos, dar, dac, stable));
+            download(got, dx, n * 4);
+            ok &= count_diff_bits(got, want, n) == 0;
+            free(want), free(got);
+        }
+        CHECK(ok, "embed (positions %d, stable %d): %d positions of %d sequences, the CPU's bits",
+              positions, stable, total, batch);
+        free(temb), free(iemb), free(tpos), free(ar), free(ac);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+
+    /* the logits mask and guidance on rows of a wider buffer */
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int rows = 5, ld = 301, col0 = 17, n = 250;
+    const size_t all = (size_t)rows * ld;
+    float *c = xmalloc(all * 4), *u = xmalloc(all * 4), *want = xmalloc(all * 4);
+    float *got = xmalloc(all * 4);
+    fill(c, all, -30, 30), fill(u, all, -30, 30);
+    float *dc = dev_copy(c, all * 4), *du = dev_copy(u, all * 4);
+    memcpy(want, c, all * 4);
+    cpu.op->guidance(&cpu, want + col0, u + col0, rows, ld, n, 3.0f);
+    CALL(cuda_guidance(ctx, dc + col0, du + col0, rows, ld, n, 3.0f));
+    download(got, dc, all * 4);
+    CHECK(count_diff_bits(got, want, all) == 0,
+          "guidance null + (cond - null) * 3 on %d x %d of rows of %d: the CPU's bits", rows, n,
+          ld);
+    cpu.op->fill(&cpu, want, rows, ld, col0, n, -FLT_MAX);
+    CALL(cuda_fill(ctx, dc, rows, ld, col0, n, -FLT_MAX));
+    download(got, dc, all * 4);
+    CHECK(count_diff_bits(got, want, all) == 0, "fill (the logits mask): the CPU's bits");
+    CHECK(cuda_fill(ctx, dc, 1, 10, 5, 6, 0.0f) == DALLE_ERR_INVALID_ARGUMENT,
+          "fill past the row refused: %s", dalle_last_error());
+    free(c), free(u), free(want), free(got);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The RNG and the sampler                                                   */
 
 static void check_rng(void)
@@ -738,6 +825,7 @@ int main(int argc, char **argv)
     check_rotary_and_cache();
     check_attend();
     check_token_shift();
+    check_model_kernels();
     check_rng();
     check_sampler();
     check_gemm();

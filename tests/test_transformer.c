@@ -18,76 +18,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "golden.h"
 #include "context.h"
 #include "dalle/dalle.h"
 #include "npy.h"
 #include "transformer.h"
 #include "transformer_internal.h"
-
-static const char *golden;
-
-/* ---- golden files ----------------------------------------------------------- */
-
-static npy load(const char *cas, const char *file)
-{
-    char path[1024], err[1200];
-    npy a;
-    snprintf(path, sizeof path, "%s/%s/%s", golden, cas, file);
-    if (npy_load(path, &a, err, sizeof err)) {
-        printf("FAIL %s\n", err);
-        exit(1);
-    }
-    return a;
-}
-
-/* tolerance_rel_l2 of `file` in the case's case.json: the first
- * "tolerance_rel_l2" after the file's key (a number grab, not a parser). */
-static double tolerance(const char *cas, const char *file)
-{
-    char path[1024], key[256];
-    snprintf(path, sizeof path, "%s/%s/case.json", golden, cas);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 1e-4;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    snprintf(key, sizeof key, "\"%s\": {", file);
-    const char *p = strstr(buf, key);
-    p = p ? strstr(p, "\"tolerance_rel_l2\":") : NULL;
-    return p ? strtod(p + 19, NULL) : 1e-4;
-}
-
-/* rel-L2 over entries that upstream did not mask; masks must agree exactly
- * (-FLT_MAX in both at the same places). Returns -1 on a mask mismatch. */
-static double compare(const float *ours, const float *want, int64_t n, int64_t *mask_diff)
-{
-    double num = 0, den = 0;
-    *mask_diff = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int mw = want[i] == -FLT_MAX, mo = ours[i] == -FLT_MAX;
-        if (mw != mo) {
-            (*mask_diff)++;
-            continue;
-        }
-        if (mw)
-            continue;
-        double d = (double)ours[i] - want[i];
-        num += d * d;
-        den += (double)want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static void check_close(const char *what, const float *ours, const float *want, int64_t n,
-                        double tol)
-{
-    int64_t md;
-    double r = compare(ours, want, n, &md);
-    CHECK(md == 0 && r <= tol, "%s: rel-L2 %.3g (tolerance %.3g), %lld mask mismatches", what, r,
-          tol, (long long)md);
-}
 
 static dalle_ctx *open_ctx(const char *path, int n_threads, int max_batch)
 {
@@ -108,7 +44,7 @@ static dalle_ctx *open_ctx(const char *path, int n_threads, int max_batch)
 static void check_teacher_forced(const char *cas, dalle_ctx *ctx, const int32_t *text,
                                  const int32_t *img, int B)
 {
-    npy want = load(cas, "logits.npy");
+    npy want = golden_load(cas, "logits.npy");
     int S = dalle_image_seq_len(ctx);
     float *out = malloc((size_t)want.numel * sizeof *out);
     int s = dalle_logits(ctx, text, img, B, S, 1.0f, out);
@@ -116,7 +52,7 @@ static void check_teacher_forced(const char *cas, dalle_ctx *ctx, const int32_t 
     char what[256];
     snprintf(what, sizeof what, "%s: teacher-forced logits", cas);
     if (!s)
-        check_close(what, out, want.data, want.numel, tolerance(cas, "logits.npy"));
+        golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, "logits.npy"));
     free(out);
     npy_free(&want);
 }
@@ -128,7 +64,7 @@ static void check_incremental(const char *cas, dalle_ctx *ctx, const int32_t *te
 {
     const transformer *tf = ctx->transformer;
     const tf_hparams *hp = &tf->hp;
-    npy want = load(cas, "logits.npy");
+    npy want = golden_load(cas, "logits.npy");
     const int P = hp->max_pos, V = hp->total_tokens, S = hp->image_seq_len;
     int32_t *seq = malloc((size_t)B * (hp->text_len + S) * sizeof *seq);
     for (int b = 0; b < B; b++) {
@@ -151,19 +87,19 @@ static void check_incremental(const char *cas, dalle_ctx *ctx, const int32_t *te
     CHECK(s == DALLE_OK, "%s: incremental forward", cas);
     char what[256];
     snprintf(what, sizeof what, "%s: incremental logits, one token at a time (%d steps)", cas, P);
-    check_close(what, out, want.data, want.numel, tolerance(cas, "logits.npy"));
+    golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, "logits.npy"));
     /* a step past the end is refused */
     s = tf_forward(tf, st, tok, 1, TF_LOGITS_LAST, row);
     CHECK(s == DALLE_ERR_INVALID_ARGUMENT, "%s: feeding past the last position fails", cas);
     if (has_cached_file) {
-        npy cached = load(cas, "cached_step_logits.npy");
+        npy cached = golden_load(cas, "cached_step_logits.npy");
         float *steps = malloc((size_t)B * S * V * sizeof *steps);
         for (int b = 0; b < B; b++)
             memcpy(steps + (int64_t)b * S * V, out + ((int64_t)b * P + hp->text_seq_len) * V,
                    (size_t)S * V * 4);
         snprintf(what, sizeof what, "%s: cached generation steps vs cached_step_logits.npy", cas);
-        check_close(what, steps, cached.data, cached.numel,
-                    tolerance(cas, "cached_step_logits.npy"));
+        golden_check_close(what, steps, cached.data, cached.numel,
+                    golden_tolerance(cas, "cached_step_logits.npy"));
         free(steps);
         npy_free(&cached);
     }
@@ -182,7 +118,7 @@ static void check_incremental(const char *cas, dalle_ctx *ctx, const int32_t *te
         s = tf_forward(tf, st, chunk, m, TF_LOGITS_ALL, all);
         for (int b = 0; b < B; b++) {
             int64_t md;
-            double r = compare(all + (int64_t)b * m * V,
+            double r = golden_rel_l2(all + (int64_t)b * m * V,
                                (const float *)want.data + ((int64_t)b * P + p) * V,
                                (int64_t)m * V, &md);
             worst = r > worst ? r : worst;
@@ -190,7 +126,7 @@ static void check_incremental(const char *cas, dalle_ctx *ctx, const int32_t *te
         }
         p += m;
     }
-    CHECK(s == DALLE_OK && md_total == 0 && worst <= tolerance(cas, "logits.npy"),
+    CHECK(s == DALLE_OK && md_total == 0 && worst <= golden_tolerance(cas, "logits.npy"),
           "%s: chunked incremental forward (text, then 3 image tokens a step): worst rel-L2 "
           "%.3g",
           cas, worst);
@@ -230,7 +166,7 @@ static void check_rotary(const char *cas, dalle_ctx *ctx)
 static void check_case(const char *cas, const char *bundle, int has_cached_file)
 {
     dalle_ctx *ctx = open_ctx(bundle, 2, 8);
-    npy t = load(cas, "text.npy"), im = load(cas, "image_tokens.npy");
+    npy t = golden_load(cas, "text.npy"), im = golden_load(cas, "image_tokens.npy");
     int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
     int B = (int)t.dims[0];
     CHECK(t.dims[1] == dalle_text_seq_len(ctx) && im.dims[1] == dalle_image_seq_len(ctx),
@@ -251,7 +187,7 @@ static void check_cfg(const char *bundle)
 {
     const char *cas = "dalle_cfg";
     dalle_ctx *ctx = open_ctx(bundle, 2, 8);
-    npy t = load(cas, "text.npy"), im = load(cas, "image_tokens.npy");
+    npy t = golden_load(cas, "text.npy"), im = golden_load(cas, "image_tokens.npy");
     int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
     int B = (int)t.dims[0], S = dalle_image_seq_len(ctx), ts = dalle_text_seq_len(ctx);
     int V = dalle_total_tokens(ctx);
@@ -271,14 +207,14 @@ static void check_cfg(const char *bundle)
                 {"cfg_cond_logits.npy", text, 1.0f},
                 {"cfg_null_logits.npy", zeros, 1.0f}};
     for (int r = 0; r < 3; r++) {
-        npy want = load(cas, runs[r].file);
+        npy want = golden_load(cas, runs[r].file);
         int s = dalle_logits(ctx, runs[r].text, img6, B, k, runs[r].scale, out);
         char what[256];
         snprintf(what, sizeof what, "dalle_cfg: %s (cond_scale %g)", runs[r].file,
                  (double)runs[r].scale);
         CHECK(s == DALLE_OK && want.numel == (int64_t)B * rows * V, "%s: call", what);
         if (!s)
-            check_close(what, out, want.data, want.numel, tolerance(cas, runs[r].file));
+            golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, runs[r].file));
         npy_free(&want);
     }
     /* the caller's caption is not modified (upstream zeroes it in place) */
@@ -301,7 +237,7 @@ static void check_greedy(const char *bundle)
 {
     const char *cas = "dalle_full";
     dalle_ctx *ctx = open_ctx(bundle, 2, 8);
-    npy t = load(cas, "text.npy"), g = load(cas, "greedy_image_tokens.npy");
+    npy t = golden_load(cas, "text.npy"), g = golden_load(cas, "greedy_image_tokens.npy");
     int32_t *text = npy_to_i32(&t), *want = npy_to_i32(&g);
     int B = (int)t.dims[0], S = dalle_image_seq_len(ctx);
     int32_t *out = malloc((size_t)B * S * sizeof *out);
@@ -489,7 +425,7 @@ static void check_sampling(const char *bundle)
 {
     const char *cas = "dalle_cfg";
     dalle_ctx *ctx = open_ctx(bundle, 2, 64);
-    npy t = load(cas, "text.npy"), im = load(cas, "image_tokens.npy");
+    npy t = golden_load(cas, "text.npy"), im = golden_load(cas, "image_tokens.npy");
     int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
     int B = (int)t.dims[0], S = dalle_image_seq_len(ctx), ts = dalle_text_seq_len(ctx);
 

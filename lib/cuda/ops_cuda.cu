@@ -542,6 +542,67 @@ __global__ void k_token_shift(float *hist, int64_t C, const float *h, float *out
     }
 }
 
+// ---- the transformer's embedding, logits mask and guidance -----------------
+
+// lib/backend_cpu.c's embed: row r = (b, i) of x is its id's row of
+// text_emb (positions < text_len) or image_emb, plus the learned text
+// position or the axial image embedding (row part + column part, summed
+// first) when `positions`; `stable` rounds as tokens * 0.1 + tokens * 0.9.
+__global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64_t d,
+                        int64_t pos0, int text_len, int fmap, const float *text_emb,
+                        const float *image_emb, int positions, const float *text_pos,
+                        const float *axial_rows, const float *axial_cols, int stable)
+{
+    const int64_t total = rows * d;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = t / d, j = t - r * d;
+        const int64_t p = pos0 + r % m, id = ids[r];
+        float v;
+        if (p < text_len) {
+            v = text_emb[id * d + j];
+            if (positions)
+                v = __fadd_rn(v, text_pos[p * d + j]);
+        } else {
+            v = image_emb[id * d + j];
+            if (positions) {
+                const int64_t img = p - text_len;
+                v = __fadd_rn(v, __fadd_rn(axial_rows[(img / fmap) * d + j],
+                                           axial_cols[(img % fmap) * d + j]));
+            }
+        }
+        if (stable)
+            v = __fadd_rn(__fmul_rn(v, 0.1f), __fmul_rn(v, 0.9f));
+        x[t] = v;
+    }
+}
+
+// x[r * ld + col0 + j] = value: the logits mask (-FLT_MAX).
+__global__ void k_fill(float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n, float value)
+{
+    const int64_t total = rows * n;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = t / n, j = t - r * n;
+        x[r * ld + col0 + j] = value;
+    }
+}
+
+// forward_with_cond_scale: cond = null + (cond - null) * scale, rounded as
+// the CPU rounds it (no fused multiply-add).
+__global__ void k_guidance(float *cond, const float *uncond, int64_t rows, int64_t ld, int64_t n,
+                           float scale)
+{
+    const int64_t total = rows * n;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = t / n, i = t - r * n;
+        float *c = cond + r * ld + i;
+        const float u = uncond[r * ld + i];
+        *c = __fadd_rn(u, __fmul_rn(__fsub_rn(*c, u), scale));
+    }
+}
+
 // ---- attention: one query per (sequence, head) ----------------------------
 
 struct span_arg {
@@ -874,6 +935,10 @@ static dalle_status warm_kernels(cuda_ops *c)
                                           nullptr, 0);
     k_sample<<<1, 32, 0, s>>>(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     k_rng_fill<<<1, 32, 0, s>>>(0, 0, 0, 0, 0, nullptr, nullptr);
+    k_embed<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, nullptr, 0, nullptr,
+                             nullptr, nullptr, 0);
+    k_fill<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, 1, 0.0f);
+    k_guidance<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 0, 1, 1.0f);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(s);
@@ -1382,5 +1447,55 @@ extern "C" dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t strea
     device_scope scope(c->device);
     k_rng_fill<<<grid_for(n), 256, 0, c->stream>>>(seed, stream, counter, lane0, n, bits, gumbel);
     LAUNCHED("rng_fill");
+    return DALLE_OK;
+}
+
+// ---------------------------------------------------------------------------
+// The transformer's embedding, logits mask and guidance.
+
+extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, int batch, int m,
+                                   int64_t dim, int64_t pos0, int text_len, int fmap,
+                                   const float *text_emb, const float *image_emb, int positions,
+                                   const float *text_pos, const float *axial_rows,
+                                   const float *axial_cols, int stable)
+{
+    if (batch < 0 || m < 0 || dim <= 0 || pos0 < 0 || fmap <= 0 || text_len < 0)
+        return bad_size("embed", "batch, m, dim, fmap or pos0", batch < 0 ? batch : dim);
+    if (positions && (!text_pos || !axial_rows || !axial_cols))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "cuda: embed: a position table is NULL");
+    if (batch == 0 || m == 0)
+        return DALLE_OK;
+    const int64_t rows = (int64_t)batch * m;
+    device_scope scope(c->device);
+    k_embed<<<grid_for(rows * dim), 256, 0, c->stream>>>(x, ids, rows, m, dim, pos0, text_len,
+                                                         fmap, text_emb, image_emb, positions,
+                                                         text_pos, axial_rows, axial_cols, stable);
+    LAUNCHED("embed");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_fill(cuda_ops *c, float *x, int64_t rows, int64_t ld, int64_t col0,
+                                  int64_t n, float value)
+{
+    if (rows < 0 || n < 0 || col0 < 0 || (rows > 0 && n > 0 && col0 + n > ld))
+        return bad_size("fill", "rows, n or col0 + n > ld", rows < 0 ? rows : col0 + n);
+    if (rows == 0 || n == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_fill<<<grid_for(rows * n), 256, 0, c->stream>>>(x, rows, ld, col0, n, value);
+    LAUNCHED("fill");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_guidance(cuda_ops *c, float *cond, const float *uncond, int64_t rows,
+                                      int64_t ld, int64_t n, float scale)
+{
+    if (rows < 0 || n < 0 || (rows > 1 && ld < n))
+        return bad_size("guidance", "rows, n or ld", rows < 0 ? rows : ld);
+    if (rows == 0 || n == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_guidance<<<grid_for(rows * n), 256, 0, c->stream>>>(cond, uncond, rows, ld, n, scale);
+    LAUNCHED("guidance");
     return DALLE_OK;
 }

@@ -174,6 +174,27 @@ dalle_status cuda_token_shift(cuda_ops *c, float *hist, int64_t hist_cols, const
                               float *out, int batch, int m, int64_t dim, int64_t pos0,
                               int text_len, int fmap);
 
+/* --- the transformer's embedding, logits mask and guidance --------------- */
+/* The embedding of a chunk (lib/backend_cpu.c's embed): x [batch * m][dim],
+ * row (b, i) at position pos0 + i from the id ids[b * m + i] (device
+ * memory, already checked): a row of text_emb ([text ids][dim]) below
+ * text_len, of image_emb ([image ids][dim]) after; with `positions` (rotary
+ * off) + text_pos [text_len][dim], or + (axial_rows [fmap][dim] row part +
+ * axial_cols [fmap][dim] column part); `stable`: v * 0.1 + v * 0.9. */
+dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, int batch, int m, int64_t dim,
+                        int64_t pos0, int text_len, int fmap, const float *text_emb,
+                        const float *image_emb, int positions, const float *text_pos,
+                        const float *axial_rows, const float *axial_cols, int stable);
+
+/* x[r * ld + col0 + j] = value for r < rows, j < n (the logits mask). */
+dalle_status cuda_fill(cuda_ops *c, float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n,
+                       float value);
+
+/* Classifier-free guidance, as lib/backend_cpu.c: cond[r * ld + i] =
+ * uncond[..] + (cond[..] - uncond[..]) * scale for r < rows, i < n. */
+dalle_status cuda_guidance(cuda_ops *c, float *cond, const float *uncond, int64_t rows,
+                           int64_t ld, int64_t n, float scale);
+
 /* --- sampling ------------------------------------------------------------ */
 /* sampler_pick (lib/sampler.c) for `rows` rows at once: row r is
  * logits + r * ld [0 .. n), its noise rng_gumbel(seed, stream0 + r,

@@ -1,0 +1,196 @@
+/* The CPU backend's operations table (lib/backend_ops.h): the functions the
+ * model called directly before the table existed, with the context's
+ * thread pool (be->impl). The same calls in the same order, so every result
+ * is the same bits as before, for any thread count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_ops.h"
+#include "error.h"
+#include "sampler.h"
+#include "transformer_internal.h"
+
+static struct tpool *pool_of(const backend *be) { return (struct tpool *)be->impl; }
+
+static dalle_status cpu_alloc(backend *be, size_t bytes, void **ptr)
+{
+    (void)be;
+    *ptr = NULL;
+    if (!bytes)
+        return DALLE_OK;
+    if (!(*ptr = malloc(bytes)))
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory (%zu bytes)", bytes);
+    return DALLE_OK;
+}
+
+static void cpu_free(backend *be, void *ptr)
+{
+    (void)be;
+    free(ptr);
+}
+
+static void cpu_copy(backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (bytes)
+        memcpy(dst, src, bytes);
+}
+
+static void cpu_seal(backend *be) { (void)be; }
+
+static dalle_status cpu_download(backend *be, void *host, const void *src, size_t bytes)
+{
+    if (host != src)
+        cpu_copy(be, host, src, bytes);
+    return DALLE_OK;
+}
+
+static void cpu_linear(backend *be, const float *x, int64_t rows, int64_t in, const ops_weight *w,
+                       const float *b, int64_t out, float *y, int64_t ldy, float *scratch,
+                       int slots)
+{
+    ops_linear_w(pool_of(be), x, rows, in, w, b, out, y, ldy, scratch, slots);
+}
+
+static void cpu_layer_norm(backend *be, const float *x, int64_t rows, int64_t dim,
+                           const float *gain, const float *bias, float eps, float *y)
+{
+    (void)be;
+    ops_layer_norm(x, rows, dim, gain, bias, eps, y);
+}
+
+static void cpu_geglu(backend *be, const float *h, int64_t rows, int64_t inner, float *y)
+{
+    (void)be;
+    ops_geglu(h, rows, inner, y);
+}
+
+static void cpu_add_scaled(backend *be, float *x, const float *y, const float *scale,
+                           int64_t rows, int64_t dim)
+{
+    (void)be;
+    ops_add_scaled(x, y, scale, rows, dim);
+}
+
+static void cpu_mean2(backend *be, float *x, const float *y, int64_t n)
+{
+    (void)be;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (x[i] + y[i]) / 2.0f;
+}
+
+static void cpu_divide_max(backend *be, float *x, int64_t rows, int64_t dim)
+{
+    (void)be;
+    ops_divide_max(x, rows, dim);
+}
+
+static void cpu_fill(backend *be, float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n,
+                     float value)
+{
+    (void)be;
+    for (int64_t r = 0; r < rows; r++) {
+        float *o = x + r * ld + col0;
+        for (int64_t j = 0; j < n; j++)
+            o[j] = value;
+    }
+}
+
+static void cpu_guidance(backend *be, float *cond, const float *uncond, int64_t rows, int64_t ld,
+                         int64_t n, float scale)
+{
+    (void)be;
+    for (int64_t r = 0; r < rows; r++) {
+        float *c = cond + r * ld;
+        const float *u = uncond + r * ld;
+        for (int64_t i = 0; i < n; i++)
+            c[i] = u[i] + (c[i] - u[i]) * scale;
+    }
+}
+
+/* text_emb / image_emb rows (+ learned text positions and the axial image
+ * embedding when rotary is off); `stable` rounding */
+static void cpu_embed(backend *be, const transformer *tf, tf_state *st, const int32_t *tokens,
+                      int m, float *x)
+{
+    (void)be;
+    const tf_hparams *hp = &tf->hp;
+    const int64_t d = hp->dim;
+    for (int b = 0; b < st->batch; b++)
+        for (int i = 0; i < m; i++) {
+            int p = st->pos + i;
+            int32_t id = tokens[(int64_t)b * m + i];
+            float *xr = x + ((int64_t)b * m + i) * d;
+            if (p < hp->text_len) {
+                ops_weight_row(&tf->text_emb, d, id, xr);
+                if (!hp->rotary_emb)
+                    for (int64_t j = 0; j < d; j++)
+                        xr[j] += tf->text_pos_emb[p * d + j];
+            } else {
+                ops_weight_row(&tf->image_emb, d, id, xr);
+                if (!hp->rotary_emb) {
+                    /* AxialPositionalEmbedding, summed: row part + column part */
+                    int img = p - hp->text_len;
+                    const float *ar = tf->axial_rows + (int64_t)(img / hp->fmap) * d;
+                    const float *ac = tf->axial_cols + (int64_t)(img % hp->fmap) * d;
+                    for (int64_t j = 0; j < d; j++)
+                        xr[j] += ar[j] + ac[j];
+                }
+            }
+            if (hp->stable)
+                /* tokens * 0.1 + tokens.detach() * 0.9: the value only
+                 * changes by rounding, reproduced here */
+                for (int64_t j = 0; j < d; j++)
+                    xr[j] = xr[j] * 0.1f + xr[j] * 0.9f;
+        }
+}
+
+static void cpu_token_shift(backend *be, const transformer *tf, const tf_state *st, float *hist,
+                            const float *h, int m, float *out)
+{
+    (void)be;
+    token_shift(tf, st, hist, h, m, out);
+}
+
+static void cpu_attention(backend *be, const transformer *tf, tf_state *st, int l, int m)
+{
+    attention_chunk_cpu(pool_of(be), tf, st, l, m);
+}
+
+static void cpu_sample(backend *be, sampler *sm, const float *logits, int64_t ld, int rows, int n,
+                       uint64_t stream0, uint64_t counter, int32_t *ids)
+{
+    (void)be;
+    for (int r = 0; r < rows; r++)
+        ids[r] = sampler_pick(sm, logits + r * ld, n, stream0 + (uint64_t)r, counter);
+}
+
+static const backend_ops cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .seal = cpu_seal,
+    .linear = cpu_linear,
+    .layer_norm = cpu_layer_norm,
+    .geglu = cpu_geglu,
+    .add_scaled = cpu_add_scaled,
+    .mean2 = cpu_mean2,
+    .divide_max = cpu_divide_max,
+    .fill = cpu_fill,
+    .guidance = cpu_guidance,
+    .embed = cpu_embed,
+    .token_shift = cpu_token_shift,
+    .attention = cpu_attention,
+    .sample = cpu_sample,
+};
+
+void backend_cpu_init(backend *be, struct tpool *pool)
+{
+    memset(be, 0, sizeof *be);
+    be->op = &cpu_ops;
+    be->impl = pool;
+    be->name = "cpu";
+    be->host_memory = 1;
+}

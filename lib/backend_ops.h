@@ -1,0 +1,135 @@
+/* The operations table: what a compute backend gives the models.
+ *
+ * The DALL·E transformer (lib/transformer.c, attention.c, sample.c) is
+ * written once, against this table; a context picks the table when it is
+ * created (lib/context.c):
+ *
+ *   lib/backend_cpu.c            the CPU: lib/ops.h (OpenBLAS, the thread
+ *                                pool), token_shift.c, attention.c's CPU
+ *                                attention, sampler.c. Bit-identical to the
+ *                                code before the table existed.
+ *   lib/cuda/backend_cuda_ops.c  CUDA: lib/cuda/ops_cuda.h over device
+ *                                memory from one arena (docs/cuda.md).
+ *
+ * Tensor data pointers are opaque to the model: host memory on the CPU,
+ * device memory on CUDA. The model does pointer arithmetic on them (a row,
+ * a layer's part of the cache) but never reads or writes through them; it
+ * moves data in and out with upload / download only.
+ *
+ * Errors. The math operations return nothing: a CUDA failure (they are
+ * queued and may fail later anyway) is recorded in the backend, the first
+ * one wins, and the next backend_status / download / finish reports it.
+ * The CPU's operations cannot fail. Allocation returns its status at once.
+ *
+ * Cost: one indirect call per operation per chunk; the CPU's functions are
+ * the ones the model called directly before.
+ */
+#ifndef DALLE_BACKEND_OPS_H
+#define DALLE_BACKEND_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "context.h" /* DALLE_MESSAGE_CAP */
+#include "dalle/dalle.h"
+#include "ops.h"
+
+struct transformer;
+struct tf_state;
+struct sampler;
+struct tpool;
+typedef struct backend backend;
+
+typedef struct backend_ops {
+    /* --- memory ----------------------------------------------------------- */
+    /* bytes of backend memory (*ptr NULL for 0 bytes); free(NULL) is fine */
+    dalle_status (*alloc)(backend *be, size_t bytes, void **ptr);
+    void (*free)(backend *be, void *ptr);
+    /* host -> backend; `host` may be reused as soon as it returns */
+    void (*upload)(backend *be, void *dst, const void *host, size_t bytes);
+    /* backend -> host: waits for everything queued, reports the first error */
+    dalle_status (*download)(backend *be, void *host, const void *src, size_t bytes);
+    /* backend -> backend */
+    void (*copy)(backend *be, void *dst, const void *src, size_t bytes);
+    /* what was allocated so far (the weights) stays for the backend's life;
+     * a device backend gives back everything allocated later at once when
+     * the last of it is freed (the states of one call) */
+    void (*seal)(backend *be);
+
+    /* --- the operations of lib/ops.h --------------------------------------- */
+    /* y = x · wᵀ + b (ops_linear_w). scratch / slots: the state's widening
+     * areas for reduced weights (CPU; NULL elsewhere: a device backend gets
+     * float32 weights, widened at upload) */
+    void (*linear)(backend *be, const float *x, int64_t rows, int64_t in, const ops_weight *w,
+                   const float *b, int64_t out, float *y, int64_t ldy, float *scratch,
+                   int slots);
+    void (*layer_norm)(backend *be, const float *x, int64_t rows, int64_t dim, const float *gain,
+                       const float *bias, float eps, float *y);
+    void (*geglu)(backend *be, const float *h, int64_t rows, int64_t inner, float *y);
+    void (*add_scaled)(backend *be, float *x, const float *y, const float *scale, int64_t rows,
+                       int64_t dim);
+    /* x[i] = (x[i] + y[i]) / 2: the two reversible streams' mean */
+    void (*mean2)(backend *be, float *x, const float *y, int64_t n);
+    void (*divide_max)(backend *be, float *x, int64_t rows, int64_t dim);
+    /* x[r * ld + col0 + j] = value for r < rows, j < n: the logits mask */
+    void (*fill)(backend *be, float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n,
+                 float value);
+    /* cond[r * ld + i] = uncond[..] + (cond[..] - uncond[..]) * scale, i < n:
+     * classifier-free guidance (forward_with_cond_scale) */
+    void (*guidance)(backend *be, float *cond, const float *uncond, int64_t rows, int64_t ld,
+                     int64_t n, float scale);
+
+    /* --- the transformer's own steps, on its state (transformer_internal.h) */
+    /* x [batch * m][dim]: the embeddings of tokens [batch][m] (host ids,
+     * checked) at positions st->pos .. + m - 1 (a device backend uploads
+     * them to st->ids first) */
+    void (*embed)(backend *be, const struct transformer *tf, struct tf_state *st,
+                  const int32_t *tokens, int m, float *x);
+    /* token_shift.c's PreShiftToken of h into out, history ring hist */
+    void (*token_shift)(backend *be, const struct transformer *tf, const struct tf_state *st,
+                        float *hist, const float *h, int m, float *out);
+    /* layer l's attention between to_qkv and to_out: rotary on st->qkv,
+     * q scaled, k and v appended to the cache, each of the chunk's m
+     * queries over its keys (attention_spans) into st->att */
+    void (*attention)(backend *be, const struct transformer *tf, struct tf_state *st, int l,
+                      int m);
+
+    /* --- sampling ------------------------------------------------------------ */
+    /* ids[r] = sampler_pick(sm, logits + r * ld, n, stream0 + r, counter)
+     * for r < rows; ids is backend memory */
+    void (*sample)(backend *be, struct sampler *sm, const float *logits, int64_t ld, int rows,
+                   int n, uint64_t stream0, uint64_t counter, int32_t *ids);
+} backend_ops;
+
+struct backend {
+    const backend_ops *op;
+    void *impl;          /* what the operations run with: the CPU's thread pool
+                          * (struct tpool *, NULL: the calling thread only), the
+                          * CUDA backend's state (lib/cuda/backend_cuda_ops.c) */
+    const char *name;    /* "cpu", "cuda" */
+    int host_memory;     /* tensors are plain host memory: callers' buffers may be
+                          * written directly, no download needed */
+    dalle_status failed; /* the first failure not yet reported */
+    char message[DALLE_MESSAGE_CAP];
+};
+
+/* The CPU backend on `pool` (NULL: the calling thread). Cannot fail. */
+void backend_cpu_init(backend *be, struct tpool *pool);
+
+/* The CUDA backend on params->device with an arena of arena_bytes
+ * (lib/cuda/backend_cuda_ops.c; without CUDA, lib/cuda/backend_none.c
+ * answers DALLE_ERR_UNSUPPORTED). The log callback gets the device line. */
+dalle_status backend_cuda_create(const dalle_ctx_params *params, size_t arena_bytes,
+                                 backend **out);
+void backend_cuda_free(backend *be);
+
+/* Record a failure of an operation (the message is dalle_last_error()'s);
+ * the first one is kept. */
+void backend_note(backend *be, dalle_status s);
+
+/* The first recorded failure, raised again with its message (so that
+ * dalle_last_error() says it), and forgotten; DALLE_OK when none. Does not
+ * wait for queued work: download does. */
+dalle_status backend_status(backend *be);
+
+#endif

@@ -1,0 +1,263 @@
+/* The CUDA backend's operations table (lib/backend_ops.h) over
+ * lib/cuda/ops_cuda.h: the transformer of lib/transformer.c on the GPU.
+ *
+ * Memory: one cuda_ops arena, sized by lib/context.c for the weights
+ * (copied once by transformer_to_backend, float32) and the largest call's
+ * states. Weights are allocated before `seal`; the states of a call after
+ * it, and the arena goes back to the seal mark when the last of them is
+ * freed, so nothing calls cudaMalloc after the context is made.
+ *
+ * A token step queues everything on the context's one stream; the only
+ * copies are the chunk's ids going up (embed) and the sampled ids coming
+ * back (download, which waits). Operations after a failure are skipped;
+ * the failure is reported by the next download / backend_status.
+ *
+ * Plain C, compiled by the C compiler: only ops_cuda.h's functions touch
+ * CUDA. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../backend_ops.h"
+#include "../error.h"
+#include "../sampler.h"
+#include "../transformer_internal.h"
+#include "ops_cuda.h"
+
+typedef struct cuda_backend {
+    backend be;
+    cuda_ops *c;
+    size_t base; /* the arena's mark after the weights */
+    int live;    /* allocations since then not yet freed */
+} cuda_backend;
+
+static cuda_backend *cb_of(backend *be) { return (cuda_backend *)be->impl; }
+static cuda_ops *ctx_of(backend *be) { return cb_of(be)->c; }
+
+/* Queue an operation unless an earlier one failed; remember a failure. */
+#define RUN(be, call)                                                                          \
+    do {                                                                                       \
+        if ((be)->failed == DALLE_OK)                                                          \
+            backend_note((be), (call));                                                        \
+    } while (0)
+
+/* ---- memory ------------------------------------------------------------- */
+
+static dalle_status cu_alloc(backend *be, size_t bytes, void **ptr)
+{
+    *ptr = NULL;
+    if (!bytes)
+        return DALLE_OK;
+    dalle_status s = cuda_ops_alloc(ctx_of(be), bytes, ptr);
+    if (!s)
+        cb_of(be)->live++;
+    return s;
+}
+
+static void cu_free(backend *be, void *ptr)
+{
+    cuda_backend *cb = cb_of(be);
+    if (!ptr || cb->live == 0)
+        return;
+    if (--cb->live == 0)
+        cuda_ops_arena_reset(cb->c, cb->base);
+}
+
+static void cu_seal(backend *be)
+{
+    cuda_backend *cb = cb_of(be);
+    cb->base = cuda_ops_arena_mark(cb->c);
+    cb->live = 0;
+}
+
+static void cu_upload(backend *be, void *dst, const void *host, size_t bytes)
+{
+    RUN(be, cuda_ops_upload(ctx_of(be), dst, host, bytes));
+}
+
+static dalle_status cu_download(backend *be, void *host, const void *src, size_t bytes)
+{
+    dalle_status s = backend_status(be);
+    if (s)
+        return s;
+    return cuda_ops_download(ctx_of(be), host, src, bytes);
+}
+
+static void cu_copy(backend *be, void *dst, const void *src, size_t bytes)
+{
+    RUN(be, cuda_ops_copy(ctx_of(be), dst, src, bytes));
+}
+
+/* ---- the operations of lib/ops.h ----------------------------------------- */
+
+static void cu_linear(backend *be, const float *x, int64_t rows, int64_t in, const ops_weight *w,
+                      const float *b, int64_t out, float *y, int64_t ldy, float *scratch,
+                      int slots)
+{
+    (void)scratch;
+    (void)slots;
+    if (w->dtype != OPS_W_F32) {
+        RUN(be, dalle_fail(DALLE_ERR_BACKEND, "cuda: linear: a weight of dtype %d reached the "
+                                              "GPU (transformer_to_backend widens them)",
+                           w->dtype));
+        return;
+    }
+    RUN(be, cuda_linear(ctx_of(be), x, rows, in, w->data, b, out, y, ldy));
+}
+
+static void cu_layer_norm(backend *be, const float *x, int64_t rows, int64_t dim,
+                          const float *gain, const float *bias, float eps, float *y)
+{
+    RUN(be, cuda_layer_norm(ctx_of(be), x, rows, dim, gain, bias, eps, y));
+}
+
+static void cu_geglu(backend *be, const float *h, int64_t rows, int64_t inner, float *y)
+{
+    RUN(be, cuda_geglu(ctx_of(be), h, rows, inner, y));
+}
+
+static void cu_add_scaled(backend *be, float *x, const float *y, const float *scale, int64_t rows,
+                          int64_t dim)
+{
+    RUN(be, cuda_add_scaled(ctx_of(be), x, y, scale, rows, dim));
+}
+
+/* (x + y) / 2 as x + y, then * 0.5: halving is exact, the same float */
+static void cu_mean2(backend *be, float *x, const float *y, int64_t n)
+{
+    RUN(be, cuda_add_scaled(ctx_of(be), x, y, NULL, 1, n));
+    RUN(be, cuda_scale_vectors(ctx_of(be), x, 1, n, 1, 0, n, 0.5f));
+}
+
+static void cu_divide_max(backend *be, float *x, int64_t rows, int64_t dim)
+{
+    RUN(be, cuda_divide_max(ctx_of(be), x, rows, dim));
+}
+
+static void cu_fill(backend *be, float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n,
+                    float value)
+{
+    RUN(be, cuda_fill(ctx_of(be), x, rows, ld, col0, n, value));
+}
+
+static void cu_guidance(backend *be, float *cond, const float *uncond, int64_t rows, int64_t ld,
+                        int64_t n, float scale)
+{
+    RUN(be, cuda_guidance(ctx_of(be), cond, uncond, rows, ld, n, scale));
+}
+
+/* ---- the transformer's steps ---------------------------------------------- */
+
+static void cu_embed(backend *be, const transformer *tf, tf_state *st, const int32_t *tokens,
+                     int m, float *x)
+{
+    const tf_hparams *hp = &tf->hp;
+    cuda_ops *c = ctx_of(be);
+    /* the chunk's ids go up (4 bytes a token), the gather runs there */
+    RUN(be, cuda_ops_upload(c, st->ids, tokens, (size_t)st->batch * m * sizeof *tokens));
+    RUN(be, cuda_embed(c, x, st->ids, st->batch, m, hp->dim, st->pos, hp->text_len, hp->fmap,
+                       tf->text_emb.data, tf->image_emb.data, !hp->rotary_emb, tf->text_pos_emb,
+                       tf->axial_rows, tf->axial_cols, hp->stable));
+}
+
+static void cu_token_shift(backend *be, const transformer *tf, const tf_state *st, float *hist,
+                           const float *h, int m, float *out)
+{
+    const tf_hparams *hp = &tf->hp;
+    RUN(be, cuda_token_shift(ctx_of(be), hist, tf_shift_cols(hp), h, out, st->batch, m, hp->dim,
+                             st->pos, hp->text_len, hp->fmap));
+}
+
+/* attention.c's attn_task, as whole-chunk kernels: rotary on every q, k,
+ * v vector of the chunk, q scaled, k and v appended to the layer's cache,
+ * then one launch per query position (all sequences and heads at once:
+ * the sequences of a batch are at the same positions, so they share the
+ * key spans). */
+static void cu_attention(backend *be, const transformer *tf, tf_state *st, int l, int m)
+{
+    const tf_hparams *hp = &tf->hp;
+    cuda_ops *c = ctx_of(be);
+    const int64_t dh = hp->dim_head, inner = hp->inner, P = hp->max_pos, rc = hp->rot_cols;
+    const int64_t rows = (int64_t)st->batch * m, ld = 3 * inner;
+    const int64_t layer = (int64_t)l * st->batch * hp->heads * P * dh;
+    float *K = st->k + layer, *V = st->v + layer;
+    const float scale = (float)pow((double)dh, -0.5);
+    if (rc)
+        RUN(be, cuda_rotary(c, st->qkv, rows, ld, 3 * hp->heads, dh, rc, tf->rot_cos, tf->rot_sin,
+                            rc, st->pos, m));
+    RUN(be, cuda_scale_vectors(c, st->qkv, rows, ld, hp->heads, dh, dh, scale));
+    RUN(be, cuda_kv_append(c, st->qkv + inner, ld, st->batch, m, hp->heads, dh, K, P, st->pos));
+    RUN(be, cuda_kv_append(c, st->qkv + 2 * inner, ld, st->batch, m, hp->heads, dh, V, P,
+                           st->pos));
+    ops_span spans[CUDA_OPS_MAX_SPANS];
+    for (int i = 0; i < m; i++) {
+        const int n = attention_spans(hp, tf->layers[l].type, st->pos + i, spans);
+        RUN(be, cuda_attend(c, st->qkv + (int64_t)i * ld, (int64_t)m * ld, K, V, P * dh,
+                            st->batch, hp->heads, dh, spans, n, st->att + (int64_t)i * inner,
+                            (int64_t)m * inner));
+    }
+}
+
+/* ---- sampling ------------------------------------------------------------ */
+
+static void cu_sample(backend *be, sampler *sm, const float *logits, int64_t ld, int rows, int n,
+                      uint64_t stream0, uint64_t counter, int32_t *ids)
+{
+    RUN(be, cuda_sample_topk(ctx_of(be), logits, ld, rows, n, sm->k, sm->p->temperature,
+                             sm->p->seed, stream0, counter, ids));
+}
+
+static const backend_ops cuda_table = {
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .upload = cu_upload,
+    .download = cu_download,
+    .copy = cu_copy,
+    .seal = cu_seal,
+    .linear = cu_linear,
+    .layer_norm = cu_layer_norm,
+    .geglu = cu_geglu,
+    .add_scaled = cu_add_scaled,
+    .mean2 = cu_mean2,
+    .divide_max = cu_divide_max,
+    .fill = cu_fill,
+    .guidance = cu_guidance,
+    .embed = cu_embed,
+    .token_shift = cu_token_shift,
+    .attention = cu_attention,
+    .sample = cu_sample,
+};
+
+dalle_status backend_cuda_create(const dalle_ctx_params *params, size_t arena_bytes,
+                                 backend **out)
+{
+    *out = NULL;
+    cuda_ops_params cp;
+    cuda_ops_params_init(&cp);
+    cp.device = params->device;
+    cp.arena_bytes = arena_bytes;
+    cuda_backend *cb = calloc(1, sizeof *cb);
+    if (!cb)
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "backend cuda: out of memory");
+    dalle_status s = cuda_ops_create(&cp, &cb->c);
+    if (s) {
+        free(cb);
+        return s;
+    }
+    cb->be.op = &cuda_table;
+    cb->be.impl = cb;
+    cb->be.name = "cuda";
+    cb->be.host_memory = 0;
+    dalle_log(DALLE_LOG_INFO, "backend cuda: device %d, %s; arena %zu MiB", params->device,
+              cuda_ops_describe(cb->c), arena_bytes >> 20);
+    *out = &cb->be;
+    return DALLE_OK;
+}
+
+void backend_cuda_free(backend *be)
+{
+    if (!be)
+        return;
+    cuda_backend *cb = cb_of(be);
+    cuda_ops_destroy(cb->c);
+    free(cb);
+}

@@ -1,0 +1,211 @@
+/* Moving a loaded transformer onto a backend with its own memory (CUDA):
+ * every weight, norm, bias and table is copied once into the backend's
+ * memory and the model's pointers are replaced by the copies, so the same
+ * model code (transformer.c, attention.c) runs there. The bundle keeps the
+ * host originals.
+ *
+ * Reduced-precision matrices (f16, bf16, int8 + scales) are widened to
+ * float32 on the way, row by row with ops_weight_row: the exact values the
+ * CPU's ops_linear_w multiplies with. The GPU then computes in float32
+ * (cuBLAS) and needs 2x (f16/bf16) or ~4x (int8) the device memory of the
+ * stored weights; products on f16/bf16 directly (cublasGemmEx) are a later
+ * step (docs/cuda.md).
+ *
+ * A tensor used twice (shared layers, to_logits rows as the embeddings) is
+ * copied once: a pointer that lies inside an already copied host range of
+ * the same dtype maps to the same offset in its copy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "transformer_internal.h"
+
+typedef struct copied {
+    const char *host; /* the host tensor's first byte */
+    size_t bytes;     /* its bytes as stored */
+    int dtype;        /* OPS_W_* as stored */
+    float *dev;       /* its float32 copy */
+} copied;
+
+typedef struct uploader {
+    backend *be;
+    copied *list;
+    int n, cap;
+    float *rows;      /* host scratch for widening */
+    int64_t rows_cap; /* floats */
+    dalle_status s;
+} uploader;
+
+static size_t dtype_bytes(int dtype)
+{
+    switch (dtype) {
+    case OPS_W_F16:
+    case OPS_W_BF16: return 2;
+    case OPS_W_I8: return 1;
+    default: return 4;
+    }
+}
+
+/* The copy of n elements at host of `dtype` when already made, else NULL. */
+static float *find_copy(const uploader *u, const void *host, int64_t n, int dtype)
+{
+    const char *p = host;
+    const size_t es = dtype_bytes(dtype);
+    for (int i = 0; i < u->n; i++) {
+        const copied *c = &u->list[i];
+        if (c->dtype == dtype && p >= c->host && p + (size_t)n * es <= c->host + c->bytes)
+            return c->dev + (p - c->host) / (ptrdiff_t)es;
+    }
+    return NULL;
+}
+
+static float *new_copy(uploader *u, const void *host, int64_t n, int dtype)
+{
+    if (u->n == u->cap) {
+        int cap = u->cap ? 2 * u->cap : 64;
+        copied *l = realloc(u->list, (size_t)cap * sizeof *l);
+        if (!l) {
+            u->s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer upload: out of memory");
+            return NULL;
+        }
+        u->list = l;
+        u->cap = cap;
+    }
+    void *dev = NULL;
+    if ((u->s = u->be->op->alloc(u->be, (size_t)n * sizeof(float), &dev)))
+        return NULL;
+    u->list[u->n++] = (copied){host, (size_t)n * dtype_bytes(dtype), dtype, dev};
+    return dev;
+}
+
+/* A float32 vector (norm, bias, scale, table) of n floats; NULL stays NULL. */
+static void up_floats(uploader *u, const float **p, int64_t n)
+{
+    if (u->s || !*p || n <= 0)
+        return;
+    float *dev = find_copy(u, *p, n, OPS_W_F32);
+    if (!dev) {
+        if (!(dev = new_copy(u, *p, n, OPS_W_F32)))
+            return;
+        u->be->op->upload(u->be, dev, *p, (size_t)n * sizeof(float));
+    }
+    *p = dev;
+}
+
+/* A matrix [out][in] of any dtype, as float32. */
+static void up_weight(uploader *u, ops_weight *w, int64_t out, int64_t in)
+{
+    if (u->s)
+        return;
+    float *dev = find_copy(u, w->data, out * in, w->dtype);
+    if (!dev) {
+        if (!(dev = new_copy(u, w->data, out * in, w->dtype)))
+            return;
+        if (w->dtype == OPS_W_F32) {
+            u->be->op->upload(u->be, dev, w->data, (size_t)(out * in) * sizeof(float));
+        } else {
+            /* widen blocks of rows (about 4 MiB) and upload each block */
+            int64_t per = ((int64_t)1 << 20) / in;
+            per = per < 1 ? 1 : per > out ? out : per;
+            if (per * in > u->rows_cap) {
+                free(u->rows);
+                u->rows_cap = per * in;
+                if (!(u->rows = malloc((size_t)u->rows_cap * sizeof(float)))) {
+                    u->s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer upload: out of memory");
+                    return;
+                }
+            }
+            for (int64_t r0 = 0; r0 < out; r0 += per) {
+                int64_t nr = out - r0 < per ? out - r0 : per;
+                for (int64_t r = 0; r < nr; r++)
+                    ops_weight_row(w, in, r0 + r, u->rows + r * in);
+                u->be->op->upload(u->be, dev + r0 * in, u->rows, (size_t)(nr * in) * sizeof(float));
+            }
+        }
+    }
+    *w = ops_weight_f32(dev);
+}
+
+static void up_norm(uploader *u, tf_norm *n, int64_t d)
+{
+    up_floats(u, &n->w, d);
+    up_floats(u, &n->b, d);
+}
+
+size_t transformer_backend_bytes(const transformer *tf)
+{
+    const tf_hparams *hp = &tf->hp;
+    const size_t f = sizeof(float), pad = 512;
+    const size_t d = (size_t)hp->dim, inner = (size_t)hp->inner, ffi = (size_t)hp->ff_inner;
+    size_t layer = (3 * inner * d + d * inner + 2 * ffi * d + d * ffi) * f + /* matrices */
+                   (2 * d + 4 * d + 4 * d + d + 2 * ffi + d) * f +          /* vectors */
+                   16 * pad;
+    size_t total = (size_t)hp->depth * layer;
+    total += ((size_t)hp->total_tokens * (d + 1) + 2 * d) * f + 4 * pad;     /* to_logits */
+    total += ((size_t)hp->text_vocab + hp->num_image_tokens) * d * f + 2 * pad;
+    total += ((size_t)hp->text_len + 2 * hp->fmap) * d * f + 3 * pad;        /* positions */
+    total += 2 * ((size_t)hp->max_pos + 1) * hp->rot_cols * f + 2 * pad;     /* rotary */
+    return total;
+}
+
+dalle_status transformer_to_backend(transformer *tf, backend *be)
+{
+    const tf_hparams *hp = &tf->hp;
+    const int64_t d = hp->dim, inner = hp->inner, ffi = hp->ff_inner;
+    if (be->host_memory) {
+        tf->be = be;
+        return DALLE_OK;
+    }
+    uploader u = {.be = be};
+    /* to_logits first: with share_io the embeddings are its rows */
+    up_norm(&u, &tf->logits_norm, d);
+    up_weight(&u, &tf->logits_w, hp->total_tokens, d);
+    up_floats(&u, &tf->logits_b, hp->total_tokens);
+    up_weight(&u, &tf->text_emb, hp->text_vocab, d);
+    up_weight(&u, &tf->image_emb, hp->num_image_tokens, d);
+    up_floats(&u, &tf->text_pos_emb, (int64_t)hp->text_len * d);
+    up_floats(&u, &tf->axial_rows, (int64_t)hp->fmap * d);
+    up_floats(&u, &tf->axial_cols, (int64_t)hp->fmap * d);
+    for (int l = 0; l < hp->depth; l++) {
+        tf_layer *L = &tf->layers[l];
+        up_floats(&u, &L->attn_scale, d);
+        up_norm(&u, &L->attn_norm, d);
+        up_norm(&u, &L->attn_norm_out, d);
+        up_weight(&u, &L->to_qkv, 3 * inner, d);
+        up_weight(&u, &L->to_out_w, d, inner);
+        up_floats(&u, &L->to_out_b, d);
+        up_floats(&u, &L->ff_scale, d);
+        up_norm(&u, &L->ff_norm, d);
+        up_norm(&u, &L->ff_norm_out, d);
+        up_weight(&u, &L->ff_w1, 2 * ffi, d);
+        up_floats(&u, &L->ff_b1, 2 * ffi);
+        up_weight(&u, &L->ff_w2, d, ffi);
+        up_floats(&u, &L->ff_b2, d);
+    }
+    const float *cs = tf->rot_cos, *sn = tf->rot_sin;
+    const int64_t rot = (int64_t)(hp->max_pos + 1) * hp->rot_cols;
+    up_floats(&u, &cs, rot);
+    up_floats(&u, &sn, rot);
+    free(u.list);
+    free(u.rows);
+    dalle_status s = u.s;
+    if (!s) /* the uploads are queued: wait for them and hear of their errors */
+        s = be->op->download(be, NULL, NULL, 0);
+    if (s) {
+        char why[DALLE_MESSAGE_CAP];
+        snprintf(why, sizeof why, "%s", dalle_last_error());
+        return dalle_fail(s, "transformer: copying the weights to the %s backend: %s", be->name,
+                          why);
+    }
+    /* the host tables are ours: the device copies replace them */
+    free(tf->rot_cos);
+    free(tf->rot_sin);
+    tf->rot_cos = (float *)cs;
+    tf->rot_sin = (float *)sn;
+    be->op->seal(be); /* the weights stay; states come and go */
+    tf->lowp = 0;     /* float32 everywhere now: no widening scratch */
+    tf->on_device = 1;
+    tf->be = be;
+    return DALLE_OK;
+}

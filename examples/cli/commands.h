@@ -160,6 +160,9 @@ void cli_progress_init(cli_progress *p, int64_t total);
 void cli_progress_cb(int64_t done, int64_t total, void *user);
 /* End the line (when something was drawn). */
 void cli_progress_end(cli_progress *p);
+/* Seconds as "1:05" or "1:02:03" ("--:--" when negative, NaN or over 100
+ * hours): the ETA of progress lines. */
+void cli_format_duration(double s, char *buf, size_t cap);
 
 /* ---- the train-* commands (train_common.c) ------------------------------- */
 

@@ -57,8 +57,7 @@ void cli_progress_init(cli_progress *p, int64_t total)
     p->t0 = now();
 }
 
-/* "1:05" or "1:02:03" */
-static void format_duration(double s, char *buf, size_t cap)
+void cli_format_duration(double s, char *buf, size_t cap)
 {
     if (!(s >= 0) || s > 360000.0) {
         snprintf(buf, cap, "--:--");
@@ -77,7 +76,7 @@ static void draw(cli_progress *p, int64_t done)
     double elapsed = now() - p->t0;
     double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
     char eta[32];
-    format_duration(rate > 0 ? (double)(p->total - done) / rate : -1.0, eta, sizeof eta);
+    cli_format_duration(rate > 0 ? (double)(p->total - done) / rate : -1.0, eta, sizeof eta);
     int fill = p->total > 0 ? (int)(WIDTH * done / p->total) : WIDTH;
     char bar[WIDTH + 1];
     for (int i = 0; i < WIDTH; i++)

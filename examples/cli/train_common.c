@@ -47,19 +47,6 @@ void cli_train_load_end(cli_train_load *l)
 
 /* ---- the progress line ---------------------------------------------------- */
 
-static void format_eta(double s, char *buf, size_t cap)
-{
-    if (!(s >= 0) || s > 360000.0) {
-        snprintf(buf, cap, "--:--");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else
-        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
-}
-
 void cli_train_progress_init(cli_train_progress *p, int64_t first_step, int64_t target,
                              int64_t log_every, const char *unit)
 {
@@ -85,7 +72,7 @@ void cli_train_progress_report(cli_train_progress *p, int64_t step, int64_t epoc
     p->last = t;
     double done = (double)(step - p->first_step);
     char eta[32];
-    format_eta(done > 0 ? el / done * (double)(p->target - step) : -1.0, eta, sizeof eta);
+    cli_format_duration(done > 0 ? el / done * (double)(p->target - step) : -1.0, eta, sizeof eta);
     fprintf(stderr, "%sstep %lld/%lld  epoch %lld  %s  %.0f %s/s  ETA %s%s%s", p->tty ? "\r" : "",
             (long long)step, (long long)p->target, (long long)epoch, metrics,
             el > 0 ? p->units / el : 0.0, p->unit, eta, skipped ? "  (skipped: not finite)" : "",

@@ -20,6 +20,10 @@ static backend_ops emu_ops;
 static void *emu_live[4096];
 static size_t emu_size[4096];
 static int emu_n, emu_states; /* live allocations; those made since the last seal */
+/* failure injection: the next allocation fails (emu_fail_alloc), the next
+ * pixel_map records a backend failure as a device operation would
+ * (emu_fail_op) */
+static int emu_fail_alloc, emu_fail_op;
 
 static dalle_status emu_alloc(backend *be, size_t bytes, void **ptr)
 {
@@ -27,6 +31,10 @@ static dalle_status emu_alloc(backend *be, size_t bytes, void **ptr)
     *ptr = NULL;
     if (!bytes)
         return DALLE_OK;
+    if (emu_fail_alloc) {
+        emu_fail_alloc = 0;
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "emulated backend: arena full (injected)");
+    }
     if (emu_n == (int)(sizeof emu_live / sizeof *emu_live) || !(*ptr = malloc(bytes)))
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "emulated backend: out of memory");
     memset(*ptr, 0xa5, bytes); /* nothing may rely on zeroed memory */
@@ -135,6 +143,12 @@ static void emu_pixel_map(backend *be, const conv_map *m, const float *x, int64_
 {
     emu_owned("pixel_map x", x, sizeof(float) * (size_t)(3 * n));
     emu_owned("pixel_map y", y, sizeof(float) * (size_t)(3 * n));
+    if (emu_fail_op) {
+        emu_fail_op = 0;
+        backend_note(be, dalle_fail(DALLE_ERR_BACKEND, "emulated backend: pixel_map failed "
+                                                       "(injected)"));
+        return;
+    }
     emu_cpu->pixel_map(be, m, x, n, y);
 }
 
@@ -156,12 +170,21 @@ static void emu_argmax_channels(backend *be, const float *scores, int t, int64_t
     emu_cpu->argmax_channels(be, scores, t, n, ids);
 }
 
+/* download reports a recorded failure first and copies nothing then, as
+ * the CUDA backend's does */
+static dalle_status emu_download(backend *be, void *host, const void *src, size_t bytes)
+{
+    dalle_status s = backend_status(be);
+    return s ? s : emu_cpu->download(be, host, src, bytes);
+}
+
 /* The emulated backend on the CPU's operations with `pool`. */
 static void emu_init(backend *be, struct tpool *pool)
 {
     backend_cpu_init(be, pool);
     emu_cpu = be->op;
     emu_ops = *be->op;
+    emu_ops.download = emu_download;
     emu_ops.conv2d = emu_conv2d;
     emu_ops.conv_transpose2d = emu_conv_transpose2d;
     emu_ops.group_norm = emu_group_norm;

@@ -16,7 +16,9 @@
  * memory is not the host's (tests/emu_backend.h), so every device path of
  * the VAE code runs: weights copied once, ids and pixels uploaded, the
  * workspace allocated from the backend and given back, outputs downloaded.
- * Every output must be the CPU context's bits.
+ * Every output must be the CPU context's bits. Injected failures (no room
+ * for the workspace, an operation that fails) are reported with their
+ * message, leave the outputs alone and give the workspace back.
  *
  * MODE gpu: contexts with backend = cuda (the VAE must be on the CUDA
  * backend). Raw output, pixels and scores against the golden files at
@@ -134,6 +136,41 @@ static void check_emulated(const vae_case *c, const sizes *z, const outputs *d, 
           emu_states);
 }
 
+/* emulated: a device failure is reported with its message, leaves the
+ * caller's outputs alone, gives the workspace back, and the next call works */
+static void check_failures_reported(const vae_case *c, dalle_ctx *dev, const sizes *z,
+                                    const int32_t *ids, const float *images, const outputs *r)
+{
+    const size_t npix = 3 * (size_t)z->plane * z->batch;
+    float *pixels = malloc(sizeof(float) * npix);
+    int32_t *enc = malloc(sizeof(int32_t) * z->seq * z->batch);
+    pixels[0] = -7.0f;
+    emu_fail_alloc = 1;
+    int s = dalle_decode(dev, ids, z->batch, pixels);
+    CHECK(s == DALLE_ERR_OUT_OF_MEMORY && strstr(dalle_last_error(), "VAE workspace") &&
+              strstr(dalle_last_error(), "injected") && pixels[0] == -7.0f && emu_states == 0,
+          "%s: no room for the workspace: refused, pixels untouched (%s)", c->name,
+          dalle_last_error());
+    emu_fail_op = 1;
+    s = dalle_decode(dev, ids, z->batch, pixels);
+    CHECK(s == DALLE_ERR_BACKEND && strstr(dalle_last_error(), "pixel_map failed") &&
+              pixels[0] == -7.0f && emu_states == 0,
+          "%s: a failed operation is reported by dalle_decode, pixels untouched, the workspace "
+          "given back (%s)",
+          c->name, dalle_last_error());
+    enc[0] = -7;
+    emu_fail_op = 1;
+    s = dalle_encode(dev, images, z->batch, enc);
+    CHECK(s == DALLE_ERR_BACKEND && enc[0] == -7 && emu_states == 0,
+          "%s: a failed operation is reported by dalle_encode, ids untouched (%s)", c->name,
+          dalle_last_error());
+    s = dalle_decode(dev, ids, z->batch, pixels);
+    CHECK(s == DALLE_OK && same_bits(pixels, r->pixels, sizeof(float) * npix),
+          "%s: the next dalle_decode works: the CPU's bits", c->name);
+    free(pixels);
+    free(enc);
+}
+
 static void check_against(const char *what, const char *cas, const char *file, const float *ours,
                           int64_t n)
 {
@@ -204,8 +241,10 @@ static void run_case(const vae_case *c)
         if (!d.rc && !r.rc) {
             if (gpu_mode)
                 check_gpu(c, dev, &z, &d, &r, ids, images.data);
-            else
+            else {
                 check_emulated(c, &z, &d, &r);
+                check_failures_reported(c, dev, &z, ids, images.data, &r);
+            }
         }
         free_outputs(&d);
         free_outputs(&r);

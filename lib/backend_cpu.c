@@ -165,6 +165,100 @@ static void cpu_sample(backend *be, sampler *sm, const float *logits, int64_t ld
         ids[r] = sampler_pick(sm, logits + r * ld, n, stream0 + (uint64_t)r, counter);
 }
 
+/* --- the VAEs' image operations: lib/conv.c, as lib/vae.c called them ---- */
+
+static void cpu_conv2d(backend *be, const conv_geom *g, const float *x, int h, int w,
+                       const float *wt, const float *bias, float *y, float *col,
+                       int64_t col_floats)
+{
+    conv2d(g, x, h, w, wt, bias, y, col, col_floats, pool_of(be));
+}
+
+static void cpu_conv_transpose2d(backend *be, const conv_geom *g, const float *x, int h, int w,
+                                 const float *wt, const float *bias, float *y, float *col,
+                                 int64_t col_floats)
+{
+    conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, x, h, w, wt, bias, y, col,
+                     col_floats, pool_of(be));
+}
+
+static void cpu_relu(backend *be, const float *x, float *y, int64_t n)
+{
+    (void)be;
+    conv_relu(x, y, n);
+}
+
+static void cpu_residual(backend *be, const float *x, float *y, float scale, int64_t n)
+{
+    (void)be;
+    conv_residual(x, y, scale, n);
+}
+
+static void cpu_group_norm(backend *be, const float *x, int c, int64_t hw, int groups, float eps,
+                           const float *gain, const float *bias, int swish, float *y)
+{
+    conv_group_norm(x, c, hw, groups, eps, gain, bias, swish, y, pool_of(be));
+}
+
+static void cpu_pool2(backend *be, const float *x, int c, int h, int w, int max, float *y)
+{
+    (void)be;
+    if (max)
+        conv_max_pool2(x, c, h, w, y);
+    else
+        conv_avg_pool2(x, c, h, w, y);
+}
+
+static void cpu_upsample2(backend *be, const float *x, int c, int h, int w, float *y)
+{
+    (void)be;
+    conv_upsample2(x, c, h, w, y);
+}
+
+static void cpu_gather_ids(backend *be, const float *table, int64_t id_stride, int64_t c_stride,
+                           const float *bias, const int32_t *ids, int64_t n, int channels,
+                           float *x)
+{
+    (void)be;
+    conv_gather_ids(table, id_stride, c_stride, bias, ids, n, channels, x);
+}
+
+static void cpu_pixel_map(backend *be, const conv_map *m, const float *x, int64_t n, float *y)
+{
+    (void)be;
+    conv_map_pixels(m, x, n, y);
+}
+
+static void cpu_gemm(backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                     float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                     float beta, float *c, int64_t ldc)
+{
+    ops_gemm(pool_of(be), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void cpu_softmax_scaled(backend *be, float *x, int64_t rows, int64_t n, float scale)
+{
+    (void)be;
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * n;
+        for (int64_t j = 0; j < n; j++)
+            xr[j] *= scale;
+        ops_softmax(xr, n);
+    }
+}
+
+static void cpu_vq_scores(backend *be, const float *z, int dim, int64_t n, const float *codebook,
+                          const float *code_sq, int k, float *zz, float *scores)
+{
+    conv_vq_scores(pool_of(be), z, dim, n, codebook, code_sq, k, zz, scores);
+}
+
+static void cpu_argmax_channels(backend *be, const float *scores, int t, int64_t n, int32_t *ids)
+{
+    (void)be;
+    conv_argmax_channels(scores, t, n, ids);
+}
+
 static const backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -184,6 +278,20 @@ static const backend_ops cpu_ops = {
     .token_shift = cpu_token_shift,
     .attention = cpu_attention,
     .sample = cpu_sample,
+    /* the VAEs' image operations */
+    .conv2d = cpu_conv2d,
+    .conv_transpose2d = cpu_conv_transpose2d,
+    .relu = cpu_relu,
+    .residual = cpu_residual,
+    .group_norm = cpu_group_norm,
+    .pool2 = cpu_pool2,
+    .upsample2 = cpu_upsample2,
+    .gather_ids = cpu_gather_ids,
+    .pixel_map = cpu_pixel_map,
+    .gemm = cpu_gemm,
+    .softmax_scaled = cpu_softmax_scaled,
+    .vq_scores = cpu_vq_scores,
+    .argmax_channels = cpu_argmax_channels,
 };
 
 void backend_cpu_init(backend *be, struct tpool *pool)

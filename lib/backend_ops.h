@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "context.h" /* DALLE_MESSAGE_CAP */
+#include "conv.h"
 #include "dalle/dalle.h"
 #include "ops.h"
 
@@ -99,6 +100,41 @@ typedef struct backend_ops {
      * for r < rows; ids is backend memory */
     void (*sample)(backend *be, struct sampler *sm, const float *logits, int64_t ld, int rows,
                    int n, uint64_t stream0, uint64_t counter, int32_t *ids);
+
+    /* --- the VAEs' image operations (lib/conv.h; lib/vae*.c) ------------------
+     * One image [c][h][w] at a time, as lib/conv.h; every pointer is backend
+     * memory. col: im2col scratch of col_floats (conv2d_col_need /
+     * conv_transpose2d_col_need of the geometry). */
+    void (*conv2d)(backend *be, const conv_geom *g, const float *x, int h, int w,
+                   const float *wt, const float *bias, float *y, float *col, int64_t col_floats);
+    /* nn.ConvTranspose2d: g->cin, cout, k, stride and pad_top (symmetric) */
+    void (*conv_transpose2d)(backend *be, const conv_geom *g, const float *x, int h, int w,
+                             const float *wt, const float *bias, float *y, float *col,
+                             int64_t col_floats);
+    void (*relu)(backend *be, const float *x, float *y, int64_t n);
+    /* y = x + scale · y */
+    void (*residual)(backend *be, const float *x, float *y, float scale, int64_t n);
+    void (*group_norm)(backend *be, const float *x, int c, int64_t hw, int groups, float eps,
+                       const float *gain, const float *bias, int swish, float *y);
+    /* 2×2 max (max ≠ 0) or average pooling; nearest 2× upsampling */
+    void (*pool2)(backend *be, const float *x, int c, int h, int w, int max, float *y);
+    void (*upsample2)(backend *be, const float *x, int c, int h, int w, float *y);
+    /* conv_gather_ids: codebook rows / one-hot columns of ids (backend memory) */
+    void (*gather_ids)(backend *be, const float *table, int64_t id_stride, int64_t c_stride,
+                       const float *bias, const int32_t *ids, int64_t n, int channels, float *x);
+    /* conv_map_pixels: the VAEs' input normalisation and output mapping */
+    void (*pixel_map)(backend *be, const conv_map *m, const float *x, int64_t n, float *y);
+    /* ops_gemm (VQGAN's attention block) */
+    void (*gemm)(backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                 float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
+    /* each of `rows` rows of n: x *= scale, then ops_softmax */
+    void (*softmax_scaled)(backend *be, float *x, int64_t rows, int64_t n, float scale);
+    /* conv_vq_scores: minus the squared distances to a codebook */
+    void (*vq_scores)(backend *be, const float *z, int dim, int64_t n, const float *codebook,
+                      const float *code_sq, int k, float *zz, float *scores);
+    /* conv_argmax_channels: ids (backend memory) of the first maximum */
+    void (*argmax_channels)(backend *be, const float *scores, int t, int64_t n, int32_t *ids);
 } backend_ops;
 
 struct backend {
@@ -126,6 +162,11 @@ void backend_cuda_free(backend *be);
 /* Record a failure of an operation (the message is dalle_last_error()'s);
  * the first one is kept. */
 void backend_note(backend *be, dalle_status s);
+
+/* The end of a model's weight upload: `s` (the upload's own status), else
+ * the wait for the queued copies; a failure says "MODEL: copying the
+ * weights to the NAME backend: why". */
+dalle_status backend_uploaded(backend *be, dalle_status s, const char *model);
 
 /* The first recorded failure, raised again with its message (so that
  * dalle_last_error() says it), and forgotten; DALLE_OK when none. Does not

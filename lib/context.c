@@ -97,23 +97,23 @@ static dalle_status read_dalle_shapes(const dalle_bundle *b, model_shapes *m)
     return DALLE_OK;
 }
 
-/* The CUDA backend for the transformer (backend_select chose it): an arena
- * for the weights and the largest call's states (dalle_logits / dalle_sample
- * with guidance: two states of max_batch sequences, every position), then
+/* The CUDA backend (backend_select chose it) for the transformer and the
+ * VAE: an arena for both models' weights and the largest call's data
+ * (dalle_logits / dalle_sample with guidance: two states of max_batch
+ * sequences, every position; or a dalle_decode / dalle_encode workspace
+ * with the ids and pixels of max_batch images: never both at once), then
  * the weights copied into it. With backend = auto a CUDA backend that cannot
  * start (no cuBLAS, say) leaves the context on the CPU, said through the
- * log callback. The VAE (dalle_decode / dalle_encode) stays on the CPU. */
+ * log callback. CLIP stays on the CPU. */
 static dalle_status start_cuda(dalle_ctx *ctx, const dalle_ctx_params *p)
 {
     transformer *tf = ctx->transformer;
-    if (!tf) {
-        dalle_log(DALLE_LOG_INFO, "backend cuda: %s has no transformer; the VAE runs on the CPU",
-                  bundle_path(ctx->bundle));
-        return DALLE_OK;
+    size_t states = 0, work = 0, weights = vae_backend_bytes(ctx->vae, p->max_batch, &work);
+    if (tf) {
+        weights += transformer_backend_bytes(tf);
+        states = 2 * tf_state_backend_bytes(tf, p->max_batch, transformer_max_positions(tf));
     }
-    const size_t bytes = transformer_backend_bytes(tf) +
-                         2 * tf_state_backend_bytes(tf, p->max_batch, transformer_max_positions(tf)) +
-                         ((size_t)1 << 20);
+    const size_t bytes = weights + (states > work ? states : work) + ((size_t)1 << 20);
     dalle_status s = backend_cuda_create(p, bytes, &ctx->device_backend);
     if (s && p->backend == DALLE_BACKEND_AUTO) {
         dalle_log(DALLE_LOG_INFO, "backend auto: a GPU is present but the CUDA backend cannot "
@@ -123,10 +123,13 @@ static dalle_status start_cuda(dalle_ctx *ctx, const dalle_ctx_params *p)
     }
     if (s)
         return s;
-    if ((s = transformer_to_backend(tf, ctx->device_backend)))
+    if ((tf && (s = transformer_to_backend(tf, ctx->device_backend))) ||
+        (s = vae_to_backend(ctx->vae, ctx->device_backend, p->max_batch)))
         return s;
-    dalle_log(DALLE_LOG_INFO, "backend cuda: the transformer runs on the GPU (%zu MiB of weights "
-                              "and states reserved); VAE and CLIP on the CPU", bytes >> 20);
+    dalle_log(DALLE_LOG_INFO, "backend cuda: %s on the GPU (%zu MiB of weights and %zu MiB for "
+                              "a call reserved); CLIP on the CPU",
+              tf ? "the transformer and the VAE run" : "the VAE runs", weights >> 20,
+              (bytes - weights) >> 20);
     return DALLE_OK;
 }
 

@@ -338,3 +338,80 @@ void conv_upsample2(const float *x, int c, int h, int w, float *y)
         }
     }
 }
+
+void conv_gather_ids(const float *table, int64_t id_stride, int64_t c_stride, const float *bias,
+                     const int32_t *ids, int64_t n, int channels, float *x)
+{
+    for (int c = 0; c < channels; c++) {
+        const float *tc = table + (int64_t)c * c_stride;
+        float *xc = x + (int64_t)c * n;
+        if (bias)
+            for (int64_t p = 0; p < n; p++)
+                xc[p] = tc[ids[p] * id_stride] + bias[c];
+        else /* a copy: no "+ 0" that would turn -0 into +0 */
+            for (int64_t p = 0; p < n; p++)
+                xc[p] = tc[ids[p] * id_stride];
+    }
+}
+
+static float clamp01(float v) { return v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; }
+
+void conv_map_pixels(const conv_map *m, const float *x, int64_t n, float *y)
+{
+    for (int c = 0; c < 3; c++) {
+        const float a = m->a[c], b = m->b[c];
+        const float *xc = x + c * n;
+        float *yc = y + c * n;
+        for (int64_t i = 0; i < n; i++) {
+            float v = xc[i];
+            switch (m->kind) {
+            case CONV_MAP_COPY: break;
+            case CONV_MAP_NORMALISE: v = (v - a) / b; break;
+            case CONV_MAP_AFFINE: v = a * v + b; break;
+            case CONV_MAP_AFFINE_CLAMP: v = clamp01(v * a + b); break;
+            case CONV_MAP_CLAMP: v = clamp01(v); break;
+            case CONV_MAP_LAPLACE: v = clamp01((1.0f / (1.0f + expf(-v)) - a) / b); break;
+            case CONV_MAP_SYMMETRIC:
+                v = v > -1.0f ? (v < 1.0f ? v : 1.0f) : -1.0f; /* NaN → -1 */
+                v = (v + 1.0f) * 0.5f;
+                break;
+            }
+            yc[i] = v;
+        }
+    }
+}
+
+void conv_vq_scores(tpool *pool, const float *z, int dim, int64_t n, const float *codebook,
+                    const float *code_sq, int k, float *zz, float *scores)
+{
+    for (int64_t p = 0; p < n; p++) {
+        float acc = 0.0f;
+        for (int d = 0; d < dim; d++) {
+            float v = z[(int64_t)d * n + p];
+            acc += v * v;
+        }
+        zz[p] = acc;
+    }
+    ops_gemm(pool, 0, 0, k, n, dim, 1.0f, codebook, dim, z, n, 0.0f, scores, n);
+    for (int j = 0; j < k; j++) {
+        float *sj = scores + (int64_t)j * n;
+        for (int64_t p = 0; p < n; p++)
+            sj[p] = -((zz[p] + code_sq[j]) - 2.0f * sj[p]);
+    }
+}
+
+void conv_argmax_channels(const float *scores, int t, int64_t n, int32_t *ids)
+{
+    for (int64_t p = 0; p < n; p++) {
+        int best = 0;
+        float bv = scores[p];
+        for (int j = 1; j < t; j++) {
+            float s = scores[(int64_t)j * n + p];
+            if (s > bv) {
+                bv = s;
+                best = j;
+            }
+        }
+        ids[p] = best;
+    }
+}

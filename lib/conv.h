@@ -82,4 +82,51 @@ void conv_avg_pool2(const float *x, int c, int h, int w, float *y);
 /* Nearest-neighbour upsampling by 2: [c][h][w] → [c][2h][2w]. */
 void conv_upsample2(const float *x, int c, int h, int w, float *y);
 
+/* ---- the VAEs' inputs and outputs ------------------------------------------ */
+
+/* x [channels][n]: x[c][p] = table[ids[p] · id_stride + c · c_stride]
+ * (+ bias[c] when bias is not NULL). A codebook [tokens][channels] is
+ * id_stride = channels, c_stride = 1; the columns of a 1×1 convolution's
+ * weight [channels][tokens] on one-hot ids are id_stride = 1,
+ * c_stride = tokens (+ its bias). ids are in range (checked by the caller). */
+void conv_gather_ids(const float *table, int64_t id_stride, int64_t c_stride, const float *bias,
+                     const int32_t *ids, int64_t n, int channels, float *x);
+
+/* An elementwise map of an RGB image [3][n], per channel c (a, b: the
+ * kind's constants, per channel; clamp01(v) = v > 0 ? min(v, 1) : 0, NaN → 0):
+ *   COPY         y = x
+ *   NORMALISE    y = (x - a[c]) / b[c]                  (DiscreteVAE input)
+ *   AFFINE       y = a[c] · x + b[c]                    (dall_e, VQGAN input)
+ *   AFFINE_CLAMP y = clamp01(x · a[c] + b[c])           (DiscreteVAE output)
+ *   CLAMP        y = clamp01(x)
+ *   LAPLACE      y = clamp01((sigmoid(x) - a[c]) / b[c]) (dall_e output)
+ *   SYMMETRIC    y = (clamp(x, -1, 1) + 1) · 0.5         (VQGAN output; NaN → 0) */
+typedef enum conv_map_kind {
+    CONV_MAP_COPY,
+    CONV_MAP_NORMALISE,
+    CONV_MAP_AFFINE,
+    CONV_MAP_AFFINE_CLAMP,
+    CONV_MAP_CLAMP,
+    CONV_MAP_LAPLACE,
+    CONV_MAP_SYMMETRIC
+} conv_map_kind;
+
+typedef struct conv_map {
+    conv_map_kind kind;
+    float a[3], b[3];
+} conv_map;
+
+void conv_map_pixels(const conv_map *m, const float *x, int64_t n, float *y);
+
+/* Minus the squared distance of each position's vector z[.][p] (z [dim][n])
+ * to each codebook row e_j (codebook [k][dim], code_sq[j] = |e_j|²), in
+ * taming's order of operations: scores[j][p] = -((|z_p|² + |e_j|²) - 2 z_p·e_j).
+ * zz: scratch of n floats (|z_p|², summed in float in d order). */
+void conv_vq_scores(struct tpool *pool, const float *z, int dim, int64_t n, const float *codebook,
+                    const float *code_sq, int k, float *zz, float *scores);
+
+/* ids[p] = the first j with the largest scores[j][p] (torch.argmax), for
+ * scores [t][n]. */
+void conv_argmax_channels(const float *scores, int t, int64_t n, int32_t *ids);
+
 #endif

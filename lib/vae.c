@@ -30,6 +30,9 @@ struct vae {
     vae_run run;   /* the workspace: sized at load, mapped by each call */
     void *ws;      /* that mapping while a call runs, else NULL */
     size_t ws_bytes;
+    backend cpu;   /* the CPU's table on the calling context's pool */
+    backend *be;   /* a device backend the weights were moved to (vae_to_backend), or NULL */
+    int io_batch;  /* images whose ids and pixels a device call holds at once */
 };
 
 /* ---- weights --------------------------------------------------------------- */
@@ -121,7 +124,7 @@ vae_act vae_conv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
     if (r->measure)
         need(&r->need_col, conv2d_col_need(g, x.h, x.w, VAE_COL_CAP));
     else
-        conv2d(g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap, r->pool);
+        r->be->op->conv2d(r->be, g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col, r->col_cap);
     return y;
 }
 
@@ -134,8 +137,8 @@ vae_act vae_deconv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot)
     if (r->measure)
         need(&r->need_col, conv_transpose2d_col_need(g->cout, g->k, x.h, x.w, VAE_COL_CAP));
     else
-        conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, x.d, x.h, x.w, cv->w,
-                         cv->b, y.d, r->col, r->col_cap, r->pool);
+        r->be->op->conv_transpose2d(r->be, g, x.d, x.h, x.w, cv->w, cv->b, y.d, r->col,
+                                    r->col_cap);
     return y;
 }
 
@@ -143,7 +146,7 @@ vae_act vae_relu_run(vae_run *r, vae_act x, int slot)
 {
     vae_act y = vae_new(r, slot, x.c, x.h, x.w);
     if (!r->measure)
-        conv_relu(x.d, y.d, (int64_t)x.c * x.h * x.w);
+        r->be->op->relu(r->be, x.d, y.d, (int64_t)x.c * x.h * x.w);
     return y;
 }
 
@@ -152,20 +155,16 @@ vae_act vae_norm_run(vae_run *r, const vae_norm *n, vae_act x, int swish, int sl
     vae_act y = vae_new(r, slot, x.c, x.h, x.w);
     if (!r->measure)
         /* taming's Normalize: GroupNorm(num_groups=32, eps=1e-6) */
-        conv_group_norm(x.d, x.c, (int64_t)x.h * x.w, 32, 1e-6f, n->gain, n->bias, swish, y.d,
-                        r->pool);
+        r->be->op->group_norm(r->be, x.d, x.c, (int64_t)x.h * x.w, 32, 1e-6f, n->gain, n->bias,
+                              swish, y.d);
     return y;
 }
 
 vae_act vae_pool_run(vae_run *r, vae_act x, int max, int slot)
 {
     vae_act y = vae_new(r, slot, x.c, x.h / 2, x.w / 2);
-    if (!r->measure) {
-        if (max)
-            conv_max_pool2(x.d, x.c, x.h, x.w, y.d);
-        else
-            conv_avg_pool2(x.d, x.c, x.h, x.w, y.d);
-    }
+    if (!r->measure)
+        r->be->op->pool2(r->be, x.d, x.c, x.h, x.w, max, y.d);
     return y;
 }
 
@@ -173,14 +172,24 @@ vae_act vae_upsample_run(vae_run *r, vae_act x, int slot)
 {
     vae_act y = vae_new(r, slot, x.c, 2 * x.h, 2 * x.w);
     if (!r->measure)
-        conv_upsample2(x.d, x.c, x.h, x.w, y.d);
+        r->be->op->upsample2(r->be, x.d, x.c, x.h, x.w, y.d);
     return y;
 }
 
 void vae_residual_run(vae_run *r, vae_act x, vae_act y, float scale)
 {
     if (!r->measure)
-        conv_residual(x.d, y.d, scale, (int64_t)x.c * x.h * x.w);
+        r->be->op->residual(r->be, x.d, y.d, scale, (int64_t)x.c * x.h * x.w);
+}
+
+vae_act vae_gather_run(vae_run *r, const float *table, int64_t id_stride, int64_t c_stride,
+                       const float *bias, const int32_t *ids, int channels, int grid, int slot)
+{
+    vae_act x = vae_new(r, slot, channels, grid, grid);
+    if (!r->measure)
+        r->be->op->gather_ids(r->be, table, id_stride, c_stride, bias, ids,
+                              (int64_t)grid * grid, channels, x.d);
+    return x;
 }
 
 /* ---- loading --------------------------------------------------------------- */
@@ -205,7 +214,7 @@ static dalle_status measure(struct vae *v)
                           "%s decoder: %d tokens per side give [%d][%d][%d], not [%d][%d][%d]",
                           v->fam->name, v->grid, out.c, out.h, out.w, v->fam->raw_channels,
                           v->image_size, v->image_size);
-    out = v->fam->encode_net(v->net, r, NULL, v->image_size);
+    out = v->fam->encode_net(v->net, r, vae_new(r, 0, 3, v->image_size, v->image_size));
     if (out.c != v->num_tokens || out.h != v->grid || out.w != v->grid)
         return dalle_fail(DALLE_ERR_MISMATCH,
                           "%s encoder: %d px images give [%d][%d][%d] scores, not [%d][%d][%d]",
@@ -312,69 +321,144 @@ static size_t line_bytes(int64_t n)
     return ((size_t)(n > 0 ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
 }
 
-/* Map the workspace for one call, sized by the measuring pass at load. */
-static dalle_status begin(struct vae *v, struct tpool *pool)
+/* The workspace's bytes (activation slots, im2col tiles, auxiliary buffer)
+ * and, on a device, those of the ids and the [3][size][size] pixels of
+ * `images` images, the only data that crosses to and from the host. */
+static size_t slot_bytes(const vae_run *r, int i) { return line_bytes(r->need_act[i]); }
+
+static size_t io_bytes(const struct vae *v, int images)
+{
+    const int64_t n = (int64_t)v->image_size * v->image_size, seq = (int64_t)v->grid * v->grid;
+    return line_bytes(images * seq) /* int32 ids, as many bytes as floats */ +
+           line_bytes(images * 3 * n);
+}
+
+static size_t ws_bytes(const struct vae *v)
+{
+    const vae_run *r = &v->run;
+    size_t bytes = line_bytes(r->need_col) + line_bytes(r->need_aux);
+    for (int i = 0; i < r->need_slots; i++)
+        bytes += slot_bytes(r, i);
+    return bytes;
+}
+
+/* A call's backend: the device one the weights were moved to, else the
+ * CPU's on the caller's pool. */
+static backend *call_backend(struct vae *v, struct tpool *pool)
+{
+    if (v->be)
+        return v->be;
+    backend_cpu_init(&v->cpu, pool);
+    return &v->cpu;
+}
+
+/* Map the workspace for one call, sized by the measuring pass at load; on
+ * a device backend it is one allocation of its memory (given back by end),
+ * followed by the io buffers, returned in *io. */
+static dalle_status begin(struct vae *v, backend *be, void **io)
 {
     vae_run *r = &v->run;
-    r->pool = pool;
-    /* each slot as large as the largest activation the networks put in it,
-     * not as the largest of all (the DiscreteVAE rotates three slots, and
-     * only one holds the full-resolution hidden activation) */
-    size_t act[VAE_SLOTS], bytes = 0;
-    for (int i = 0; i < r->need_slots; i++) {
-        act[i] = line_bytes(r->need_act[i]);
-        bytes += act[i];
+    r->be = be;
+    const size_t ws = ws_bytes(v);
+    char *p;
+    if (be->host_memory) {
+        /* each slot as large as the largest activation the networks put in
+         * it, not as the largest of all (the DiscreteVAE rotates three
+         * slots, and only one holds the full-resolution hidden activation) */
+        v->ws_bytes = ws;
+        if (!(p = ws_map(v->ws_bytes)))
+            return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "VAE workspace: out of memory (%lld MiB)",
+                              (long long)(v->ws_bytes >> 20));
+        *io = NULL;
+    } else {
+        v->ws_bytes = ws + io_bytes(v, v->io_batch);
+        void *d = NULL;
+        dalle_status s = be->op->alloc(be, v->ws_bytes, &d);
+        if (s) {
+            char why[DALLE_MESSAGE_CAP];
+            snprintf(why, sizeof why, "%s", dalle_last_error());
+            return dalle_fail(s, "VAE workspace on the %s backend (%lld MiB): %s", be->name,
+                              (long long)(v->ws_bytes >> 20), why);
+        }
+        p = d;
+        *io = p + ws;
     }
-    const size_t col = line_bytes(r->need_col), aux = line_bytes(r->need_aux);
-    v->ws_bytes = bytes + col + aux;
-    char *p = ws_map(v->ws_bytes);
-    if (!p)
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "VAE workspace: out of memory (%lld MiB)",
-                          (long long)(v->ws_bytes >> 20));
     v->ws = p;
     for (int i = 0; i < r->need_slots; i++) { /* only the slots the networks use */
         r->slot[i] = (float *)(void *)p;
-        p += act[i];
+        p += slot_bytes(r, i);
     }
     r->col = (float *)(void *)p;
-    r->aux = (float *)(void *)(p + col);
+    r->aux = (float *)(void *)(p + line_bytes(r->need_col));
     r->col_cap = r->need_col;
     r->aux_cap = r->need_aux;
     return DALLE_OK;
 }
 
-/* Unmap it again. */
+/* Unmap it again (or give it back to the device backend). */
 static void end(struct vae *v)
 {
-    ws_unmap(v->ws, v->ws_bytes);
+    if (v->ws && v->run.be && !v->run.be->host_memory)
+        v->run.be->op->free(v->run.be, v->ws);
+    else
+        ws_unmap(v->ws, v->ws_bytes);
     v->ws = NULL;
     v->ws_bytes = 0;
+    v->run.be = NULL;
     for (int i = 0; i < VAE_SLOTS; i++)
         v->run.slot[i] = NULL;
     v->run.col = v->run.aux = NULL;
 }
 
-/* Decode every image, then copy or map the raw output: written to `out`
- * only after the image is finished, so a failure (none can happen after the
- * workspace exists) never leaves half an image. */
+/* The end of a call: the backend's first failure (a device's operations
+ * record them), the workspace given back either way. */
+static dalle_status finish(struct vae *v, backend *be, dalle_status s)
+{
+    dalle_status b = backend_status(be);
+    end(v);
+    return s ? s : b;
+}
+
+/* Decode every image, then map (or copy, raw) its output. On the CPU that
+ * goes straight into `out`, each image only after it is finished, so a
+ * failure (none can happen after the workspace exists) never leaves half an
+ * image. On a device the ids of up to io_batch images go up at once and
+ * their pixels come down at once; raw outputs (the tests') image by image. */
 static dalle_status decode_batch(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                                  float *out, int raw)
 {
-    dalle_status s = begin(v, pool);
+    backend *be = call_backend(v, pool);
+    void *io;
+    dalle_status s = begin(v, be, &io);
     if (s)
         return s;
     const int64_t n = (int64_t)v->image_size * v->image_size, seq = (int64_t)v->grid * v->grid;
     const int oc = raw ? v->fam->raw_channels : 3;
-    for (int i = 0; i < batch; i++) {
-        vae_act a = v->fam->decode_net(v->net, &v->run, ids + i * seq, v->grid);
-        float *dst = out + (int64_t)i * oc * n;
-        if (raw)
-            memcpy(dst, a.d, sizeof(float) * (size_t)(oc * n));
-        else
-            v->fam->to_pixels(v->net, a.d, n, dst);
+    conv_map in, map;
+    v->fam->maps(v->net, &in, &map);
+    const int chunk = be->host_memory ? batch : v->io_batch;
+    for (int i0 = 0; i0 < batch && !s; i0 += chunk) {
+        const int nb = batch - i0 < chunk ? batch - i0 : chunk;
+        const int32_t *dids = ids + i0 * seq;
+        float *dpix = out + (int64_t)i0 * oc * n;
+        if (!be->host_memory) { /* the io buffers: ids, then pixels */
+            dids = io;
+            dpix = (float *)(void *)((char *)io + line_bytes(nb * seq));
+            be->op->upload(be, (void *)dids, ids + i0 * seq, sizeof(int32_t) * (size_t)(nb * seq));
+        }
+        for (int i = 0; i < nb && !s; i++) {
+            vae_act a = v->fam->decode_net(v->net, &v->run, dids + i * seq, v->grid);
+            float *host = out + (int64_t)(i0 + i) * oc * n;
+            if (raw)
+                s = be->op->download(be, host, a.d, sizeof(float) * (size_t)(oc * n));
+            else
+                be->op->pixel_map(be, &map, a.d, n, dpix + (int64_t)i * 3 * n);
+        }
+        if (!raw && !s && !be->host_memory)
+            s = be->op->download(be, out + (int64_t)i0 * 3 * n, dpix,
+                                 sizeof(float) * (size_t)(nb * 3 * n));
     }
-    end(v);
-    return DALLE_OK;
+    return finish(v, be, s);
 }
 
 dalle_status vae_decode(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
@@ -389,41 +473,46 @@ dalle_status vae_decode_raw(struct vae *v, struct tpool *pool, const int32_t *id
     return decode_batch(v, pool, ids, batch, out, 1);
 }
 
-/* First maximum over the token axis, as torch.argmax. */
-static void argmax_tokens(const float *scores, int t, int64_t n, int32_t *ids)
-{
-    for (int64_t p = 0; p < n; p++) {
-        int best = 0;
-        float bv = scores[p];
-        for (int j = 1; j < t; j++) {
-            float s = scores[(int64_t)j * n + p];
-            if (s > bv) {
-                bv = s;
-                best = j;
-            }
-        }
-        ids[p] = best;
-    }
-}
-
+/* Encode every image: the input map into slot 0, the encoder, then the
+ * argmax over the token axis (or the scores themselves, for the tests). On
+ * a device the pixels of up to io_batch images go up at once and their ids
+ * come down at once; scores image by image. */
 static dalle_status encode_batch(struct vae *v, struct tpool *pool, const float *pixels, int batch,
                                  int32_t *ids, float *scores)
 {
-    dalle_status s = begin(v, pool);
+    backend *be = call_backend(v, pool);
+    void *io;
+    dalle_status s = begin(v, be, &io);
     if (s)
         return s;
     const int64_t n = (int64_t)v->image_size * v->image_size, seq = (int64_t)v->grid * v->grid;
-    for (int i = 0; i < batch; i++) {
-        vae_act a = v->fam->encode_net(v->net, &v->run, pixels + (int64_t)i * 3 * n,
-                                       v->image_size);
-        if (scores)
-            memcpy(scores + (int64_t)i * v->num_tokens * seq, a.d,
-                   sizeof(float) * (size_t)(v->num_tokens * seq));
-        if (ids)
-            argmax_tokens(a.d, v->num_tokens, seq, ids + i * seq);
+    conv_map in, map;
+    v->fam->maps(v->net, &in, &map);
+    const int chunk = be->host_memory ? batch : v->io_batch;
+    for (int i0 = 0; i0 < batch && !s; i0 += chunk) {
+        const int nb = batch - i0 < chunk ? batch - i0 : chunk;
+        int32_t *dids = ids ? ids + i0 * seq : NULL;
+        const float *dpix = pixels + (int64_t)i0 * 3 * n;
+        if (!be->host_memory) { /* the io buffers: ids, then pixels */
+            dids = io;
+            dpix = (const float *)(const void *)((char *)io + line_bytes(nb * seq));
+            be->op->upload(be, (void *)dpix, pixels + (int64_t)i0 * 3 * n,
+                           sizeof(float) * (size_t)(nb * 3 * n));
+        }
+        for (int i = 0; i < nb && !s; i++) {
+            vae_act x = vae_new(&v->run, 0, 3, v->image_size, v->image_size);
+            be->op->pixel_map(be, &in, dpix + (int64_t)i * 3 * n, n, x.d);
+            vae_act a = v->fam->encode_net(v->net, &v->run, x);
+            if (scores)
+                s = be->op->download(be, scores + (int64_t)(i0 + i) * v->num_tokens * seq, a.d,
+                                     sizeof(float) * (size_t)(v->num_tokens * seq));
+            if (ids)
+                be->op->argmax_channels(be, a.d, v->num_tokens, seq, dids + i * seq);
+        }
+        if (ids && !s && !be->host_memory)
+            s = be->op->download(be, ids + i0 * seq, dids, sizeof(int32_t) * (size_t)(nb * seq));
     }
-    end(v);
-    return DALLE_OK;
+    return finish(v, be, s);
 }
 
 dalle_status vae_encode(struct vae *v, struct tpool *pool, const float *pixels, int batch,
@@ -436,4 +525,68 @@ dalle_status vae_encode_scores(struct vae *v, struct tpool *pool, const float *p
                                float *out)
 {
     return encode_batch(v, pool, pixels, batch, NULL, out);
+}
+
+/* ---- the weights on a device backend --------------------------------------- */
+
+struct vae_upload {
+    backend *be; /* NULL: only count the bytes */
+    size_t bytes;
+    dalle_status s;
+};
+
+/* The arena hands out 256-byte aligned pieces (lib/cuda/ops_cuda.h). */
+#define VAE_UP_ALIGN ((size_t)256)
+
+void vae_up(vae_upload *u, const float **p, int64_t n)
+{
+    if (u->s || !*p || n <= 0)
+        return;
+    const size_t bytes = (size_t)n * sizeof(float);
+    u->bytes += (bytes + VAE_UP_ALIGN - 1) & ~(VAE_UP_ALIGN - 1);
+    if (!u->be)
+        return;
+    void *dev = NULL;
+    if ((u->s = u->be->op->alloc(u->be, bytes, &dev)))
+        return;
+    u->be->op->upload(u->be, dev, *p, bytes);
+    *p = dev;
+}
+
+void vae_up_conv(vae_upload *u, vae_conv *cv)
+{
+    const conv_geom *g = &cv->g;
+    vae_up(u, &cv->w, (int64_t)g->cout * g->cin * g->k * g->k);
+    vae_up(u, &cv->b, g->cout);
+}
+
+void vae_up_norm(vae_upload *u, vae_norm *n)
+{
+    vae_up(u, &n->gain, n->c);
+    vae_up(u, &n->bias, n->c);
+}
+
+size_t vae_backend_bytes(struct vae *v, int max_batch, size_t *work)
+{
+    vae_upload u = {0};
+    v->fam->upload(v->net, &u);
+    *work = ws_bytes(v) + io_bytes(v, max_batch < 1 ? 1 : max_batch) + VAE_UP_ALIGN;
+    return u.bytes;
+}
+
+const backend *vae_backend(const struct vae *v) { return v->be; }
+
+dalle_status vae_to_backend(struct vae *v, backend *be, int max_batch)
+{
+    if (be->host_memory)
+        return DALLE_OK;
+    vae_upload u = {.be = be};
+    v->fam->upload(v->net, &u);
+    dalle_status s = backend_uploaded(be, u.s, v->fam->name);
+    if (s)
+        return s;
+    be->op->seal(be); /* the weights stay; a call's workspace comes and goes */
+    v->be = be;
+    v->io_batch = max_batch < 1 ? 1 : max_batch;
+    return DALLE_OK;
 }

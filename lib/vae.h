@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "backend_ops.h"
 #include "context.h"
 #include "conv.h"
 #include "dalle/dalle.h"
@@ -32,8 +33,20 @@ struct vae;
 dalle_status vae_load(dalle_bundle *b, const model_shapes *shapes, struct vae **out);
 void vae_free(struct vae *v);
 
+/* The VAE onto a backend with its own memory (CUDA): every weight copied
+ * once into it, then `seal`; later calls run there, their workspace and
+ * the ids / pixels of up to max_batch images at a time allocated from the
+ * backend per call and given back. Nothing happens for a host-memory
+ * backend. vae_backend_bytes: the device memory of the weights, and in
+ * *work that of a call (workspace, ids and pixels of max_batch images). */
+size_t vae_backend_bytes(struct vae *v, int max_batch, size_t *work);
+dalle_status vae_to_backend(struct vae *v, backend *be, int max_batch);
+/* the backend the VAE runs on: NULL for the CPU */
+const backend *vae_backend(const struct vae *v);
+
 /* ids [batch][grid²] (already range-checked) → pixels [batch][3][size][size]
- * in [0, 1]. pool: the context's thread pool (NULL: the calling thread). */
+ * in [0, 1]. pool: the context's thread pool (NULL: the calling thread), for
+ * the CPU; on a device backend (vae_to_backend) the call runs there. */
 dalle_status vae_decode(struct vae *v, struct tpool *pool, const int32_t *ids, int batch,
                         float *pixels);
 /* pixels [batch][3][size][size] in [0, 1] (finite) → ids [batch][grid²]. */
@@ -70,10 +83,15 @@ typedef struct vae_act {
  * scores, distances). The same family code runs twice: once with
  * measure = 1, where every operation only records the sizes it would need
  * (at load time, no data touched), and then for real. So the workspace is
- * sized by the very code that uses it. */
+ * sized by the very code that uses it.
+ *
+ * Every operation goes through the backend's table (lib/backend_ops.h):
+ * the CPU's (lib/conv.c on the context's pool) or a device's, where the
+ * slots, the weights (vae_to_backend) and the ids are device memory. The
+ * family code never touches an activation's data itself. */
 typedef struct vae_run {
     int measure;
-    struct tpool *pool; /* the context's thread pool; set by each call */
+    backend *be;                          /* set by each call */
     int64_t need_act[VAE_SLOTS];          /* floats per slot, recorded while measuring */
     int64_t need_col, need_aux;           /* floats, recorded while measuring */
     int need_slots;                       /* slots used, recorded while measuring */
@@ -108,9 +126,12 @@ dalle_status vae_meta_int(const dalle_bundle *b, const char *key, int64_t def, i
 dalle_status vae_load_norm(dalle_bundle *b, const char *prefix, int c, vae_norm *out);
 
 /* A new activation of c×h×w in `slot`, for family code that fills it
- * itself (codebook look-ups, input normalisation): write only when
- * !r->measure. */
+ * itself through the table: write only when !r->measure. */
 vae_act vae_new(vae_run *r, int slot, int c, int h, int w);
+/* channels × grid × grid from ids (backend memory; NULL while measuring)
+ * into `slot`: conv_gather_ids of a codebook or of one-hot columns. */
+vae_act vae_gather_run(vae_run *r, const float *table, int64_t id_stride, int64_t c_stride,
+                       const float *bias, const int32_t *ids, int channels, int grid, int slot);
 /* Convolution / transposed convolution of x into `slot` (≠ x.slot). */
 vae_act vae_conv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot);
 vae_act vae_deconv_run(vae_run *r, const vae_conv *cv, vae_act x, int slot);
@@ -126,17 +147,31 @@ void vae_residual_run(vae_run *r, vae_act x, vae_act y, float scale);
  * returns the buffer (NULL while measuring). */
 float *vae_aux(vae_run *r, int64_t floats);
 
-/* One VAE family: its networks for one image, and how its raw decoder
- * output becomes pixels in [0, 1]. */
+/* Moving a family's weights to a backend with its own memory: the family's
+ * `upload` passes every tensor pointer of its network here, once; the
+ * pointer is replaced by the backend's copy (or, while counting, only its
+ * bytes are added up). Errors are kept in the uploader. */
+typedef struct vae_upload vae_upload;
+void vae_up(vae_upload *u, const float **p, int64_t n);
+void vae_up_conv(vae_upload *u, vae_conv *cv);
+void vae_up_norm(vae_upload *u, vae_norm *n);
+
+/* One VAE family: its networks for one image, the maps of its input and
+ * output pixels, and its tensors. */
 typedef struct vae_family {
     const char *name;
     int raw_channels;
-    /* ids [grid²] → raw output [raw_channels][size][size] (returned act). */
+    /* ids [grid²] (backend memory) → raw output [raw_channels][size][size]
+     * (returned act). */
     vae_act (*decode_net)(const void *net, vae_run *r, const int32_t *ids, int grid);
-    /* pixels [3][size][size] in [0, 1] → scores [num_tokens][grid][grid]. */
-    vae_act (*encode_net)(const void *net, vae_run *r, const float *pixels, int size);
-    /* raw [raw_channels][n] → pixels [3][n] in [0, 1]. */
-    void (*to_pixels)(const void *net, const float *raw, int64_t n, float *pixels);
+    /* x: the image [3][size][size] after the input map, in slot 0 →
+     * scores [num_tokens][grid][grid]. */
+    vae_act (*encode_net)(const void *net, vae_run *r, vae_act x);
+    /* in: pixels in [0, 1] → the encoder's input; out: the raw output's
+     * first 3 channels → pixels in [0, 1] (lib/conv.h's conv_map). */
+    void (*maps)(const void *net, conv_map *in, conv_map *out);
+    /* every tensor of the network through vae_up* */
+    void (*upload)(void *net, vae_upload *u);
     void (*free_net)(void *net);
 } vae_family;
 

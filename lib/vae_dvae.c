@@ -174,15 +174,9 @@ static vae_act run_resblock(vae_run *r, const resblock *rb, vae_act x)
 static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int grid)
 {
     const dvae *n = net;
-    const int D = n->codebook_dim, np = grid * grid;
-    vae_act x = vae_new(r, 0, D, grid, grid);
-    if (!r->measure)
-        /* codebook(ids), 'b (h w) d -> b d h w' */
-        for (int p = 0; p < np; p++) {
-            const float *e = n->codebook + (int64_t)ids[p] * D;
-            for (int d = 0; d < D; d++)
-                x.d[(int64_t)d * np + p] = e[d];
-        }
+    const int D = n->codebook_dim;
+    /* codebook(ids), 'b (h w) d -> b d h w' */
+    vae_act x = vae_gather_run(r, n->codebook, D, 1, NULL, ids, D, grid, 0);
     if (n->num_res > 0)
         x = vae_conv_run(r, &n->dec_in, x, 1);
     for (int j = 0; j < n->num_res; j++)
@@ -194,22 +188,10 @@ static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int g
     return vae_conv_run(r, &n->dec_out, x, (x.slot + 1) % 3);
 }
 
-static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int size)
+/* x: the normalised image (maps) */
+static vae_act encode_net(const void *net, vae_run *r, vae_act x)
 {
     const dvae *n = net;
-    const int64_t np = (int64_t)size * size;
-    vae_act x = vae_new(r, 0, 3, size, size);
-    if (!r->measure)
-        for (int c = 0; c < 3; c++) {
-            const float *src = pixels + c * np;
-            float *dst = x.d + c * np;
-            if (n->normalise)
-                for (int64_t i = 0; i < np; i++)
-                    dst[i] = (src[i] - n->mean[c]) / n->std[c];
-            else
-                for (int64_t i = 0; i < np; i++)
-                    dst[i] = src[i];
-        }
     for (int i = 0; i < n->num_layers; i++) {
         x = vae_conv_run(r, &n->enc_down[i], x, (x.slot + 1) % 3);
         x = vae_relu_run(r, x, x.slot);
@@ -219,20 +201,46 @@ static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int 
     return vae_conv_run(r, &n->enc_out, x, (x.slot + 1) % 3);
 }
 
-static void to_pixels(const void *net, const float *raw, int64_t np, float *pixels)
+/* In: (x - mean) / std (or as is); out: x · std + mean (or as is), clamped
+ * to [0, 1], NaN to 0. */
+static void maps(const void *net, conv_map *in, conv_map *out)
 {
     const dvae *n = net;
-    for (int c = 0; c < 3; c++)
-        for (int64_t i = 0; i < np; i++) {
-            float v = raw[c * np + i];
-            if (n->normalise)
-                v = v * n->std[c] + n->mean[c];
-            /* clamp; NaN becomes 0 */
-            pixels[c * np + i] = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;
-        }
+    *in = (conv_map){n->normalise ? CONV_MAP_NORMALISE : CONV_MAP_COPY, {0}, {0}};
+    *out = (conv_map){n->normalise ? CONV_MAP_AFFINE_CLAMP : CONV_MAP_CLAMP, {0}, {0}};
+    for (int c = 0; c < 3; c++) {
+        in->a[c] = n->mean[c];
+        in->b[c] = n->std[c];
+        out->a[c] = n->std[c];
+        out->b[c] = n->mean[c];
+    }
 }
 
-static const vae_family family = {"DiscreteVAE", 3, decode_net, encode_net, to_pixels, free};
+static void up_resblock(vae_upload *u, resblock *rb)
+{
+    vae_up_conv(u, &rb->c0);
+    vae_up_conv(u, &rb->c2);
+    vae_up_conv(u, &rb->c4);
+}
+
+static void upload(void *net, vae_upload *u)
+{
+    dvae *n = net;
+    vae_up(u, &n->codebook, (int64_t)n->num_tokens * n->codebook_dim);
+    for (int i = 0; i < n->num_layers; i++) {
+        vae_up_conv(u, &n->enc_down[i]);
+        vae_up_conv(u, &n->dec_up[i]);
+    }
+    for (int j = 0; j < n->num_res; j++) {
+        up_resblock(u, &n->enc_res[j]);
+        up_resblock(u, &n->dec_res[j]);
+    }
+    vae_up_conv(u, &n->enc_out);
+    vae_up_conv(u, &n->dec_in); /* NULL without ResBlocks: passed over */
+    vae_up_conv(u, &n->dec_out);
+}
+
+static const vae_family family = {"DiscreteVAE", 3, decode_net, encode_net, maps, upload, free};
 
 dalle_status vae_dvae_load(dalle_bundle *b, const model_shapes *shapes, void **net,
                            const vae_family **fam)

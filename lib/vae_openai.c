@@ -17,7 +17,6 @@
  * Encoding: map_pixels (0.8 x + 0.1) then the argmax of the logits.
  * Decoding: unmap_pixels(sigmoid(stats[:3])) = clamp((σ - 0.1) / 0.8, 0, 1).
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -157,16 +156,9 @@ static vae_act run_block(vae_run *r, const block *blk, float post_gain, vae_act 
 static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int grid)
 {
     const openai_vae *n = net;
-    const int np = grid * grid;
     /* The input conv on one-hot ids is a column look-up: w[:, id] + b, the
      * same sum PyTorch's GEMM forms (every other term is an exact 0). */
-    vae_act x = vae_new(r, 0, n->n_init, grid, grid);
-    if (!r->measure)
-        for (int c = 0; c < n->n_init; c++) {
-            const float *wc = n->dec_in.w + (int64_t)c * n->vocab;
-            for (int p = 0; p < np; p++)
-                x.d[(int64_t)c * np + p] = wc[ids[p]] + n->dec_in.b[c];
-        }
+    vae_act x = vae_gather_run(r, n->dec_in.w, 1, n->vocab, n->dec_in.b, ids, n->n_init, grid, 0);
     for (int g = 0; g < GROUPS; g++) {
         for (int i = 0; i < n->n_blk; i++)
             x = run_block(r, &n->dec[g][i], n->post_gain, x);
@@ -177,14 +169,10 @@ static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int g
     return vae_conv_run(r, &n->dec_out, x, (x.slot + 1) % 3);
 }
 
-static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int size)
+/* x: the image after map_pixels (maps) */
+static vae_act encode_net(const void *net, vae_run *r, vae_act x)
 {
     const openai_vae *n = net;
-    const int64_t total = 3 * (int64_t)size * size;
-    vae_act x = vae_new(r, 0, 3, size, size);
-    if (!r->measure)
-        for (int64_t i = 0; i < total; i++) /* map_pixels */
-            x.d[i] = (1.0f - 2.0f * LAPLACE_EPS) * pixels[i] + LAPLACE_EPS;
     x = vae_conv_run(r, &n->enc_in, x, 1);
     for (int g = 0; g < GROUPS; g++) {
         for (int i = 0; i < n->n_blk; i++)
@@ -196,17 +184,42 @@ static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int 
     return vae_conv_run(r, &n->enc_out, x, (x.slot + 1) % 3);
 }
 
-static void to_pixels(const void *net, const float *raw, int64_t np, float *pixels)
+/* In: map_pixels, (1 - 2 eps) x + eps; out: unmap_pixels(sigmoid(x)),
+ * clamp((σ - eps) / (1 - 2 eps), 0, 1). */
+static void maps(const void *net, conv_map *in, conv_map *out)
 {
     (void)net;
-    for (int64_t i = 0; i < 3 * np; i++) {
-        float sig = 1.0f / (1.0f + expf(-raw[i]));
-        float v = (sig - LAPLACE_EPS) / (1.0f - 2.0f * LAPLACE_EPS);
-        pixels[i] = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;
-    }
+    const float scale = 1.0f - 2.0f * LAPLACE_EPS;
+    *in = (conv_map){CONV_MAP_AFFINE, {scale, scale, scale},
+                     {LAPLACE_EPS, LAPLACE_EPS, LAPLACE_EPS}};
+    *out = (conv_map){CONV_MAP_LAPLACE, {LAPLACE_EPS, LAPLACE_EPS, LAPLACE_EPS},
+                      {scale, scale, scale}};
 }
 
-static const vae_family family = {"dall_e dVAE", 6, decode_net, encode_net, to_pixels, free};
+static void up_block(vae_upload *u, block *blk)
+{
+    vae_up_conv(u, &blk->id); /* NULL without an id_path: passed over */
+    vae_up_conv(u, &blk->c1);
+    vae_up_conv(u, &blk->c2);
+    vae_up_conv(u, &blk->c3);
+    vae_up_conv(u, &blk->c4);
+}
+
+static void upload(void *net, vae_upload *u)
+{
+    openai_vae *n = net;
+    vae_up_conv(u, &n->enc_in);
+    vae_up_conv(u, &n->enc_out);
+    vae_up_conv(u, &n->dec_in);
+    vae_up_conv(u, &n->dec_out);
+    for (int g = 0; g < GROUPS; g++)
+        for (int i = 0; i < n->n_blk; i++) {
+            up_block(u, &n->enc[g][i]);
+            up_block(u, &n->dec[g][i]);
+        }
+}
+
+static const vae_family family = {"dall_e dVAE", 6, decode_net, encode_net, maps, upload, free};
 
 dalle_status vae_openai_load(dalle_bundle *b, const model_shapes *shapes, void **net,
                              const vae_family **fam)

@@ -32,7 +32,6 @@
 
 #include "bundle.h"
 #include "error.h"
-#include "ops.h"
 #include "vae.h"
 
 #define MAX_LEVELS 8
@@ -70,7 +69,9 @@ typedef struct vqgan {
     half enc, dec;
     vae_conv quant_conv, post_quant_conv, proj;
     const float *codebook; /* [n_embed][embed_dim] */
-    float *code_sq;        /* |e_j|², computed at load */
+    const float *code_sq;  /* |e_j|², computed at load (code_sq_host; a device copy after
+                            * vae_to_backend) */
+    float *code_sq_host;
 } vqgan;
 
 /* ---- loading ----------------------------------------------------------------- */
@@ -326,15 +327,15 @@ static dalle_status load_net(dalle_bundle *b, const model_shapes *m, vqgan *n)
     }
     if ((s = bundle_tensor_f32(b, "vae.model.quantize.embedding.weight", 2, cd, &n->codebook)))
         return s;
-    n->code_sq = malloc(sizeof(float) * (size_t)n->n_embed);
-    if (!n->code_sq)
+    n->code_sq = n->code_sq_host = malloc(sizeof(float) * (size_t)n->n_embed);
+    if (!n->code_sq_host)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory", bundle_path(b));
     for (int j = 0; j < n->n_embed; j++) {
         const float *e = n->codebook + (int64_t)j * n->embed_dim;
         float acc = 0.0f;
         for (int i = 0; i < n->embed_dim; i++)
             acc += e[i] * e[i];
-        n->code_sq[j] = acc;
+        n->code_sq_host[j] = acc;
     }
     return DALLE_OK;
 }
@@ -370,17 +371,12 @@ static vae_act run_attn(vae_run *r, const attn *a, vae_act x)
     float *w = vae_aux(r, (int64_t)n * n);
     vae_act o = vae_new(r, slot_after(x, 1), c, x.h, x.w);
     if (!r->measure) {
+        backend *be = r->be;
         /* w[i][j] = softmax_j(q_i · k_j · c^-0.5) over positions */
-        ops_gemm(r->pool, 1, 0, n, n, c, 1.0f, q.d, n, k.d, n, 0.0f, w, n);
-        const float scale = (float)(1.0 / sqrt((double)c));
-        for (int i = 0; i < n; i++) {
-            float *wi = w + (int64_t)i * n;
-            for (int j = 0; j < n; j++)
-                wi[j] *= scale;
-            ops_softmax(wi, n);
-        }
+        be->op->gemm(be, 1, 0, n, n, c, 1.0f, q.d, n, k.d, n, 0.0f, w, n);
+        be->op->softmax_scaled(be, w, n, n, (float)(1.0 / sqrt((double)c)));
         /* o[c][i] = Σ_j v[c][j] · w[i][j] */
-        ops_gemm(r->pool, 0, 1, c, n, n, 1.0f, v.d, n, w, n, 0.0f, o.d, n);
+        be->op->gemm(be, 0, 1, c, n, n, 1.0f, v.d, n, w, n, 0.0f, o.d, n);
     }
     vae_act y = vae_conv_run(r, &a->proj, o, slot_after(x, 2));
     vae_residual_run(r, x, y, 1.0f);
@@ -396,14 +392,9 @@ static vae_act run_tail(vae_run *r, const half *e, vae_act x)
 static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int grid)
 {
     const vqgan *n = net;
-    const int np = grid * grid, E = n->embed_dim;
-    vae_act x = vae_new(r, 0, E, grid, grid);
-    if (!r->measure) /* one_hot @ codebook: exact rows, 'b (h w) c -> b c h w' */
-        for (int p = 0; p < np; p++) {
-            const float *e = n->codebook + (int64_t)ids[p] * E;
-            for (int d = 0; d < E; d++)
-                x.d[(int64_t)d * np + p] = e[d];
-        }
+    const int E = n->embed_dim;
+    /* one_hot @ codebook: exact rows, 'b (h w) c -> b c h w' */
+    vae_act x = vae_gather_run(r, n->codebook, E, 1, NULL, ids, E, grid, 0);
     x = vae_conv_run(r, &n->post_quant_conv, x, 1);
     const half *d = &n->dec;
     x = vae_conv_run(r, &d->conv_in, x, slot_after(x, 1));
@@ -430,36 +421,19 @@ static vae_act decode_net(const void *net, vae_run *r, const int32_t *ids, int g
  * vector, in upstream's order of operations: (|z|² + |e|²) - 2 z·e. */
 static vae_act nearest_scores(const vqgan *n, vae_run *r, vae_act z)
 {
-    const int np = z.h * z.w, E = n->embed_dim, K = n->n_embed;
-    vae_act s = vae_new(r, slot_after(z, 1), K, z.h, z.w);
+    const int np = z.h * z.w;
+    vae_act s = vae_new(r, slot_after(z, 1), n->n_embed, z.h, z.w);
     float *zz = vae_aux(r, np);
-    if (r->measure)
-        return s;
-    for (int p = 0; p < np; p++) {
-        float acc = 0.0f;
-        for (int d = 0; d < E; d++) {
-            float v = z.d[(int64_t)d * np + p];
-            acc += v * v;
-        }
-        zz[p] = acc;
-    }
-    ops_gemm(r->pool, 0, 0, K, np, E, 1.0f, n->codebook, E, z.d, np, 0.0f, s.d, np);
-    for (int j = 0; j < K; j++) {
-        float *sj = s.d + (int64_t)j * np;
-        for (int p = 0; p < np; p++)
-            sj[p] = -((zz[p] + n->code_sq[j]) - 2.0f * sj[p]);
-    }
+    if (!r->measure)
+        r->be->op->vq_scores(r->be, z.d, n->embed_dim, np, n->codebook, n->code_sq, n->n_embed,
+                             zz, s.d);
     return s;
 }
 
-static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int size)
+/* x: the image as 2x - 1 (maps) */
+static vae_act encode_net(const void *net, vae_run *r, vae_act x)
 {
     const vqgan *n = net;
-    const int64_t total = 3 * (int64_t)size * size;
-    vae_act x = vae_new(r, 0, 3, size, size);
-    if (!r->measure)
-        for (int64_t i = 0; i < total; i++)
-            x.d[i] = 2.0f * pixels[i] - 1.0f;
     const half *e = &n->enc;
     x = vae_conv_run(r, &e->conv_in, x, 1);
     for (int i = 0; i < n->n_levels; i++) {
@@ -483,25 +457,74 @@ static vae_act encode_net(const void *net, vae_run *r, const float *pixels, int 
     return nearest_scores(n, r, x);
 }
 
-static void to_pixels(const void *net, const float *raw, int64_t np, float *pixels)
+/* In: 2x - 1; out: (clamp(x, -1, 1) + 1) / 2. */
+static void maps(const void *net, conv_map *in, conv_map *out)
 {
     (void)net;
-    for (int64_t i = 0; i < 3 * np; i++) {
-        float v = raw[i];
-        v = v > -1.0f ? (v < 1.0f ? v : 1.0f) : -1.0f; /* NaN → -1 */
-        pixels[i] = (v + 1.0f) * 0.5f;
+    *in = (conv_map){CONV_MAP_AFFINE, {2.0f, 2.0f, 2.0f}, {-1.0f, -1.0f, -1.0f}};
+    *out = (conv_map){CONV_MAP_SYMMETRIC, {0}, {0}};
+}
+
+static void up_resnet(vae_upload *u, resnet *rb)
+{
+    vae_up_norm(u, &rb->n1);
+    vae_up_norm(u, &rb->n2);
+    vae_up_conv(u, &rb->c1);
+    vae_up_conv(u, &rb->c2);
+    vae_up_conv(u, &rb->nin);
+}
+
+static void up_attn(vae_upload *u, attn *a)
+{
+    vae_up_norm(u, &a->norm);
+    vae_up_conv(u, &a->q);
+    vae_up_conv(u, &a->k);
+    vae_up_conv(u, &a->v);
+    vae_up_conv(u, &a->proj);
+}
+
+/* blocks: per level, the encoder's or the decoder's (one more). Tensors a
+ * network does not have (no attention at a level, no resampling conv) are
+ * NULL, which vae_up passes over. */
+static void up_half(vae_upload *u, half *h, int n_levels, int blocks)
+{
+    vae_up_conv(u, &h->conv_in);
+    vae_up_conv(u, &h->conv_out);
+    up_resnet(u, &h->mid1);
+    up_attn(u, &h->mid_attn);
+    up_resnet(u, &h->mid2);
+    vae_up_norm(u, &h->norm_out);
+    for (int i = 0; i < n_levels; i++) {
+        level *lv = &h->lv[i];
+        for (int j = 0; j < blocks; j++) {
+            up_resnet(u, &lv->block[j]);
+            up_attn(u, &lv->at[j]);
+        }
+        vae_up_conv(u, &lv->resample);
     }
+}
+
+static void upload(void *net, vae_upload *u)
+{
+    vqgan *n = net;
+    up_half(u, &n->enc, n->n_levels, n->n_blocks);
+    up_half(u, &n->dec, n->n_levels, n->n_blocks + 1);
+    vae_up_conv(u, &n->quant_conv);
+    vae_up_conv(u, &n->post_quant_conv);
+    vae_up(u, &n->codebook, (int64_t)n->n_embed * n->embed_dim);
+    vae_up_conv(u, &n->proj);            /* GumbelVQ */
+    vae_up(u, &n->code_sq, n->n_embed);  /* VQModel */
 }
 
 static void free_net(void *net)
 {
     vqgan *n = net;
     if (n)
-        free(n->code_sq);
+        free(n->code_sq_host);
     free(n);
 }
 
-static const vae_family family = {"VQGAN", 3, decode_net, encode_net, to_pixels, free_net};
+static const vae_family family = {"VQGAN", 3, decode_net, encode_net, maps, upload, free_net};
 
 dalle_status vae_vqgan_load(dalle_bundle *b, const model_shapes *shapes, void **net,
                             const vae_family **fam)

@@ -3,20 +3,24 @@
 #
 #   sh tests/cuda_device.sh pack   on the development machine: builds
 #       build-cuda (BUILD=dir to change; a CUDA build) and copies
-#       tests/test_cuda_ops and tests/test_cuda_model, with the shared
-#       libraries they need that a bare GPU machine may lack (OpenBLAS and
-#       its Fortran runtime), the golden DALLE bundles (f32, and one f16, bf16
-#       and int8 bundle) and the golden files they are checked against
+#       tests/test_cuda_ops, tests/test_cuda_model and tests/test_cuda_vae,
+#       with the shared libraries they need that a bare GPU machine may lack
+#       (OpenBLAS and its Fortran runtime), the golden DALLE bundles (f32, and
+#       one f16, bf16 and int8 bundle), the golden VAE bundles (vae_resblocks,
+#       openai_dvae_64, vqgan) and the golden files they are checked against
 #       (DALLE_GOLDEN or ../shared/golden: the *.npy and case.json of the four
-#       dalle_* cases) into .devcarry/, which .git/info/exclude ignores (the
-#       device tool's `carry` takes it along)
+#       dalle_* cases and of vae_resblocks, openai_dvae, vqgan) into
+#       .devcarry/, which .git/info/exclude ignores (the device tool's `carry`
+#       takes it along)
 #
 #   sh tests/cuda_device.sh run    on the GPU machine (the device tool, with
 #       carry [".devcarry"]): the GPU and driver; test_cuda_ops (every kernel
 #       against the CPU), then its quick sweep under compute-sanitizer's
 #       memcheck, racecheck and synccheck; test_cuda_model gpu (the
 #       transformer with backend = cuda against the golden logits, greedy and
-#       seeded sampling against the CPU), then under memcheck. Logs go to $OUT
+#       seeded sampling against the CPU), then under memcheck; test_cuda_vae
+#       gpu (the VAEs with backend = cuda against every golden VAE case and
+#       the CPU), then under memcheck. Logs go to $OUT
 #       (or /tmp/cuda-device); the last lines are a summary.
 #
 # The binary runs there as built here: libdalle links cudart statically and
@@ -33,12 +37,14 @@ pack)
     golden=${DALLE_GOLDEN:-$(cd .. && pwd)/shared/golden}
     rm -rf .devcarry
     mkdir -p .devcarry/bundles .devcarry/golden
-    cp "$build/tests/test_cuda_ops" "$build/tests/test_cuda_model" .devcarry/
+    cp "$build/tests/test_cuda_ops" "$build/tests/test_cuda_model" "$build/tests/test_cuda_vae" \
+        .devcarry/
     for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
-        dalle_variants_bf16 dalle_cfg_f16; do
+        dalle_variants_bf16 dalle_cfg_f16 vae_resblocks openai_dvae_64 vqgan; do
         cp "$build/tests/$b.dalle" .devcarry/bundles/
     done
-    for c in dalle_full dalle_variants dalle_cfg dalle_shared_attn; do
+    for c in dalle_full dalle_variants dalle_cfg dalle_shared_attn vae_resblocks openai_dvae \
+        vqgan; do
         mkdir -p ".devcarry/golden/$c"
         cp "$golden/$c/case.json" "$golden/$c"/*.npy ".devcarry/golden/$c/"
     done
@@ -48,6 +54,9 @@ pack)
         *) cp -L "$lib" .devcarry/ ;;
         esac
     done
+    # the carry limit is 64 MiB and OpenBLAS alone is ~35: the libraries go
+    # compressed (gzip: on every machine), `run` unpacks them
+    gzip -9 .devcarry/lib*.so*
     exclude=$(git rev-parse --git-path info/exclude)
     grep -qx '/.devcarry/' "$exclude" 2>/dev/null || echo '/.devcarry/' >>"$exclude"
     du -sh .devcarry
@@ -56,7 +65,10 @@ pack)
 run)
     out=${OUT:-/tmp/cuda-device}
     mkdir -p "$out"
-    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] || { echo "no .devcarry/test_cuda_ops or test_cuda_model: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] && [ -x .devcarry/test_cuda_vae ] || { echo "no .devcarry/test_cuda_ops, test_cuda_model or test_cuda_vae: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    for z in .devcarry/lib*.so*.gz; do
+        [ -f "$z" ] && [ ! -f "${z%.gz}" ] && gunzip -c "$z" >"${z%.gz}"
+    done
     cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
     if [ -z "$cublas" ]; then
         cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
@@ -84,29 +96,41 @@ compute-sanitizer $tool: exit $src (0: clean; 99: errors found; 124: timed out)"
         summary="$summary
 compute-sanitizer: not on this machine"
     fi
-    # the transformer on the GPU (backend = cuda) against the golden cases
-    set -- .devcarry/golden
-    for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
-        dalle_variants_bf16 dalle_cfg_f16; do
-        set -- "$@" ".devcarry/bundles/$b.dalle"
-    done
-    timeout 240 .devcarry/test_cuda_model gpu "$@" >"$out/test_cuda_model.log" 2>&1
-    mrc=$?
-    grep -v '^ok ' "$out/test_cuda_model.log" | tail -n 40
-    summary="$summary
-test_cuda_model gpu: exit $mrc ($(grep -c '^ok ' "$out/test_cuda_model.log") ok, $(grep -c '^FAIL' "$out/test_cuda_model.log") failed; 77: skipped)"
-    if command -v compute-sanitizer >/dev/null 2>&1; then
-        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
-            .devcarry/test_cuda_model gpu "$@" >"$out/sanitizer_model_memcheck.log" 2>&1
-        src=$?
-        tail -n 3 "$out/sanitizer_model_memcheck.log"
+    # A model test in gpu mode (NAME TIMEOUT BUNDLE...), then under
+    # memcheck; its exit status in $last, a summary line each.
+    gpu_test() {
+        name=$1 limit=$2
+        shift 2
+        set -- .devcarry/golden "$@"
+        timeout "$limit" ".devcarry/$name" gpu "$@" >"$out/$name.log" 2>&1
+        last=$?
+        grep -v '^ok ' "$out/$name.log" | tail -n 40
         summary="$summary
-compute-sanitizer memcheck of test_cuda_model: exit $src (0: clean; 99: errors found; 124: timed out)"
-    fi
+$name gpu: exit $last ($(grep -c '^ok ' "$out/$name.log") ok, $(grep -c '^FAIL' "$out/$name.log") failed; 77: skipped)"
+        if command -v compute-sanitizer >/dev/null 2>&1; then
+            timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
+                ".devcarry/$name" gpu "$@" >"$out/sanitizer_${name#test_cuda_}_memcheck.log" 2>&1
+            src=$?
+            tail -n 3 "$out/sanitizer_${name#test_cuda_}_memcheck.log"
+            summary="$summary
+compute-sanitizer memcheck of $name: exit $src (0: clean; 99: errors found; 124: timed out)"
+        fi
+    }
+    b=.devcarry/bundles
+    # the transformer on the GPU (backend = cuda) against the golden cases
+    gpu_test test_cuda_model 240 $b/dalle_full.dalle $b/dalle_variants.dalle $b/dalle_cfg.dalle \
+        $b/dalle_shared_attn.dalle $b/dalle_full_int8.dalle $b/dalle_variants_bf16.dalle \
+        $b/dalle_cfg_f16.dalle
+    mrc=$last
+    # the VAEs on the GPU (backend = cuda) against the golden VAE cases
+    gpu_test test_cuda_vae 120 $b/vae_resblocks.dalle $b/openai_dvae_64.dalle $b/vqgan.dalle \
+        $b/dalle_full.dalle $b/dalle_variants.dalle $b/dalle_shared_attn.dalle $b/dalle_cfg.dalle
+    vrc=$last
     echo "----"
     echo "$summary" | tee "$out/summary.txt"
     [ "$rc" -ne 0 ] && exit "$rc"
-    exit "$mrc"
+    [ "$mrc" -ne 0 ] && exit "$mrc"
+    exit "$vrc"
     ;;
 *)
     echo "usage: sh tests/cuda_device.sh pack|run" >&2

@@ -81,4 +81,31 @@ static inline void golden_check_close(const char *what, const float *ours, const
           tol, (long long)md);
 }
 
+/* ids agreement: at least 99% equal and every mismatch a near-tie in our
+ * own scores (the top two within `tie` of each other). */
+static inline void golden_check_ids(const char *name, const int32_t *ours, const int64_t *want,
+                                    int64_t n, const float *scores, int tokens, int64_t seq,
+                                    double tie)
+{
+    int64_t same = 0, far = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ours[i] == want[i]) {
+            same++;
+            continue;
+        }
+        if (!scores) {
+            far++;
+            continue;
+        }
+        int64_t b = i / seq, p = i % seq;
+        const float *s = scores + b * tokens * seq + p;
+        double gap = fabs((double)s[ours[i] * seq] - s[want[i] * seq]);
+        if (gap > tie)
+            far++;
+    }
+    CHECK(same * 100 >= n * 99 && far == 0,
+          "%s: encoded ids %lld/%lld equal (%.2f%%), %lld mismatches away from a tie", name,
+          (long long)same, (long long)n, 100.0 * same / n, (long long)far);
+}
+
 #endif

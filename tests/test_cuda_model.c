@@ -36,6 +36,7 @@
 #include "backend.h"
 #include "backend_ops.h"
 #include "check.h"
+#include "emu_backend.h"
 #include "golden.h"
 #include "context.h"
 #include "error.h"
@@ -47,57 +48,6 @@
 #include "transformer_internal.h"
 
 static int gpu_mode;
-
-/* ---- the emulated device backend ---------------------------------------------- */
-
-/* The CPU's operations, but memory that the model must treat as foreign:
- * allocations are tracked so that the test can see they all come back. */
-static backend_ops emu_ops;
-static void *emu_live[4096];
-static int emu_n, emu_states;
-
-static dalle_status emu_alloc(backend *be, size_t bytes, void **ptr)
-{
-    (void)be;
-    *ptr = NULL;
-    if (!bytes)
-        return DALLE_OK;
-    if (emu_n == (int)(sizeof emu_live / sizeof *emu_live) || !(*ptr = malloc(bytes)))
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "emulated backend: out of memory");
-    memset(*ptr, 0xa5, bytes); /* nothing may rely on zeroed memory */
-    emu_live[emu_n++] = *ptr;
-    emu_states++;
-    return DALLE_OK;
-}
-
-static void emu_free(backend *be, void *ptr)
-{
-    (void)be;
-    if (!ptr)
-        return;
-    for (int i = 0; i < emu_n; i++)
-        if (emu_live[i] == ptr) {
-            emu_live[i] = emu_live[--emu_n];
-            emu_states--;
-            free(ptr);
-            return;
-        }
-    printf("FAIL emulated backend: free of a pointer it never gave out\n");
-    check_failures++;
-}
-
-static void emu_seal(backend *be)
-{
-    (void)be;
-    emu_states = 0; /* what follows is the states' */
-}
-
-static void emu_release_all(void)
-{
-    for (int i = 0; i < emu_n; i++)
-        free(emu_live[i]);
-    emu_n = 0;
-}
 
 /* ---- contexts ------------------------------------------------------------------ */
 
@@ -119,14 +69,7 @@ static int open_model(model *m, const char *path, int on_device, int max_batch)
     if (s)
         return s;
     if (on_device && !gpu_mode) {
-        backend_cpu_init(&m->emu, m->ctx->pool);
-        emu_ops = *m->emu.op;
-        emu_ops.alloc = emu_alloc;
-        emu_ops.free = emu_free;
-        emu_ops.seal = emu_seal;
-        m->emu.op = &emu_ops;
-        m->emu.name = "emulated";
-        m->emu.host_memory = 0;
+        emu_init(&m->emu, m->ctx->pool);
         s = transformer_to_backend(m->ctx->transformer, &m->emu);
         CHECK(s == DALLE_OK && m->ctx->transformer->be == &m->emu && emu_n > 0,
               "%s: weights copied to the emulated backend (%d allocations): %s", path, emu_n,

@@ -18,6 +18,13 @@
  *   RNG: the 64-bit words equal, the Gumbel noise within 1e-13;
  *   sampling: the same ids as sampler_pick on every row (continuous logits
  *   and the tie cases of tests/test_sampler.c).
+ *   The VAEs' image operations (lib/conv.c): conv2d and conv_transpose2d
+ *   (every geometry the VAEs use, whole and one-row im2col tiles) within
+ *   1e-5 * the same convolution of |x|, |w| and |b| (a float sum's rounding
+ *   scale); group_norm (+ swish) rel 1e-5, abs 1e-6; relu, residual, the
+ *   poolings, upsampling, the id look-ups, the pixel maps but the sigmoid
+ *   one, |z|² and the argmax (ties too): exact; the sigmoid map rel 1e-5,
+ *   abs 1e-6; vq_scores within 1e-5 * (|z|² + |e|² + 2 Σ|z e|).
  *
  * Without a GPU: checks that a missing cuBLAS, or a library without its
  * symbols, fails cuda_ops_create with a message naming the library and the
@@ -31,6 +38,7 @@
 
 #include "backend_ops.h"
 #include "check.h"
+#include "conv.h"
 #include "cuda/ops_cuda.h"
 #include "ops.h"
 #include "rng.h"
@@ -785,6 +793,282 @@ static void check_arena(void)
     CHECK(cuda_ops_arena_mark(ctx) == mark, "arena: reset to the mark");
 }
 
+/* ------------------------------------------------------------------------ */
+/* --- the VAEs' image operations (lib/conv.c; lib/cuda/ops_cuda_conv.cu) --- */
+
+static void absolute(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = fabsf(x[i]);
+}
+
+/* max |got - want| / (1e-5 * bound + 1e-7): <= 1 passes */
+static double bound_ratio(const float *got, const float *want, const float *bound, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)got[i] - want[i]) / (1e-5 * bound[i] + 1e-7);
+        if (!(r <= worst))
+            worst = isnan(r) ? INFINITY : r;
+    }
+    return worst;
+}
+
+/* One convolution (transposed or not) of x [cin][h][w] on the GPU against
+ * lib/conv.c, with im2col tiles of `tiny` (one row) or whole images. */
+static void check_one_conv(const conv_geom *g, int transposed, int h, int w, int tiny)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int ho = transposed ? (h - 1) * g->stride - 2 * g->pad_top + g->k
+                              : conv_out_size(h, g->k, g->stride, g->pad_top, g->pad_bottom);
+    const int wo = transposed ? (w - 1) * g->stride - 2 * g->pad_left + g->k
+                              : conv_out_size(w, g->k, g->stride, g->pad_left, g->pad_right);
+    const size_t nx = (size_t)g->cin * h * w, nw = (size_t)g->cout * g->cin * g->k * g->k;
+    const size_t ny = (size_t)g->cout * ho * wo;
+    const int64_t cap = tiny ? 1 : (int64_t)1 << 22;
+    const int64_t ncol = transposed ? conv_transpose2d_col_need(g->cout, g->k, h, w, cap)
+                                    : conv2d_col_need(g, h, w, cap);
+    float *x = xmalloc(nx * 4), *wt = xmalloc(nw * 4), *b = xmalloc((size_t)g->cout * 4);
+    float *ax = xmalloc(nx * 4), *aw = xmalloc(nw * 4), *ab = xmalloc((size_t)g->cout * 4);
+    float *want = xmalloc(ny * 4), *bound = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+    float *col = xmalloc((size_t)(ncol ? ncol : 1) * 4);
+    fill(x, nx, -1.0f, 1.0f);
+    fill(wt, nw, -1.0f, 1.0f);
+    fill(b, (size_t)g->cout, -1.0f, 1.0f);
+    absolute(x, ax, nx);
+    absolute(wt, aw, nw);
+    absolute(b, ab, (size_t)g->cout);
+    float *dx = dev_copy(x, nx * 4), *dw = dev_copy(wt, nw * 4);
+    float *db = dev_copy(b, (size_t)g->cout * 4), *dy = dev_copy(NULL, ny * 4);
+    float *dcol = dev_copy(NULL, (size_t)(ncol ? ncol : 1) * 4);
+    if (transposed) {
+        conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, x, h, w, wt, b, want, col,
+                         ncol, NULL);
+        conv_transpose2d(g->cin, g->cout, g->k, g->stride, g->pad_top, ax, h, w, aw, ab, bound,
+                         col, ncol, NULL);
+        CALL(cuda_conv_transpose2d(ctx, g, dx, h, w, dw, db, dy, dcol, ncol));
+    } else {
+        conv2d(g, x, h, w, wt, b, want, col, ncol, NULL);
+        conv2d(g, ax, h, w, aw, ab, bound, col, ncol, NULL);
+        CALL(cuda_conv2d(ctx, g, dx, h, w, dw, db, dy, dcol, ncol));
+    }
+    download(got, dy, ny * 4);
+    double r = bound_ratio(got, want, bound, ny);
+    CHECK(r <= 1.0,
+          "%s cin %d cout %d k %d stride %d pad %d,%d,%d,%d on %dx%d%s: error ratio %.3g",
+          transposed ? "conv_transpose2d" : "conv2d", g->cin, g->cout, g->k, g->stride,
+          g->pad_top, g->pad_bottom, g->pad_left, g->pad_right, h, w,
+          tiny ? " (one-row tiles)" : "", r);
+    free(x), free(wt), free(b), free(ax), free(aw), free(ab), free(want), free(bound), free(got);
+    free(col);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+static void check_convolutions(void)
+{
+    /* the VAEs' geometries: 3×3 same, DiscreteVAE's 4×4 stride 2, 1×1,
+     * dall_e's 7×7, taming's Downsample (pad right/bottom), a strided 1×1 */
+    const int geo[][8] = {{8, 16, 3, 1, 1, 1, 1, 1}, {8, 5, 4, 2, 1, 1, 1, 1},
+                          {8, 16, 1, 1, 0, 0, 0, 0}, {3, 8, 7, 1, 3, 3, 3, 3},
+                          {8, 8, 3, 2, 0, 1, 0, 1},  {8, 6, 1, 2, 0, 0, 0, 0},
+                          {64, 96, 3, 1, 1, 1, 1, 1}};
+    for (size_t i = 0; i < sizeof geo / sizeof *geo; i++)
+        for (int tiny = 0; tiny < 2; tiny++) {
+            conv_geom g = {geo[i][0], geo[i][1], geo[i][2], geo[i][3],
+                           geo[i][4], geo[i][5], geo[i][6], geo[i][7]};
+            check_one_conv(&g, 0, i == 6 ? 40 : 13, i == 6 ? 33 : 11, tiny);
+        }
+    /* DiscreteVAE's ConvTranspose2d(4, stride 2, pad 1), and others */
+    const int tgeo[][4] = {{8, 6, 4, 2}, {16, 32, 4, 2}, {5, 3, 3, 1}};
+    for (size_t i = 0; i < sizeof tgeo / sizeof *tgeo; i++)
+        for (int tiny = 0; tiny < 2; tiny++) {
+            conv_geom g = conv_geom_make(tgeo[i][0], tgeo[i][1], tgeo[i][2], tgeo[i][3],
+                                         tgeo[i][2] == 4 ? 1 : 0);
+            check_one_conv(&g, 1, 13, i == 1 ? 16 : 11, tiny);
+        }
+}
+
+static void check_image_elementwise(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int c = 6, h = 10, w = 14;
+    const size_t n = (size_t)c * h * w;
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4), *want = xmalloc(4 * n * 4);
+    float *got = xmalloc(4 * n * 4);
+    fill(x, n, -2.0f, 2.0f);
+    fill(y, n, -2.0f, 2.0f);
+    x[7] = -0.0f;
+    float *dx = dev_copy(x, n * 4), *dy = dev_copy(y, n * 4), *dz = dev_copy(NULL, 4 * n * 4);
+    conv_relu(x, want, (int64_t)n);
+    CALL(cuda_relu(ctx, dx, dz, (int64_t)n));
+    download(got, dz, n * 4);
+    CHECK(count_diff_bits(got, want, n) == 0, "relu: the CPU's bits");
+    memcpy(want, y, n * 4);
+    conv_residual(x, want, 0.37f, (int64_t)n);
+    CALL(cuda_residual(ctx, dx, dy, 0.37f, (int64_t)n));
+    download(got, dy, n * 4);
+    CHECK(count_diff_bits(got, want, n) == 0, "residual x + 0.37 y: the CPU's bits");
+    for (int max = 0; max < 2; max++) {
+        const int hh = h - max, ww = w - max; /* odd sides too: the last row / column dropped */
+        const size_t no = (size_t)c * (hh / 2) * (ww / 2);
+        if (max)
+            conv_max_pool2(x, c, hh, ww, want);
+        else
+            conv_avg_pool2(x, c, hh, ww, want);
+        CALL(cuda_pool2(ctx, dx, c, hh, ww, max, dz));
+        download(got, dz, no * 4);
+        CHECK(count_diff_bits(got, want, no) == 0, "%s pool 2x2 of %dx%d: the CPU's bits",
+              max ? "max" : "average", hh, ww);
+    }
+    conv_upsample2(x, c, h, w, want);
+    CALL(cuda_upsample2(ctx, dx, c, h, w, dz));
+    download(got, dz, 4 * n * 4);
+    CHECK(count_diff_bits(got, want, 4 * n) == 0, "upsample 2x: the CPU's bits");
+    free(x), free(y), free(want), free(got);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+static void check_group_norm(void)
+{
+    const int64_t shapes[][2] = {{64, 15}, {128, 4096}, {32, 1}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int swish = 0; swish < 2; swish++) {
+            size_t mark = cuda_ops_arena_mark(ctx);
+            const int c = (int)shapes[si][0];
+            const int64_t hw = shapes[si][1];
+            const size_t n = (size_t)(c * hw);
+            float *x = xmalloc(n * 4), *g = xmalloc((size_t)c * 4), *b = xmalloc((size_t)c * 4);
+            float *want = xmalloc(n * 4), *got = xmalloc(n * 4);
+            fill(x, n, 3.0f, 7.0f); /* a large mean: the centring matters */
+            fill(g, (size_t)c, 0.5f, 1.5f);
+            fill(b, (size_t)c, -0.5f, 0.5f);
+            conv_group_norm(x, c, hw, 32, 1e-6f, g, b, swish, want, NULL);
+            float *dx = dev_copy(x, n * 4), *dg = dev_copy(g, (size_t)c * 4);
+            float *db = dev_copy(b, (size_t)c * 4);
+            CALL(cuda_group_norm(ctx, dx, c, hw, 32, 1e-6f, dg, db, swish, dx)); /* in place */
+            download(got, dx, n * 4);
+            double r = err_ratio(got, want, n, 1e-5, 1e-6);
+            CHECK(r <= 1.0, "group_norm(32)%s over [%d][%lld] in place: error ratio %.3g",
+                  swish ? " + swish" : "", c, (long long)hw, r);
+            free(x), free(g), free(b), free(want), free(got);
+            cuda_ops_arena_reset(ctx, mark);
+        }
+}
+
+static void check_vae_io(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    /* the look-ups: codebook rows, and one-hot columns plus a bias */
+    const int tokens = 37, ch = 12, np = 50;
+    float *table = xmalloc((size_t)tokens * ch * 4), *bias = xmalloc((size_t)ch * 4);
+    float *want = xmalloc((size_t)ch * np * 4), *got = xmalloc((size_t)ch * np * 4);
+    int32_t ids[50];
+    fill(table, (size_t)tokens * ch, -1.0f, 1.0f);
+    fill(bias, (size_t)ch, -1.0f, 1.0f);
+    for (int p = 0; p < np; p++)
+        ids[p] = (int32_t)(lcg() % tokens);
+    float *dt = dev_copy(table, (size_t)tokens * ch * 4), *db = dev_copy(bias, (size_t)ch * 4);
+    int32_t *di = dev_copy(ids, sizeof ids);
+    float *dx = dev_copy(NULL, (size_t)ch * np * 4);
+    for (int onehot = 0; onehot < 2; onehot++) {
+        conv_gather_ids(table, onehot ? 1 : ch, onehot ? tokens : 1, onehot ? bias : NULL, ids,
+                        np, ch, want);
+        CALL(cuda_gather_ids(ctx, dt, onehot ? 1 : ch, onehot ? tokens : 1, onehot ? db : NULL,
+                             di, np, ch, dx));
+        download(got, dx, (size_t)ch * np * 4);
+        CHECK(count_diff_bits(got, want, (size_t)ch * np) == 0, "gather_ids (%s): the CPU's bits",
+              onehot ? "one-hot columns + bias" : "codebook rows");
+    }
+    /* the pixel maps; the clamping ones over NaN, ±inf and out-of-range values too */
+    const int64_t n = 300;
+    float *px = xmalloc((size_t)n * 3 * 4), *pw = xmalloc((size_t)n * 3 * 4);
+    float *pg = xmalloc((size_t)n * 3 * 4);
+    float *dp = dev_copy(NULL, (size_t)n * 3 * 4), *dq = dev_copy(NULL, (size_t)n * 3 * 4);
+    for (int kind = CONV_MAP_COPY; kind <= CONV_MAP_SYMMETRIC; kind++) {
+        const int clamps = kind == CONV_MAP_AFFINE_CLAMP || kind == CONV_MAP_CLAMP ||
+                           kind == CONV_MAP_LAPLACE || kind == CONV_MAP_SYMMETRIC;
+        conv_map m = {(conv_map_kind)kind, {0.48f, 0.5f, 0.52f}, {0.26f, 0.25f, 0.27f}};
+        fill(px, (size_t)n * 3, -3.0f, 3.0f);
+        if (clamps) {
+            px[1] = NAN;
+            px[2] = INFINITY;
+            px[n + 3] = -INFINITY;
+        }
+        conv_map_pixels(&m, px, n, pw);
+        cuda_ops_upload(ctx, dp, px, (size_t)n * 3 * 4);
+        CALL(cuda_pixel_map(ctx, &m, dp, n, dq));
+        download(pg, dq, (size_t)n * 3 * 4);
+        if (kind == CONV_MAP_LAPLACE) {
+            double r = err_ratio(pg, pw, (size_t)n * 3, 1e-5, 1e-6);
+            CHECK(r <= 1.0, "pixel_map LAPLACE (sigmoid): error ratio %.3g", r);
+        } else {
+            CHECK(count_diff_bits(pg, pw, (size_t)n * 3) == 0, "pixel_map kind %d: the CPU's bits",
+                  kind);
+        }
+    }
+    free(table), free(bias), free(want), free(got), free(px), free(pw), free(pg);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+static void check_vq_and_argmax(void)
+{
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int dim = 24, k = 70;
+    const int64_t n = 64;
+    float *z = xmalloc((size_t)dim * n * 4), *e = xmalloc((size_t)k * dim * 4);
+    float *cs = xmalloc((size_t)k * 4), *zz = xmalloc((size_t)n * 4), *gzz = xmalloc((size_t)n * 4);
+    float *want = xmalloc((size_t)k * n * 4), *got = xmalloc((size_t)k * n * 4);
+    float *az = xmalloc((size_t)dim * n * 4), *ae = xmalloc((size_t)k * dim * 4);
+    float *bound = xmalloc((size_t)k * n * 4);
+    fill(z, (size_t)dim * n, -1.0f, 1.0f);
+    fill(e, (size_t)k * dim, -1.0f, 1.0f);
+    for (int j = 0; j < k; j++) {
+        float acc = 0.0f;
+        for (int d = 0; d < dim; d++)
+            acc += e[j * dim + d] * e[j * dim + d];
+        cs[j] = acc;
+    }
+    conv_vq_scores(NULL, z, dim, n, e, cs, k, zz, want);
+    absolute(z, az, (size_t)dim * n);
+    absolute(e, ae, (size_t)k * dim);
+    ops_gemm(NULL, 0, 0, k, n, dim, 1.0f, ae, dim, az, n, 0.0f, bound, n);
+    for (int j = 0; j < k; j++)
+        for (int64_t p = 0; p < n; p++)
+            bound[j * n + p] = zz[p] + cs[j] + 2.0f * bound[j * n + p];
+    float *dz = dev_copy(z, (size_t)dim * n * 4), *de = dev_copy(e, (size_t)k * dim * 4);
+    float *dc = dev_copy(cs, (size_t)k * 4), *dzz = dev_copy(NULL, (size_t)n * 4);
+    float *ds = dev_copy(NULL, (size_t)k * n * 4);
+    CALL(cuda_vq_scores(ctx, dz, dim, n, de, dc, k, dzz, ds));
+    download(gzz, dzz, (size_t)n * 4);
+    download(got, ds, (size_t)k * n * 4);
+    CHECK(count_diff_bits(gzz, zz, (size_t)n) == 0, "vq_scores |z|²: the CPU's bits");
+    double r = bound_ratio(got, want, bound, (size_t)k * n);
+    CHECK(r <= 1.0, "vq_scores [%d][%lld] of dim %d: error ratio %.3g", k, (long long)n, dim, r);
+    /* the argmax of the CPU's scores, with ties (first maximum wins) */
+    want[5 * n + 3] = want[9 * n + 3] = 100.0f;
+    want[2 * n + 7] = want[(k - 1) * n + 7] = 1e9f;
+    int32_t *iw = xmalloc((size_t)n * 4), *ig = xmalloc((size_t)n * 4);
+    conv_argmax_channels(want, k, n, iw);
+    cuda_ops_upload(ctx, ds, want, (size_t)k * n * 4);
+    int32_t *di = dev_copy(NULL, (size_t)n * 4);
+    CALL(cuda_argmax_channels(ctx, ds, k, n, di));
+    download(ig, di, (size_t)n * 4);
+    CHECK(!memcmp(ig, iw, (size_t)n * 4) && iw[3] == 5 && iw[7] == 2,
+          "argmax_channels: the CPU's ids, ties to the first");
+    free(z), free(e), free(cs), free(zz), free(gzz), free(want), free(got), free(az), free(ae);
+    free(bound), free(iw), free(ig);
+    cuda_ops_arena_reset(ctx, mark);
+}
+
+static void check_image_ops(void)
+{
+    check_convolutions();
+    check_image_elementwise();
+    check_group_norm();
+    check_vae_io();
+    check_vq_and_argmax();
+}
+
 int main(int argc, char **argv)
 {
     quick = argc > 1 && strcmp(argv[1], "quick") == 0;
@@ -829,6 +1113,7 @@ int main(int argc, char **argv)
     check_rng();
     check_sampler();
     check_gemm();
+    check_image_ops(); /* the VAEs' image operations */
     CALL(cuda_ops_sync(ctx));
     cuda_ops_destroy(ctx);
 

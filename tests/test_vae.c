@@ -26,6 +26,7 @@
 #include "context.h"
 #include "conv.h"
 #include "dalle/dalle.h"
+#include "golden.h"
 #include "npy.h"
 #include "vae.h"
 
@@ -234,32 +235,6 @@ typedef struct vae_case {
     pixel_map map; /* how `decoded` becomes [0, 1] pixels when `pixels` is NULL */
 } vae_case;
 
-/* ids agreement: at least 99% equal and every mismatch a near-tie in our
- * own scores (the top two within `tie` of each other). */
-static void check_ids(const char *name, const int32_t *ours, const int64_t *want, int64_t n,
-                      const float *scores, int tokens, int64_t seq, double tie)
-{
-    int64_t same = 0, far = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (ours[i] == want[i]) {
-            same++;
-            continue;
-        }
-        if (!scores) {
-            far++;
-            continue;
-        }
-        int64_t b = i / seq, p = i % seq;
-        const float *s = scores + b * tokens * seq + p;
-        double gap = fabs((double)s[ours[i] * seq] - s[want[i] * seq]);
-        if (gap > tie)
-            far++;
-    }
-    CHECK(same * 100 >= n * 99 && far == 0,
-          "%s: encoded ids %lld/%lld equal (%.2f%%), %lld mismatches away from a tie", name,
-          (long long)same, (long long)n, 100.0 * same / n, (long long)far);
-}
-
 static void run_case(const vae_case *c)
 {
     dalle_ctx *ctx;
@@ -344,7 +319,8 @@ static void run_case(const vae_case *c)
         double amp = 0;
         for (int64_t i = 0; i < (int64_t)tokens * seq * batch; i++)
             amp = fmax(amp, fabs(scores[i]));
-        check_ids(c->name, enc, dec.data, (int64_t)seq * batch, scores, tokens, seq, 1e-5 * amp);
+        golden_check_ids(c->name, enc, dec.data, (int64_t)seq * batch, scores, tokens, seq,
+                         1e-5 * amp);
         npy_free(&dec);
     }
     printf("     %s: %d px, %d tokens: decode %.2f ms/image, encode %.2f ms/image\n", c->name,

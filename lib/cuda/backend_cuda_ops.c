@@ -206,6 +206,84 @@ static void cu_sample(backend *be, sampler *sm, const float *logits, int64_t ld,
                              sm->p->seed, stream0, counter, ids));
 }
 
+/* ---- the VAEs' image operations (lib/vae*.c through lib/backend_ops.h) ---- */
+
+static void cu_conv2d(backend *be, const conv_geom *g, const float *x, int h, int w,
+                      const float *wt, const float *bias, float *y, float *col, int64_t col_floats)
+{
+    RUN(be, cuda_conv2d(ctx_of(be), g, x, h, w, wt, bias, y, col, col_floats));
+}
+
+static void cu_conv_transpose2d(backend *be, const conv_geom *g, const float *x, int h, int w,
+                                const float *wt, const float *bias, float *y, float *col,
+                                int64_t col_floats)
+{
+    RUN(be, cuda_conv_transpose2d(ctx_of(be), g, x, h, w, wt, bias, y, col, col_floats));
+}
+
+static void cu_relu(backend *be, const float *x, float *y, int64_t n)
+{
+    RUN(be, cuda_relu(ctx_of(be), x, y, n));
+}
+
+static void cu_residual(backend *be, const float *x, float *y, float scale, int64_t n)
+{
+    RUN(be, cuda_residual(ctx_of(be), x, y, scale, n));
+}
+
+static void cu_group_norm(backend *be, const float *x, int c, int64_t hw, int groups, float eps,
+                          const float *gain, const float *bias, int swish, float *y)
+{
+    RUN(be, cuda_group_norm(ctx_of(be), x, c, hw, groups, eps, gain, bias, swish, y));
+}
+
+static void cu_pool2(backend *be, const float *x, int c, int h, int w, int max, float *y)
+{
+    RUN(be, cuda_pool2(ctx_of(be), x, c, h, w, max, y));
+}
+
+static void cu_upsample2(backend *be, const float *x, int c, int h, int w, float *y)
+{
+    RUN(be, cuda_upsample2(ctx_of(be), x, c, h, w, y));
+}
+
+static void cu_gather_ids(backend *be, const float *table, int64_t id_stride, int64_t c_stride,
+                          const float *bias, const int32_t *ids, int64_t n, int channels, float *x)
+{
+    RUN(be, cuda_gather_ids(ctx_of(be), table, id_stride, c_stride, bias, ids, n, channels, x));
+}
+
+static void cu_pixel_map(backend *be, const conv_map *m, const float *x, int64_t n, float *y)
+{
+    RUN(be, cuda_pixel_map(ctx_of(be), m, x, n, y));
+}
+
+static void cu_gemm(backend *be, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                    float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                    float beta, float *c, int64_t ldc)
+{
+    RUN(be, cuda_gemm(ctx_of(be), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
+}
+
+/* x *= scale over all rows at once (the CPU's product, rounded alike),
+ * then the softmax of each row */
+static void cu_softmax_scaled(backend *be, float *x, int64_t rows, int64_t n, float scale)
+{
+    RUN(be, cuda_scale_vectors(ctx_of(be), x, 1, rows * n, 1, 0, rows * n, scale));
+    RUN(be, cuda_softmax(ctx_of(be), x, rows, n));
+}
+
+static void cu_vq_scores(backend *be, const float *z, int dim, int64_t n, const float *codebook,
+                         const float *code_sq, int k, float *zz, float *scores)
+{
+    RUN(be, cuda_vq_scores(ctx_of(be), z, dim, n, codebook, code_sq, k, zz, scores));
+}
+
+static void cu_argmax_channels(backend *be, const float *scores, int t, int64_t n, int32_t *ids)
+{
+    RUN(be, cuda_argmax_channels(ctx_of(be), scores, t, n, ids));
+}
+
 static const backend_ops cuda_table = {
     .alloc = cu_alloc,
     .free = cu_free,
@@ -225,6 +303,20 @@ static const backend_ops cuda_table = {
     .token_shift = cu_token_shift,
     .attention = cu_attention,
     .sample = cu_sample,
+    /* the VAEs' image operations */
+    .conv2d = cu_conv2d,
+    .conv_transpose2d = cu_conv_transpose2d,
+    .relu = cu_relu,
+    .residual = cu_residual,
+    .group_norm = cu_group_norm,
+    .pool2 = cu_pool2,
+    .upsample2 = cu_upsample2,
+    .gather_ids = cu_gather_ids,
+    .pixel_map = cu_pixel_map,
+    .gemm = cu_gemm,
+    .softmax_scaled = cu_softmax_scaled,
+    .vq_scores = cu_vq_scores,
+    .argmax_channels = cu_argmax_channels,
 };
 
 dalle_status backend_cuda_create(const dalle_ctx_params *params, size_t arena_bytes,

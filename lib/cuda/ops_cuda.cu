@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ops_cuda.h"
+#include "ops_cuda_internal.cuh"
 
 extern "C" {
 #include "../error.h"
@@ -187,7 +188,7 @@ struct cuda_ops {
 // CUDA errors as statuses: what cannot run here is UNSUPPORTED (the
 // backend is unavailable, not broken), running out of memory is
 // OUT_OF_MEMORY, the rest BACKEND.
-static dalle_status cuda_fail(cudaError_t e, const char *what)
+dalle_status cuda_fail(cudaError_t e, const char *what)
 {
     dalle_status st = DALLE_ERR_BACKEND;
     switch (e) {
@@ -212,85 +213,10 @@ static dalle_status cuda_fail(cudaError_t e, const char *what)
     return dalle_fail(st, "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
-#define CU(call, what)                                                                         \
-    do {                                                                                       \
-        cudaError_t cu_err_ = (call);                                                          \
-        if (cu_err_ != cudaSuccess)                                                            \
-            return cuda_fail(cu_err_, (what));                                                 \
-    } while (0)
-
-// After a launch: configuration errors now, or an earlier kernel's fault.
-#define LAUNCHED(what) CU(cudaGetLastError(), (what))
-
-// Makes the context's device current for one call and gives the caller's
-// current device back after it (a library must not move the application's).
-struct device_scope {
-    int prev;
-    bool restore;
-    explicit device_scope(int dev) : prev(0), restore(false)
-    {
-        int cur = -1;
-        if (cudaGetDevice(&cur) == cudaSuccess && cur != dev && cudaSetDevice(dev) == cudaSuccess) {
-            prev = cur;
-            restore = true;
-        }
-    }
-    ~device_scope()
-    {
-        if (restore)
-            cudaSetDevice(prev);
-    }
-    device_scope(const device_scope &) = delete;
-    device_scope &operator=(const device_scope &) = delete;
-};
-
-static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
-
-static dalle_status bad_size(const char *op, const char *what, long long v)
-{
-    return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "cuda: %s: %s = %lld is out of range", op, what,
-                      v);
-}
-
-// Grid of a grid-stride loop over `total` items, 256 threads a block.
-static unsigned grid_for(int64_t total)
-{
-    int64_t blocks = (total + 255) / 256;
-    const int64_t cap = 65535;
-    return (unsigned)(blocks < cap ? blocks : cap);
-}
+cudaStream_t cuda_ops_stream(const cuda_ops *c) { return c->stream; }
 
 // ---------------------------------------------------------------------------
-// Device helpers.
-
-// Reduce over a block whose size is a multiple of 32: a fixed xor tree in
-// each warp, then the warps' values in warp order. Every thread returns the
-// same value. `scratch` holds 32 values.
-template <typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T *scratch)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads(); // scratch may still be read by an earlier reduction
-    if (lane == 0)
-        scratch[warp] = v;
-    __syncthreads();
-    v = scratch[0];
-    for (int w = 1; w < nw; w++)
-        v = op(v, scratch[w]);
-    return v;
-}
-
-struct add_d {
-    __device__ double operator()(double a, double b) const { return __dadd_rn(a, b); }
-};
-struct add_i {
-    __device__ int operator()(int a, int b) const { return a + b; }
-};
-struct max_f {
-    __device__ float operator()(float a, float b) const { return b > a ? b : a; }
-};
+// Device helpers (the shared ones are in ops_cuda_internal.cuh).
 
 // lib/rng.c on the device: the same integer mixing, the same conversions.
 __device__ __forceinline__ uint64_t d_mix(uint64_t z)
@@ -939,6 +865,7 @@ static dalle_status warm_kernels(cuda_ops *c)
                              nullptr, nullptr, 0);
     k_fill<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, 1, 0.0f);
     k_guidance<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 0, 1, 1.0f);
+    cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(s);

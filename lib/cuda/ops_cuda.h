@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../conv.h"
 #include "../ops.h"
 #include "dalle/dalle.h"
 
@@ -211,6 +212,43 @@ dalle_status cuda_sample_topk(cuda_ops *c, const float *logits, int64_t ld, int 
  * Either output may be NULL. */
 dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t stream, uint64_t counter,
                            uint64_t lane0, int64_t n, uint64_t *bits, double *gumbel);
+
+/* --- the VAEs' image operations (lib/conv.h; ops_cuda_conv.cu) ------------
+ * One image [c][h][w] at a time, as lib/conv.c. Convolutions are im2col +
+ * cuBLAS SGEMM over the same tiles of output rows as the CPU (col: scratch
+ * of col_floats >= conv2d_col_need / conv_transpose2d_col_need); the
+ * transposed convolution's col2im adds the taps of each output pixel in the
+ * CPU's order. GroupNorm sums in double as the CPU. The elementwise ones,
+ * the look-ups, |z|² and the argmax give the CPU's bits (expf aside). */
+dalle_status cuda_conv2d(cuda_ops *c, const conv_geom *g, const float *x, int h, int w,
+                         const float *wt, const float *bias, float *y, float *col,
+                         int64_t col_floats);
+/* nn.ConvTranspose2d of g->cin → g->cout, kernel g->k, stride g->stride,
+ * padding g->pad_top on every side */
+dalle_status cuda_conv_transpose2d(cuda_ops *c, const conv_geom *g, const float *x, int h, int w,
+                                   const float *wt, const float *bias, float *y, float *col,
+                                   int64_t col_floats);
+dalle_status cuda_relu(cuda_ops *c, const float *x, float *y, int64_t n);
+/* y = x + scale · y */
+dalle_status cuda_residual(cuda_ops *c, const float *x, float *y, float scale, int64_t n);
+dalle_status cuda_group_norm(cuda_ops *c, const float *x, int ch, int64_t hw, int groups,
+                             float eps, const float *gain, const float *bias, int swish, float *y);
+/* 2×2 max (max ≠ 0) / average pooling; nearest 2× upsampling */
+dalle_status cuda_pool2(cuda_ops *c, const float *x, int ch, int h, int w, int max, float *y);
+dalle_status cuda_upsample2(cuda_ops *c, const float *x, int ch, int h, int w, float *y);
+/* conv_gather_ids; ids device memory, in range */
+dalle_status cuda_gather_ids(cuda_ops *c, const float *table, int64_t id_stride,
+                             int64_t c_stride, const float *bias, const int32_t *ids, int64_t n,
+                             int channels, float *x);
+/* conv_map_pixels of [3][n] */
+dalle_status cuda_pixel_map(cuda_ops *c, const conv_map *m, const float *x, int64_t n, float *y);
+/* conv_vq_scores: |z|² (zz, n floats of scratch), one product, the rest */
+dalle_status cuda_vq_scores(cuda_ops *c, const float *z, int dim, int64_t n,
+                            const float *codebook, const float *code_sq, int k, float *zz,
+                            float *scores);
+/* conv_argmax_channels; ids device memory */
+dalle_status cuda_argmax_channels(cuda_ops *c, const float *scores, int t, int64_t n,
+                                  int32_t *ids);
 
 #ifdef __cplusplus
 }

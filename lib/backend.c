@@ -22,6 +22,17 @@ dalle_status backend_status(backend *be)
     return dalle_fail(s, "%s", be->message);
 }
 
+dalle_status backend_weights_uploaded(backend *be, dalle_status s, const char *model)
+{
+    if (!s) /* the uploads are queued: wait for them and hear of their errors */
+        s = be->op->download(be, NULL, NULL, 0);
+    if (!s)
+        return DALLE_OK;
+    char why[DALLE_MESSAGE_CAP];
+    snprintf(why, sizeof why, "%s", dalle_last_error());
+    return dalle_fail(s, "%s: copying the weights to the %s backend: %s", model, be->name, why);
+}
+
 dalle_status backend_select(const dalle_ctx_params *params, dalle_backend *chosen)
 {
     const char *why = "";

@@ -14,7 +14,6 @@
  * A tensor used twice (shared layers, to_logits rows as the embeddings) is
  * copied once: a pointer that lies inside an already copied host range of
  * the same dtype maps to the same offset in its copy. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,15 +188,9 @@ dalle_status transformer_to_backend(transformer *tf, backend *be)
     up_floats(&u, &sn, rot);
     free(u.list);
     free(u.rows);
-    dalle_status s = u.s;
-    if (!s) /* the uploads are queued: wait for them and hear of their errors */
-        s = be->op->download(be, NULL, NULL, 0);
-    if (s) {
-        char why[DALLE_MESSAGE_CAP];
-        snprintf(why, sizeof why, "%s", dalle_last_error());
-        return dalle_fail(s, "transformer: copying the weights to the %s backend: %s", be->name,
-                          why);
-    }
+    dalle_status s = backend_weights_uploaded(be, u.s, "transformer");
+    if (s)
+        return s;
     /* the host tables are ours: the device copies replace them */
     free(tf->rot_cos);
     free(tf->rot_sin);

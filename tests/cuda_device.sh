@@ -16,8 +16,10 @@
 #       against the CPU), then its quick sweep under compute-sanitizer's
 #       memcheck, racecheck and synccheck; test_cuda_model gpu (the
 #       transformer with backend = cuda against the golden logits, greedy and
-#       seeded sampling against the CPU), then under memcheck. Logs go to $OUT
-#       (or /tmp/cuda-device); the last lines are a summary.
+#       seeded sampling against the CPU), then under memcheck; test_cuda_clip
+#       gpu (both CLIPs with backend = cuda against their golden cases and the
+#       CPU), then under memcheck. Logs go to $OUT (or /tmp/cuda-device); the
+#       last lines are a summary.
 #
 # The binary runs there as built here: libdalle links cudart statically and
 # loads cuBLAS itself, so the machine needs only its driver and a
@@ -34,6 +36,18 @@ pack)
     rm -rf .devcarry
     mkdir -p .devcarry/bundles .devcarry/golden
     cp "$build/tests/test_cuda_ops" "$build/tests/test_cuda_model" .devcarry/
+    # --- CLIP: the test, the golden CLIP bundles, their golden files (not
+    # the TorchScript bundle: the same weights as openai_clip, and the carry
+    # is limited to 64 MiB; its loading is host code, tested by test_clip)
+    cp "$build/tests/test_cuda_clip" .devcarry/
+    for b in clip_dalle_pytorch openai_clip; do
+        cp "$build/tests/$b.dalle" .devcarry/bundles/
+    done
+    for c in clip_dalle_pytorch openai_clip; do
+        mkdir -p ".devcarry/golden/$c"
+        cp "$golden/$c/case.json" "$golden/$c"/*.npy ".devcarry/golden/$c/"
+    done
+    # --- end of CLIP
     for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
         dalle_variants_bf16 dalle_cfg_f16; do
         cp "$build/tests/$b.dalle" .devcarry/bundles/
@@ -56,7 +70,7 @@ pack)
 run)
     out=${OUT:-/tmp/cuda-device}
     mkdir -p "$out"
-    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] || { echo "no .devcarry/test_cuda_ops or test_cuda_model: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] && [ -x .devcarry/test_cuda_clip ] || { echo "no .devcarry/test_cuda_ops, test_cuda_model or test_cuda_clip: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
     cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
     if [ -z "$cublas" ]; then
         cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
@@ -84,29 +98,44 @@ compute-sanitizer $tool: exit $src (0: clean; 99: errors found; 124: timed out)"
         summary="$summary
 compute-sanitizer: not on this machine"
     fi
+    # model_test LABEL TEST ARGS...: .devcarry/TEST ARGS (log TEST.log), then
+    # under compute-sanitizer memcheck (sanitizer_LABEL_memcheck.log); adds
+    # both to $summary; the test's exit status in $test_rc
+    model_test() {
+        label=$1 name=$2
+        shift 2
+        timeout 240 ".devcarry/$name" "$@" >"$out/$name.log" 2>&1
+        test_rc=$?
+        grep -v '^ok ' "$out/$name.log" | tail -n 40
+        summary="$summary
+$name $1: exit $test_rc ($(grep -c '^ok ' "$out/$name.log") ok, $(grep -c '^FAIL' "$out/$name.log") failed; 77: skipped)"
+        if command -v compute-sanitizer >/dev/null 2>&1; then
+            timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
+                ".devcarry/$name" "$@" >"$out/sanitizer_${label}_memcheck.log" 2>&1
+            src=$?
+            tail -n 3 "$out/sanitizer_${label}_memcheck.log"
+            summary="$summary
+compute-sanitizer memcheck of $name: exit $src (0: clean; 99: errors found; 124: timed out)"
+        fi
+    }
     # the transformer on the GPU (backend = cuda) against the golden cases
     set -- .devcarry/golden
     for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
         dalle_variants_bf16 dalle_cfg_f16; do
         set -- "$@" ".devcarry/bundles/$b.dalle"
     done
-    timeout 240 .devcarry/test_cuda_model gpu "$@" >"$out/test_cuda_model.log" 2>&1
-    mrc=$?
-    grep -v '^ok ' "$out/test_cuda_model.log" | tail -n 40
-    summary="$summary
-test_cuda_model gpu: exit $mrc ($(grep -c '^ok ' "$out/test_cuda_model.log") ok, $(grep -c '^FAIL' "$out/test_cuda_model.log") failed; 77: skipped)"
-    if command -v compute-sanitizer >/dev/null 2>&1; then
-        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
-            .devcarry/test_cuda_model gpu "$@" >"$out/sanitizer_model_memcheck.log" 2>&1
-        src=$?
-        tail -n 3 "$out/sanitizer_model_memcheck.log"
-        summary="$summary
-compute-sanitizer memcheck of test_cuda_model: exit $src (0: clean; 99: errors found; 124: timed out)"
-    fi
+    model_test model test_cuda_model gpu "$@"
+    mrc=$test_rc
+    # --- CLIP on the GPU (backend = cuda) against its golden cases and the CPU
+    model_test clip test_cuda_clip gpu .devcarry/golden .devcarry/bundles/clip_dalle_pytorch.dalle \
+        .devcarry/bundles/openai_clip.dalle .devcarry/bundles/openai_clip.dalle
+    crc=$test_rc
+    # --- end of CLIP
     echo "----"
     echo "$summary" | tee "$out/summary.txt"
     [ "$rc" -ne 0 ] && exit "$rc"
-    exit "$mrc"
+    [ "$mrc" -ne 0 ] && exit "$mrc"
+    exit "$crc"
     ;;
 *)
     echo "usage: sh tests/cuda_device.sh pack|run" >&2

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend_ops.h"
+#include "clip_model.h" /* CLIP's operations (lib/clip_backend.c) */
 #include "error.h"
 #include "sampler.h"
 #include "transformer_internal.h"
@@ -292,6 +293,15 @@ static const backend_ops cpu_ops = {
     .softmax_scaled = cpu_softmax_scaled,
     .vq_scores = cpu_vq_scores,
     .argmax_channels = cpu_argmax_channels,
+    /* --- CLIP's operations (lib/clip_backend.c) --- */
+    .quick_gelu = clip_cpu_quick_gelu,
+    .gather_rows = clip_cpu_gather_rows,
+    .patches = clip_cpu_patches,
+    .clip_attention = clip_cpu_attention,
+    .mean_rows = clip_cpu_mean_rows,
+    .l2_normalize = clip_cpu_l2_normalize,
+    .clip_scores = clip_cpu_scores,
+    /* --- end of CLIP's operations --- */
 };
 
 void backend_cpu_init(backend *be, struct tpool *pool)

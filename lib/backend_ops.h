@@ -39,6 +39,7 @@ struct transformer;
 struct tf_state;
 struct sampler;
 struct tpool;
+struct clip_work;
 typedef struct backend backend;
 
 typedef struct backend_ops {
@@ -135,6 +136,42 @@ typedef struct backend_ops {
                       const float *code_sq, int k, float *zz, float *scores);
     /* conv_argmax_channels: ids (backend memory) of the first maximum */
     void (*argmax_channels)(backend *be, const float *scores, int t, int64_t n, int32_t *ids);
+    /* --- CLIP's operations (lib/clip_*.c; CPU: lib/clip_backend.c) ------------ */
+    /* x[i] = x[i] * sigmoid(1.702 x[i]), i < n (ops_quick_gelu) */
+    void (*quick_gelu)(backend *be, float *x, int64_t n);
+    /* out[r] = table[ids[r]] for r < rows, rows of dim floats; ids is
+     * backend memory, already checked (the token embedding) */
+    void (*gather_rows)(backend *be, const float *table, const int32_t *ids, int64_t rows,
+                        int64_t dim, float *out);
+    /* A stride = kernel convolution's input as matrix rows: images
+     * [n][3][size][size] -> out [n][grid²][3 patch²] (grid = size / patch),
+     * patch (gy, gx) in row gy * grid + gx, its values in (channel, y, x)
+     * order (channels_last 0: OpenAI's conv1.weight) or (y, x, channel)
+     * (1: DALLE-pytorch's 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)') */
+    void (*patches)(backend *be, const float *images, int n, int size, int patch,
+                    int channels_last, float *out);
+    /* Self-attention of whole sequences: qkv [batch * n][3 * heads *
+     * dim_head] (q, k, v rows), each query (times `scale`) over the keys j
+     * of its sequence with key_mask[b][j] != 0 (key_mask: backend memory
+     * [batch][n], or NULL: all) and, causal, j <= i, into att [batch *
+     * n][heads * dim_head]. Every query keeps at least one key. The CPU
+     * scales q in qkv in place and uses w's host scratch (CW_K, CW_V,
+     * CW_SCORES, CW_SPANS); a device leaves qkv as it is and ignores w. */
+    void (*clip_attention)(backend *be, struct clip_work *w, float *qkv, int batch, int n,
+                           int heads, int64_t dim_head, const uint8_t *key_mask, int causal,
+                           float scale, float *att);
+    /* out[b] = the mean (in double) of the rows i of x[b] ([batch][n][dim])
+     * with mask[b][i] != 0 (mask: backend memory, or NULL: every row) */
+    void (*mean_rows)(backend *be, const float *x, int batch, int n, int64_t dim,
+                      const uint8_t *mask, float *out);
+    /* each row v of x [rows][dim] = v / max(||v||, 1e-12) (F.normalize) */
+    void (*l2_normalize)(backend *be, float *x, int64_t rows, int64_t dim);
+    /* out[i * ld + j] = scale · <img[i], txt[j]> for i < n_img, j < n_txt
+     * (rows of dim floats), in upstream's order: scale_first (OpenAI)
+     * (scale · img) · txt, else (img · txt) · scale; the dot in double */
+    void (*clip_scores)(backend *be, const float *img, int n_img, const float *txt, int n_txt,
+                        int64_t dim, float scale, int scale_first, float *out, int64_t ld);
+    /* --- end of CLIP's operations --------------------------------------------- */
 } backend_ops;
 
 struct backend {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend_ops.h"
 #include "bundle.h"
 #include "clip_model.h"
 #include "error.h"
@@ -145,65 +146,37 @@ dalle_status clip_dalle_load(dalle_bundle *b, clip_model *m)
     return DALLE_OK;
 }
 
-/* Mean of rows [0, n) of x (those with mask[i] != 0 when mask is given):
- * upstream's mean(dim=1) / masked_mean, accumulated in double. */
-static void mean_rows(const float *x, int n, int dim, const uint8_t *mask, float *out)
-{
-    int count = 0;
-    for (int i = 0; i < n; i++)
-        count += !mask || mask[i];
-    for (int j = 0; j < dim; j++) {
-        double sum = 0.0;
-        for (int i = 0; i < n; i++)
-            if (!mask || mask[i])
-                sum += x[(int64_t)i * dim + j];
-        out[j] = (float)(sum / count);
-    }
-}
-
 void clip_dalle_encode_image(const clip_model *m, clip_work *w, const float *images, int n,
                              float *features)
 {
-    const int p = m->patch, g = m->grid, S = m->image_size, D = m->vision.dim;
-    const int64_t T = (int64_t)g * g, P = 3LL * p * p;
+    backend *be = w->be;
+    const int p = m->patch, D = m->vision.dim;
+    const int64_t T = (int64_t)m->grid * m->grid, P = 3LL * p * p;
+    const ops_weight patch = ops_weight_f32(m->patch_w), latent = ops_weight_f32(m->to_visual_latent);
     float *in = CW_F(w, CW_IN), *x = CW_F(w, CW_X), *pool = CW_F(w, CW_POOL);
     /* rearrange 'b c (h p1) (w p2) -> b (h w) (p1 p2 c)' */
+    be->op->patches(be, images, n, m->image_size, p, 1, in);
+    be->op->linear(be, in, n * T, P, &patch, m->patch_b, D, x, D, NULL, 0);
     for (int b = 0; b < n; b++)
-        for (int gh = 0; gh < g; gh++)
-            for (int gw = 0; gw < g; gw++) {
-                float *row = in + ((int64_t)b * T + (int64_t)gh * g + gw) * P;
-                for (int p1 = 0; p1 < p; p1++)
-                    for (int p2 = 0; p2 < p; p2++)
-                        for (int c = 0; c < 3; c++)
-                            row[((int64_t)p1 * p + p2) * 3 + c] =
-                                images[(((int64_t)b * 3 + c) * S + (int64_t)gh * p + p1) * S +
-                                       (int64_t)gw * p + p2];
-            }
-    ops_linear_pool(w->pool, in, n * T, P, m->patch_w, m->patch_b, D, x, D);
-    for (int b = 0; b < n; b++)
-        ops_add_scaled(x + (int64_t)b * T * D, m->visual_pos, NULL, T, D);
+        be->op->add_scaled(be, x + (int64_t)b * T * D, m->visual_pos, NULL, T, D);
     clip_encoder_forward(&m->vision, w, n, (int)T, NULL);
-    for (int b = 0; b < n; b++)
-        mean_rows(x + (int64_t)b * T * D, (int)T, D, NULL, pool + (int64_t)b * D);
-    ops_linear_pool(w->pool, pool, n, D, m->to_visual_latent, NULL, m->embed_dim, features,
-                    m->embed_dim);
+    /* upstream's mean(dim=1), accumulated in double */
+    be->op->mean_rows(be, x, n, (int)T, D, NULL, pool);
+    be->op->linear(be, pool, n, D, &latent, NULL, m->embed_dim, features, m->embed_dim, NULL, 0);
 }
 
 void clip_dalle_encode_text(const clip_model *m, clip_work *w, const int32_t *text,
                             const uint8_t *mask, int n, float *features)
 {
+    backend *be = w->be;
     const int L = m->text_len, D = m->text.dim;
+    const ops_weight latent = ops_weight_f32(m->to_text_latent);
     float *x = CW_F(w, CW_X), *pool = CW_F(w, CW_POOL);
+    be->op->gather_rows(be, m->text_emb, text, (int64_t)n * L, D, x);
     for (int b = 0; b < n; b++)
-        for (int i = 0; i < L; i++) {
-            float *xr = x + ((int64_t)b * L + i) * D;
-            memcpy(xr, m->text_emb + (int64_t)text[(int64_t)b * L + i] * D, (size_t)D * sizeof *xr);
-            ops_add_scaled(xr, m->text_pos + (int64_t)i * D, NULL, 1, D);
-        }
+        be->op->add_scaled(be, x + (int64_t)b * L * D, m->text_pos, NULL, L, D);
     clip_encoder_forward(&m->text, w, n, L, mask);
-    for (int b = 0; b < n; b++)
-        mean_rows(x + (int64_t)b * L * D, L, D, mask ? mask + (int64_t)b * L : NULL,
-                  pool + (int64_t)b * D);
-    ops_linear_pool(w->pool, pool, n, D, m->to_text_latent, NULL, m->embed_dim, features,
-                    m->embed_dim);
+    /* the mean over the masked-in positions (upstream's masked_mean) */
+    be->op->mean_rows(be, x, n, L, D, mask, pool);
+    be->op->linear(be, pool, n, D, &latent, NULL, m->embed_dim, features, m->embed_dim, NULL, 0);
 }

@@ -14,11 +14,17 @@
  *
  * Masked keys: upstream fills their scores with -FLT_MAX (DALLE-pytorch) or
  * adds -inf (OpenAI's causal mask); either way their softmax weight is
- * exactly 0 as long as one key is left, so ops_attend simply skips them. */
+ * exactly 0 as long as one key is left, so ops_attend simply skips them.
+ *
+ * Every tensor operation goes through the backend table (w->be,
+ * lib/backend_ops.h): the CPU's entries are the functions this file called
+ * before (the same bits), CUDA's run the same model on the GPU. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_ops.h"
 #include "bundle.h"
 #include "clip_model.h"
 #include "error.h"
@@ -33,19 +39,38 @@ dalle_status clip_work_reserve(clip_work *w, clip_slot s, size_t bytes)
         return DALLE_OK;
     /* free first: the old contents are not needed, and this keeps the peak
      * at one buffer */
-    free(w->buf[s]);
-    w->buf[s] = malloc(bytes);
-    w->cap[s] = w->buf[s] ? bytes : 0;
-    if (!w->buf[s])
-        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "CLIP workspace: out of memory (%zu bytes)",
-                          bytes);
+    const int on_be = s < CW_BACKEND_SLOTS && w->be;
+    if (on_be) {
+        w->be->op->free(w->be, w->buf[s]);
+        w->buf[s] = NULL;
+        w->cap[s] = 0;
+        dalle_status st = w->be->op->alloc(w->be, bytes, &w->buf[s]);
+        if (st) {
+            char why[DALLE_MESSAGE_CAP];
+            snprintf(why, sizeof why, "%s", dalle_last_error());
+            return dalle_fail(st, "CLIP workspace: %zu bytes on the %s backend: %s", bytes,
+                              w->be->name, why);
+        }
+    } else {
+        free(w->buf[s]);
+        w->buf[s] = malloc(bytes);
+        if (!w->buf[s]) {
+            w->cap[s] = 0;
+            return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
+                              "CLIP workspace: out of memory (%zu bytes)", bytes);
+        }
+    }
+    w->cap[s] = bytes;
     return DALLE_OK;
 }
 
 void clip_work_free(clip_work *w)
 {
     for (int s = 0; s < CW_N; s++) {
-        free(w->buf[s]);
+        if (s < CW_BACKEND_SLOTS && w->be)
+            w->be->op->free(w->be, w->buf[s]);
+        else
+            free(w->buf[s]);
         w->buf[s] = NULL;
         w->cap[s] = 0;
     }
@@ -77,24 +102,28 @@ void clip_encoder_free(clip_encoder *e)
     e->layers = NULL;
 }
 
-dalle_status clip_encoder_reserve(const clip_encoder *e, clip_work *w, int batch)
+static void at_least(size_t bytes[CW_N], clip_slot s, size_t n)
+{
+    if (n > bytes[s])
+        bytes[s] = n;
+}
+
+void clip_encoder_sizes(const clip_encoder *e, int batch, size_t bytes[CW_N])
 {
     const size_t f = sizeof(float), rows = (size_t)batch * e->max_len;
     const size_t fc1 = e->act == CLIP_ACT_GEGLU ? 2 * (size_t)e->ff_inner : (size_t)e->ff_inner;
-    dalle_status s;
-    if ((s = clip_work_reserve(w, CW_X, rows * e->dim * f)) ||
-        (s = clip_work_reserve(w, CW_H, rows * e->dim * f)) ||
-        (s = clip_work_reserve(w, CW_QKV, rows * 3 * e->inner * f)) ||
-        (s = clip_work_reserve(w, CW_ATT, rows * e->inner * f)) ||
-        (s = clip_work_reserve(w, CW_Y, rows * e->dim * f)) ||
-        (s = clip_work_reserve(w, CW_FF_H, rows * fc1 * f)) ||
-        (s = clip_work_reserve(w, CW_FF_A, rows * e->ff_inner * f)) ||
-        (s = clip_work_reserve(w, CW_K, (size_t)e->max_len * e->dim_head * f)) ||
-        (s = clip_work_reserve(w, CW_V, (size_t)e->max_len * e->dim_head * f)) ||
-        (s = clip_work_reserve(w, CW_SCORES, (size_t)e->max_len * f)) ||
-        (s = clip_work_reserve(w, CW_SPANS, 2 * (size_t)e->max_len * sizeof(ops_span))))
-        return s;
-    return DALLE_OK;
+    at_least(bytes, CW_X, rows * e->dim * f);
+    at_least(bytes, CW_H, rows * e->dim * f);
+    at_least(bytes, CW_QKV, rows * 3 * e->inner * f);
+    at_least(bytes, CW_ATT, rows * e->inner * f);
+    at_least(bytes, CW_Y, rows * e->dim * f);
+    at_least(bytes, CW_FF_H, rows * fc1 * f);
+    at_least(bytes, CW_FF_A, rows * e->ff_inner * f);
+    /* the CPU attention's host scratch (a device needs none; it is small) */
+    at_least(bytes, CW_K, (size_t)e->max_len * e->dim_head * f);
+    at_least(bytes, CW_V, (size_t)e->max_len * e->dim_head * f);
+    at_least(bytes, CW_SCORES, (size_t)e->max_len * f);
+    at_least(bytes, CW_SPANS, 2 * (size_t)e->max_len * sizeof(ops_span));
 }
 
 /* The runs of allowed keys of one sequence as spans. */
@@ -131,25 +160,16 @@ static int clip_to(const ops_span *sp, int n_sp, int64_t i, ops_span *out)
     return count;
 }
 
-/* CLIP's matrices are float32 (clip_weight). */
-static const float *f32(const ops_weight *w) { return (const float *)w->data; }
-
-static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, int batch, int n,
-                      const uint8_t *key_mask, const float *src, float *out)
+void clip_attention_cpu(clip_work *w, float *qkv, int batch, int n, int heads, int64_t dim_head,
+                        const uint8_t *key_mask, int causal, float scale, float *att)
 {
-    const int64_t rows = (int64_t)batch * n, dh = e->dim_head, inner = e->inner;
-    const int64_t stride = 3 * inner;
-    const float scale = (float)pow((double)dh, -0.5);
-    float *qkv = CW_F(w, CW_QKV), *att = CW_F(w, CW_ATT);
+    const int64_t dh = dim_head, inner = heads * dim_head, stride = 3 * inner;
     float *K = CW_F(w, CW_K), *V = CW_F(w, CW_V), *scores = CW_F(w, CW_SCORES);
-    ops_span *base = w->buf[CW_SPANS], *sp = base + e->max_len;
-
-    ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.to_qkv), L->qkv_b, stride, qkv,
-                    stride);
+    ops_span *base = w->buf[CW_SPANS], *sp = base + n;
     for (int b = 0; b < batch; b++) {
         const int n_base = key_spans(key_mask ? key_mask + (int64_t)b * n : NULL, n, base);
         float *seq = qkv + (int64_t)b * n * stride;
-        for (int h = 0; h < e->heads; h++) {
+        for (int h = 0; h < heads; h++) {
             /* gather this head's keys and values: ops_attend wants them
              * contiguous, one dim_head vector per position */
             for (int64_t p = 0; p < n; p++) {
@@ -162,7 +182,7 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
                     q[d] *= scale;
                 const ops_span *use = base;
                 int n_sp = n_base;
-                if (e->causal) {
+                if (causal) {
                     n_sp = clip_to(base, n_base, i, sp);
                     use = sp;
                 }
@@ -171,50 +191,69 @@ static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, 
             }
         }
     }
-    ops_linear_pool(w->pool, att, rows, inner, f32(&L->tf.to_out_w), L->tf.to_out_b, e->dim, out,
-                    e->dim);
+}
+
+/* CLIP's matrices are float32 (clip_weight, or the backend's float32 copies). */
+static void linear(backend *be, const float *x, int64_t rows, int64_t in, const ops_weight *w,
+                   const float *b, int64_t out, float *y)
+{
+    be->op->linear(be, x, rows, in, w, b, out, y, out, NULL, 0);
+}
+
+static void attention(const clip_encoder *e, const clip_layer *L, clip_work *w, int batch, int n,
+                      const uint8_t *key_mask, const float *src, float *out)
+{
+    backend *be = w->be;
+    const int64_t rows = (int64_t)batch * n;
+    const float scale = (float)pow((double)e->dim_head, -0.5);
+    float *qkv = CW_F(w, CW_QKV), *att = CW_F(w, CW_ATT);
+    linear(be, src, rows, e->dim, &L->tf.to_qkv, L->qkv_b, 3LL * e->inner, qkv);
+    be->op->clip_attention(be, w, qkv, batch, n, e->heads, e->dim_head, key_mask, e->causal,
+                           scale, att);
+    linear(be, att, rows, e->inner, &L->tf.to_out_w, L->tf.to_out_b, e->dim, out);
 }
 
 static void feed_forward(const clip_encoder *e, const clip_layer *L, clip_work *w, int64_t rows,
                          const float *src, float *out)
 {
+    backend *be = w->be;
     const int64_t ffi = e->ff_inner;
     float *a = CW_F(w, CW_FF_A);
     if (e->act == CLIP_ACT_GEGLU) {
         float *h = CW_F(w, CW_FF_H);
-        ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.ff_w1), L->tf.ff_b1, 2 * ffi, h,
-                        2 * ffi);
-        ops_geglu(h, rows, ffi, a);
+        linear(be, src, rows, e->dim, &L->tf.ff_w1, L->tf.ff_b1, 2 * ffi, h);
+        be->op->geglu(be, h, rows, ffi, a);
     } else {
-        ops_linear_pool(w->pool, src, rows, e->dim, f32(&L->tf.ff_w1), L->tf.ff_b1, ffi, a, ffi);
-        ops_quick_gelu(a, rows * ffi);
+        linear(be, src, rows, e->dim, &L->tf.ff_w1, L->tf.ff_b1, ffi, a);
+        be->op->quick_gelu(be, a, rows * ffi);
     }
-    ops_linear_pool(w->pool, a, rows, ffi, f32(&L->tf.ff_w2), L->tf.ff_b2, e->dim, out, e->dim);
+    linear(be, a, rows, ffi, &L->tf.ff_w2, L->tf.ff_b2, e->dim, out);
 }
 
 /* x += scale * norm_out(y), as lib/transformer.c's residual */
-static void residual(const clip_encoder *e, int64_t rows, float *x, float *y,
+static void residual(const clip_encoder *e, backend *be, int64_t rows, float *x, float *y,
                      const tf_norm *norm_out, const float *scale)
 {
     if (norm_out->w)
-        ops_layer_norm(y, rows, e->dim, norm_out->w, norm_out->b, LN_EPS, y);
-    ops_add_scaled(x, y, scale, rows, e->dim);
+        be->op->layer_norm(be, y, rows, e->dim, norm_out->w, norm_out->b, LN_EPS, y);
+    be->op->add_scaled(be, x, y, scale, rows, e->dim);
 }
 
 void clip_encoder_forward(const clip_encoder *e, clip_work *w, int batch, int n,
                           const uint8_t *key_mask)
 {
+    backend *be = w->be;
     const int64_t rows = (int64_t)batch * n;
     float *x = CW_F(w, CW_X), *h = CW_F(w, CW_H), *y = CW_F(w, CW_Y);
     for (int l = 0; l < e->depth; l++) {
         const clip_layer *L = &e->layers[l];
-        ops_layer_norm(x, rows, e->dim, L->tf.attn_norm.w, L->tf.attn_norm.b, LN_EPS, h);
+        be->op->layer_norm(be, x, rows, e->dim, L->tf.attn_norm.w, L->tf.attn_norm.b, LN_EPS, h);
         attention(e, L, w, batch, n, key_mask, h, y);
-        residual(e, rows, x, y, &L->tf.attn_norm_out, L->tf.attn_scale);
+        residual(e, be, rows, x, y, &L->tf.attn_norm_out, L->tf.attn_scale);
 
-        ops_layer_norm(x, rows, e->dim, L->tf.ff_norm.w, L->tf.ff_norm.b, LN_EPS, h);
+        be->op->layer_norm(be, x, rows, e->dim, L->tf.ff_norm.w, L->tf.ff_norm.b, LN_EPS, h);
         feed_forward(e, L, w, rows, h, y);
-        residual(e, rows, x, y, &L->tf.ff_norm_out, L->tf.ff_scale);
+        residual(e, be, rows, x, y, &L->tf.ff_norm_out, L->tf.ff_scale);
     }
 }
 
@@ -272,19 +311,41 @@ dalle_status clip_scale(dalle_bundle *b, const char *name, float *out)
     return DALLE_OK;
 }
 
-dalle_status clip_model_reserve(const clip_model *m, clip_work *w, int n_images, int n_texts)
+void clip_model_sizes(const clip_model *m, int host_memory, int n_images, int n_texts,
+                      size_t bytes[CW_N])
 {
     const size_t f = sizeof(float);
     const size_t patches = (size_t)m->grid * m->grid, patch_dim = 3 * (size_t)m->patch * m->patch;
-    size_t pool = (size_t)n_images * m->vision.dim;
-    if ((size_t)n_texts * m->text.dim > pool)
-        pool = (size_t)n_texts * m->text.dim;
-    dalle_status s;
-    if ((n_images > 0 && (s = clip_encoder_reserve(&m->vision, w, n_images))) ||
-        (n_texts > 0 && (s = clip_encoder_reserve(&m->text, w, n_texts))) ||
-        (s = clip_work_reserve(w, CW_IN, (size_t)n_images * patches * patch_dim * f)) ||
-        (s = clip_work_reserve(w, CW_POOL, pool * f)))
-        return s;
+    const size_t most = (size_t)(n_images > n_texts ? n_images : n_texts);
+    memset(bytes, 0, CW_N * sizeof *bytes);
+    if (n_images > 0)
+        clip_encoder_sizes(&m->vision, n_images, bytes);
+    if (n_texts > 0)
+        clip_encoder_sizes(&m->text, n_texts, bytes);
+    bytes[CW_IN] = (size_t)n_images * patches * patch_dim * f;
+    bytes[CW_POOL] = (size_t)n_images * m->vision.dim * f;
+    at_least(bytes, CW_POOL, (size_t)n_texts * m->text.dim * f);
+    bytes[CW_FEAT] = most * m->embed_dim * f;
+    if (host_memory) /* the callers' buffers are used as they are */
+        return;
+    bytes[CW_IMG] = (size_t)n_images * 3 * m->image_size * m->image_size * f;
+    bytes[CW_IDS] = (size_t)n_texts * m->text_len * sizeof(int32_t);
+    bytes[CW_MASK] = (size_t)n_texts * m->text_len;
+    bytes[CW_TXT] = (size_t)n_texts * m->embed_dim * f;
+    bytes[CW_OUT] = (size_t)n_images * (size_t)(n_texts > 0 ? n_texts : 1) * f;
+}
+
+dalle_status clip_model_reserve(const clip_model *m, clip_work *w, int n_images, int n_texts)
+{
+    size_t bytes[CW_N];
+    clip_model_sizes(m, w->be->host_memory, n_images, n_texts, bytes);
+    for (int s = 0; s < CW_N; s++) {
+        if (s == CW_FEAT_A || s == CW_SORT || s == CW_PRE_K || s == CW_PRE_T)
+            continue; /* the calls' own host slots */
+        dalle_status st = clip_work_reserve(w, (clip_slot)s, bytes[s]);
+        if (st)
+            return st;
+    }
     return DALLE_OK;
 }
 
@@ -292,7 +353,9 @@ void clip_model_free(clip_model *m)
 {
     clip_encoder_free(&m->text);
     clip_encoder_free(&m->vision);
-    free(m->proj_t);
-    free(m->text_proj_t);
+    if (!m->on_device) { /* else the backend's memory, given back with it */
+        free(m->proj_t);
+        free(m->text_proj_t);
+    }
     m->proj_t = m->text_proj_t = NULL;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_ops.h"
 #include "bundle.h"
 #include "clip_model.h"
 #include "error.h"
@@ -148,60 +149,49 @@ dalle_status clip_openai_load(dalle_bundle *b, clip_model *m)
 void clip_openai_encode_image(const clip_model *m, clip_work *w, const float *images, int n,
                               float *features)
 {
-    const int p = m->patch, g = m->grid, S = m->image_size, D = m->vision.dim;
-    const int64_t T = (int64_t)g * g, L = T + 1, P = 3LL * p * p;
+    backend *be = w->be;
+    const int p = m->patch, D = m->vision.dim;
+    const int64_t T = (int64_t)m->grid * m->grid, L = T + 1, P = 3LL * p * p;
+    const ops_weight conv = ops_weight_f32(m->conv_w), proj = ops_weight_f32(m->proj_t);
     float *in = CW_F(w, CW_IN), *x = CW_F(w, CW_X), *pool = CW_F(w, CW_POOL);
     /* patches flattened as (channel, y, x), conv1.weight's order */
-    for (int b = 0; b < n; b++)
-        for (int gh = 0; gh < g; gh++)
-            for (int gw = 0; gw < g; gw++) {
-                float *row = in + ((int64_t)b * T + (int64_t)gh * g + gw) * P;
-                for (int c = 0; c < 3; c++)
-                    for (int py = 0; py < p; py++)
-                        memcpy(row + ((int64_t)c * p + py) * p,
-                               images + (((int64_t)b * 3 + c) * S + (int64_t)gh * p + py) * S +
-                                   (int64_t)gw * p,
-                               (size_t)p * sizeof *row);
-            }
+    be->op->patches(be, images, n, m->image_size, p, 0, in);
     for (int b = 0; b < n; b++) {
         float *xs = x + (int64_t)b * L * D;
-        memcpy(xs, m->class_emb, (size_t)D * sizeof *xs);
-        ops_linear_pool(w->pool, in + (int64_t)b * T * P, T, P, m->conv_w, NULL, D, xs + D, D);
-        ops_add_scaled(xs, m->vis_pos, NULL, L, D);
+        be->op->copy(be, xs, m->class_emb, (size_t)D * sizeof *xs);
+        be->op->linear(be, in + (int64_t)b * T * P, T, P, &conv, NULL, D, xs + D, D, NULL, 0);
+        be->op->add_scaled(be, xs, m->vis_pos, NULL, L, D);
     }
-    ops_layer_norm(x, n * L, D, m->ln_pre.w, m->ln_pre.b, LN_EPS, x);
+    be->op->layer_norm(be, x, n * L, D, m->ln_pre.w, m->ln_pre.b, LN_EPS, x);
     clip_encoder_forward(&m->vision, w, n, (int)L, NULL);
     for (int b = 0; b < n; b++)
-        ops_layer_norm(x + (int64_t)b * L * D, 1, D, m->ln_post.w, m->ln_post.b, LN_EPS,
-                       pool + (int64_t)b * D);
-    ops_linear_pool(w->pool, pool, n, D, m->proj_t, NULL, m->embed_dim, features,
-                    m->embed_dim);
+        be->op->layer_norm(be, x + (int64_t)b * L * D, 1, D, m->ln_post.w, m->ln_post.b, LN_EPS,
+                           pool + (int64_t)b * D);
+    be->op->linear(be, pool, n, D, &proj, NULL, m->embed_dim, features, m->embed_dim, NULL, 0);
 }
 
-void clip_openai_encode_text(const clip_model *m, clip_work *w, const int32_t *text, int n,
-                             float *features)
+void clip_openai_encode_text(const clip_model *m, clip_work *w, const int32_t *text,
+                             const int32_t *text_host, int n, float *features)
 {
+    backend *be = w->be;
     const int L = m->text_len, D = m->text.dim;
+    const ops_weight proj = ops_weight_f32(m->text_proj_t);
     float *x = CW_F(w, CW_X), *pool = CW_F(w, CW_POOL);
+    be->op->gather_rows(be, m->tok_emb, text, (int64_t)n * L, D, x);
     for (int b = 0; b < n; b++)
-        for (int i = 0; i < L; i++) {
-            float *xr = x + ((int64_t)b * L + i) * D;
-            memcpy(xr, m->tok_emb + (int64_t)text[(int64_t)b * L + i] * D, (size_t)D * sizeof *xr);
-            ops_add_scaled(xr, m->pos_emb + (int64_t)i * D, NULL, 1, D);
-        }
+        be->op->add_scaled(be, x + (int64_t)b * L * D, m->pos_emb, NULL, L, D);
     clip_encoder_forward(&m->text, w, n, L, NULL);
     for (int b = 0; b < n; b++) {
         /* the end-of-text token has the largest id; torch.argmax returns the
          * first of equal maxima */
-        const int32_t *t = text + (int64_t)b * L;
+        const int32_t *t = text_host + (int64_t)b * L;
         int eot = 0;
         for (int i = 1; i < L; i++)
             if (t[i] > t[eot])
                 eot = i;
         /* LayerNorm is per row: only the row that is kept needs it */
-        ops_layer_norm(x + ((int64_t)b * L + eot) * D, 1, D, m->ln_final.w, m->ln_final.b, LN_EPS,
-                       pool + (int64_t)b * D);
+        be->op->layer_norm(be, x + ((int64_t)b * L + eot) * D, 1, D, m->ln_final.w,
+                           m->ln_final.b, LN_EPS, pool + (int64_t)b * D);
     }
-    ops_linear_pool(w->pool, pool, n, D, m->text_proj_t, NULL, m->embed_dim, features,
-                    m->embed_dim);
+    be->op->linear(be, pool, n, D, &proj, NULL, m->embed_dim, features, m->embed_dim, NULL, 0);
 }

@@ -14,7 +14,6 @@
  * A tensor used twice (shared layers, to_logits rows as the embeddings) is
  * copied once: a pointer that lies inside an already copied host range of
  * the same dtype maps to the same offset in its copy. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dalle/dalle.h"
+
 static int check_failures, check_count;
 
 #define CHECK(cond, ...)                                                       \
@@ -37,6 +39,30 @@ static int check_summary(void)
     printf("%d checks, %d failed\n", check_count, check_failures);
     return check_failures ? 1 : 0;
 }
+
+/* The library's log lines between check_log_start() and check_log_stop(),
+ * one per line, in check_log() (for tests that check what a call said). */
+static inline char *check_log(void)
+{
+    static char text[4096];
+    return text;
+}
+
+static inline void check_log_keep(dalle_log_level level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    size_t n = strlen(check_log());
+    snprintf(check_log() + n, 4096 - n, "%s\n", msg);
+}
+
+static inline void check_log_start(void)
+{
+    check_log()[0] = 0;
+    dalle_set_log_callback(check_log_keep, NULL);
+}
+
+static inline void check_log_stop(void) { dalle_set_log_callback(NULL, NULL); }
 
 #define SKIP(...)                                                              \
     do {                                                                       \

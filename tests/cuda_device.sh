@@ -20,7 +20,9 @@
 #       transformer with backend = cuda against the golden logits, greedy and
 #       seeded sampling against the CPU), then under memcheck; test_cuda_vae
 #       gpu (the VAEs with backend = cuda against every golden VAE case and
-#       the CPU), then under memcheck. Logs go to $OUT
+#       the CPU), then under memcheck; test_cuda_clip gpu (both CLIPs with
+#       backend = cuda against their golden cases and the CPU), then under
+#       memcheck. Logs go to $OUT
 #       (or /tmp/cuda-device); the last lines are a summary.
 #
 # The binary runs there as built here: libdalle links cudart statically and
@@ -38,13 +40,16 @@ pack)
     rm -rf .devcarry
     mkdir -p .devcarry/bundles .devcarry/golden
     cp "$build/tests/test_cuda_ops" "$build/tests/test_cuda_model" "$build/tests/test_cuda_vae" \
-        .devcarry/
+        "$build/tests/test_cuda_clip" .devcarry/
+    # CLIP: not the TorchScript bundle (the same weights as openai_clip; its
+    # loading is host code, tested by test_clip), to keep the carry small
     for b in dalle_full dalle_variants dalle_cfg dalle_shared_attn dalle_full_int8 \
-        dalle_variants_bf16 dalle_cfg_f16 vae_resblocks openai_dvae_64 vqgan; do
+        dalle_variants_bf16 dalle_cfg_f16 vae_resblocks openai_dvae_64 vqgan \
+        clip_dalle_pytorch openai_clip; do
         cp "$build/tests/$b.dalle" .devcarry/bundles/
     done
     for c in dalle_full dalle_variants dalle_cfg dalle_shared_attn vae_resblocks openai_dvae \
-        vqgan; do
+        vqgan clip_dalle_pytorch openai_clip; do
         mkdir -p ".devcarry/golden/$c"
         cp "$golden/$c/case.json" "$golden/$c"/*.npy ".devcarry/golden/$c/"
     done
@@ -65,7 +70,7 @@ pack)
 run)
     out=${OUT:-/tmp/cuda-device}
     mkdir -p "$out"
-    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] && [ -x .devcarry/test_cuda_vae ] || { echo "no .devcarry/test_cuda_ops, test_cuda_model or test_cuda_vae: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
+    [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] && [ -x .devcarry/test_cuda_vae ] && [ -x .devcarry/test_cuda_clip ] || { echo "no .devcarry/test_cuda_ops, test_cuda_model, test_cuda_vae or test_cuda_clip: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
     for z in .devcarry/lib*.so*.gz; do
         [ -f "$z" ] && [ ! -f "${z%.gz}" ] && gunzip -c "$z" >"${z%.gz}"
     done
@@ -126,11 +131,15 @@ compute-sanitizer memcheck of $name: exit $src (0: clean; 99: errors found; 124:
     gpu_test test_cuda_vae 120 $b/vae_resblocks.dalle $b/openai_dvae_64.dalle $b/vqgan.dalle \
         $b/dalle_full.dalle $b/dalle_variants.dalle $b/dalle_shared_attn.dalle $b/dalle_cfg.dalle
     vrc=$last
+    # both CLIPs on the GPU (backend = cuda) against their golden cases and the CPU
+    gpu_test test_cuda_clip 120 $b/clip_dalle_pytorch.dalle $b/openai_clip.dalle $b/openai_clip.dalle
+    crc=$last
     echo "----"
     echo "$summary" | tee "$out/summary.txt"
     [ "$rc" -ne 0 ] && exit "$rc"
     [ "$mrc" -ne 0 ] && exit "$mrc"
-    exit "$vrc"
+    [ "$vrc" -ne 0 ] && exit "$vrc"
+    exit "$crc"
     ;;
 *)
     echo "usage: sh tests/cuda_device.sh pack|run" >&2

@@ -403,15 +403,6 @@ static void check_lowp(const char *bundle)
 /* backend = auto: on the GPU where there is one (gpu mode), else on the CPU,
  * said through the log callback; backend = cuda without a GPU: a clear
  * refusal. */
-static char log_text[4096];
-static void keep_log(dalle_log_level level, const char *msg, void *user)
-{
-    (void)level;
-    (void)user;
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "%s\n", msg);
-}
-
 static void check_auto(const char *bundle)
 {
     const char *why = "";
@@ -419,20 +410,19 @@ static void check_auto(const char *bundle)
     dalle_ctx_params cp = dalle_ctx_default_params();
     cp.backend = DALLE_BACKEND_AUTO;
     dalle_ctx *ctx = NULL;
-    log_text[0] = 0;
-    dalle_set_log_callback(keep_log, NULL);
+    check_log_start();
     int s = dalle_ctx_create(bundle, &cp, &ctx);
-    dalle_set_log_callback(NULL, NULL);
+    check_log_stop();
     CHECK(s == DALLE_OK, "backend auto opens %s: %s", bundle, s ? dalle_last_error() : "ok");
     if (s)
         return;
     const transformer *tf = ctx->transformer;
     if (gpu_mode)
-        CHECK(tf->be == ctx->device_backend && strstr(log_text, "backend cuda:"),
-              "backend auto with a GPU: the transformer on the CUDA backend; log: %s", log_text);
+        CHECK(tf->be == ctx->device_backend && strstr(check_log(), "backend cuda:"),
+              "backend auto with a GPU: the transformer on the CUDA backend; log: %s", check_log());
     else if (gpus == 0)
-        CHECK(tf->be == &tf->cpu && !ctx->device_backend && strstr(log_text, "using the CPU"),
-              "backend auto without a GPU: the CPU, said through the log: %s", log_text);
+        CHECK(tf->be == &tf->cpu && !ctx->device_backend && strstr(check_log(), "using the CPU"),
+              "backend auto without a GPU: the CPU, said through the log: %s", check_log());
     dalle_ctx_free(ctx);
     if (gpus == 0) {
         cp.backend = DALLE_BACKEND_CUDA;

@@ -12,6 +12,10 @@
  *   lib/backend_cpu.c's operations, which are the reference);
  *   attention: rel 1e-5, abs 1e-5 (outputs are weighted means of values in
  *   [-1, 1]; the dot products and the weighted sum run in other orders);
+ *   CLIP's operations (lib/clip_backend.c): gather_rows, patches, mean_rows,
+ *   clip_scores exact (copies, or double sums in the CPU's order);
+ *   clip_attend (key mask, causal) rel 1e-5, abs 1e-5; l2_normalize rel
+ *   1e-5, abs 1e-6;
  *   gemm / linear (TF32 off): |gpu - cpu| <= 1e-5 * sum_l |a_il b_lj| (+
  *   |beta c|), the scale of a float dot product's rounding; a product whose
  *   exact answer TF32 would round must come out exact;
@@ -39,6 +43,7 @@
 #include "backend_ops.h"
 #include "check.h"
 #include "conv.h"
+#include "clip_model.h" /* CLIP's operations: clip_work for the CPU's attention scratch */
 #include "cuda/ops_cuda.h"
 #include "ops.h"
 #include "rng.h"
@@ -530,6 +535,140 @@ static void check_model_kernels(void)
     free(c), free(u), free(want), free(got);
     cuda_ops_arena_reset(ctx, mark);
 }
+
+/* ------------------------------------------------------------------------ */
+/* --- CLIP's operations: against lib/clip_backend.c (the CPU backend's      */
+/* entries). gather, patches, mean_rows and scores exact (copies; double    */
+/* sums in the CPU's order); attention and l2_normalize rel 1e-5, abs 1e-5  */
+/* (other reduction orders)                                                  */
+
+static void check_clip_kernels(void)
+{
+    backend cpu;
+    backend_cpu_init(&cpu, NULL);
+    size_t mark = cuda_ops_arena_mark(ctx);
+
+    /* the token embedding's gather */
+    {
+        const int64_t vocab = 23, dim = 37, rows = 41;
+        float *table = xmalloc((size_t)(vocab * dim) * 4), *want = xmalloc((size_t)(rows * dim) * 4);
+        float *got = xmalloc((size_t)(rows * dim) * 4);
+        int32_t ids[41];
+        fill(table, (size_t)(vocab * dim), -1, 1);
+        for (int r = 0; r < rows; r++)
+            ids[r] = (int32_t)(lcg() % vocab);
+        float *dt = dev_copy(table, (size_t)(vocab * dim) * 4), *dy = dev_copy(NULL, (size_t)(rows * dim) * 4);
+        int32_t *di = dev_copy(ids, sizeof ids);
+        cpu.op->gather_rows(&cpu, table, ids, rows, dim, want);
+        CALL(cuda_gather_rows(ctx, dt, di, rows, dim, dy));
+        download(got, dy, (size_t)(rows * dim) * 4);
+        CHECK(count_diff_bits(got, want, (size_t)(rows * dim)) == 0,
+              "gather_rows %lld rows of %lld: the CPU's bits", (long long)rows, (long long)dim);
+        free(table), free(want), free(got);
+    }
+
+    /* patches, both orders */
+    for (int order = 0; order < 2; order++) {
+        const int n = 3, size = 12, patch = order ? 4 : 3;
+        const size_t all = (size_t)n * 3 * size * size;
+        float *img = xmalloc(all * 4), *want = xmalloc(all * 4), *got = xmalloc(all * 4);
+        fill(img, all, -2, 2);
+        float *di = dev_copy(img, all * 4), *dy = dev_copy(NULL, all * 4);
+        cpu.op->patches(&cpu, img, n, size, patch, order, want);
+        CALL(cuda_patches(ctx, di, n, size, patch, order, dy));
+        download(got, dy, all * 4);
+        CHECK(count_diff_bits(got, want, all) == 0, "patches %dx%d of %d px (%s): the CPU's bits",
+              patch, patch, size, order ? "(y, x, channel)" : "(channel, y, x)");
+        free(img), free(want), free(got);
+    }
+    CHECK(cuda_patches(ctx, NULL, 1, 10, 3, 0, NULL) == DALLE_ERR_INVALID_ARGUMENT,
+          "patches of 3 px in 10 refused: %s", dalle_last_error());
+
+    /* attention: no mask, a key mask, causal, both */
+    clip_work w;
+    memset(&w, 0, sizeof w);
+    const int batch = 3, n = quick ? 9 : 21, heads = 2;
+    const int64_t dhs[2] = {40, 64};
+    for (int v = 0; v < 8; v++) {
+        const int masked = v & 1, causal = (v >> 1) & 1;
+        const int64_t dh = dhs[v >> 2], inner = heads * dh;
+        const size_t nq = (size_t)batch * n * 3 * inner, na = (size_t)batch * n * inner;
+        float *qkv = xmalloc(nq * 4), *want = xmalloc(na * 4), *got = xmalloc(na * 4);
+        uint8_t mask[3 * 21];
+        fill(qkv, nq, -1, 1);
+        for (int i = 0; i < batch * n; i++)
+            mask[i] = i % n == 0 || lcg() % 3 != 0; /* every query keeps key 0 */
+        float *dq = dev_copy(qkv, nq * 4), *da = dev_copy(NULL, na * 4);
+        uint8_t *dm = dev_copy(mask, sizeof mask);
+        if (clip_work_reserve(&w, CW_K, (size_t)(n * dh) * 4) ||
+            clip_work_reserve(&w, CW_V, (size_t)(n * dh) * 4) ||
+            clip_work_reserve(&w, CW_SCORES, (size_t)n * 4) ||
+            clip_work_reserve(&w, CW_SPANS, 2 * (size_t)n * sizeof(ops_span))) {
+            printf("FAIL: host scratch\n");
+            exit(1);
+        }
+        const float scale = (float)pow((double)dh, -0.5);
+        cpu.op->clip_attention(&cpu, &w, qkv, batch, n, heads, dh, masked ? mask : NULL, causal,
+                               scale, want);
+        CALL(cuda_clip_attend(ctx, dq, batch, n, heads, dh, masked ? dm : NULL, causal, scale, da));
+        download(got, da, na * 4);
+        double r = err_ratio(got, want, na, 1e-5, 1e-5);
+        CHECK(r <= 1.0, "clip_attend %d x %d positions, %d heads of %lld (mask %d, causal %d): "
+              "error ratio %.3g", batch, n, heads, (long long)dh, masked, causal, r);
+        free(qkv), free(want), free(got);
+    }
+    clip_work_free(&w);
+
+    /* mean over rows, l2 normalise (with an all-zero row), scores */
+    {
+        const int b = 3, rows = 13;
+        const int64_t dim = 70;
+        const size_t nx = (size_t)b * rows * dim;
+        float *x = xmalloc(nx * 4), want[3 * 70], got[3 * 70];
+        uint8_t mask[3 * 13];
+        fill(x, nx, -3, 3);
+        for (int i = 0; i < b * rows; i++)
+            mask[i] = i % rows == 0 || lcg() % 2;
+        float *dx = dev_copy(x, nx * 4), *dy = dev_copy(NULL, sizeof got);
+        uint8_t *dm = dev_copy(mask, sizeof mask);
+        for (int masked = 0; masked < 2; masked++) {
+            cpu.op->mean_rows(&cpu, x, b, rows, dim, masked ? mask : NULL, want);
+            CALL(cuda_mean_rows(ctx, dx, b, rows, dim, masked ? dm : NULL, dy));
+            download(got, dy, sizeof got);
+            CHECK(count_diff_bits(got, want, (size_t)b * dim) == 0,
+                  "mean_rows (mask %d): the CPU's bits", masked);
+        }
+        memset(x + dim, 0, (size_t)dim * 4); /* row 1: zeros */
+        CALL(cuda_ops_upload(ctx, dx, x, nx * 4));
+        float *wn = xmalloc(nx * 4), *gn = xmalloc(nx * 4);
+        memcpy(wn, x, nx * 4);
+        cpu.op->l2_normalize(&cpu, wn, b * rows, dim);
+        CALL(cuda_l2_normalize(ctx, dx, b * rows, dim));
+        download(gn, dx, nx * 4);
+        double r = err_ratio(gn, wn, nx, 1e-5, 1e-6);
+        CHECK(r <= 1.0, "l2_normalize %d rows of %lld (one of zeros): error ratio %.3g",
+              b * rows, (long long)dim, r);
+        /* scores of the normalised rows: 4 "images" against 5 "captions" */
+        const int ni = 4, nt = 5;
+        const int64_t ld = 7;
+        float sw[4 * 7], sg[4 * 7];
+        float *ds = dev_copy(NULL, sizeof sg);
+        for (int first = 0; first < 2; first++) {
+            memset(sw, 0, sizeof sw);
+            CALL(cuda_ops_upload(ctx, ds, sw, sizeof sw));
+            cpu.op->clip_scores(&cpu, wn, ni, wn + 4 * dim, nt, dim, 14.3f, first, sw, ld);
+            CALL(cuda_ops_upload(ctx, dx, wn, nx * 4));
+            CALL(cuda_clip_scores(ctx, dx, ni, dx + 4 * dim, nt, dim, 14.3f, first, ds, ld));
+            download(sg, ds, sizeof sg);
+            CHECK(count_diff_bits(sg, sw, 4 * 7) == 0,
+                  "clip_scores %dx%d (scale first %d, ld %lld): the CPU's bits", ni, nt, first,
+                  (long long)ld);
+        }
+        free(x), free(wn), free(gn);
+    }
+    cuda_ops_arena_reset(ctx, mark);
+}
+/* --- end of CLIP's operations */
 
 /* ------------------------------------------------------------------------ */
 /* The RNG and the sampler                                                   */
@@ -1110,6 +1249,7 @@ int main(int argc, char **argv)
     check_attend();
     check_token_shift();
     check_model_kernels();
+    check_clip_kernels(); /* --- CLIP's operations */
     check_rng();
     check_sampler();
     check_gemm();

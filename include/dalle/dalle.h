@@ -532,9 +532,11 @@ typedef struct clip_ctx clip_ctx;
 
 /* Load a bundle of kind "clip" (DALLE-pytorch's CLIP) or "openai_clip"
  * (OpenAI's CLIP with the ViT image tower; ModifiedResNet checkpoints give
- * DALLE_ERR_UNSUPPORTED). params may be NULL; n_threads and max_batch
- * (images or captions encoded together) are used, and CLIP always computes
- * on the CPU. Errors as dalle_ctx_create. See docs/clip.md. */
+ * DALLE_ERR_UNSUPPORTED). params may be NULL; n_threads, max_batch
+ * (images or captions encoded together), backend and device are used: with
+ * DALLE_BACKEND_CUDA (or AUTO and a GPU) the weights go to the GPU once,
+ * here, with a workspace for max_batch, and CLIP computes there. Errors as
+ * dalle_ctx_create. See docs/clip.md. */
 DALLE_API dalle_status clip_ctx_create(const char *path, const dalle_ctx_params *params,
                                        clip_ctx **out);
 

@@ -283,6 +283,55 @@ static void cu_argmax_channels(backend *be, const float *scores, int t, int64_t 
 {
     RUN(be, cuda_argmax_channels(ctx_of(be), scores, t, n, ids));
 }
+/* --- CLIP's operations (lib/backend_ops.h) -------------------------------- */
+
+static void cu_quick_gelu(backend *be, float *x, int64_t n)
+{
+    RUN(be, cuda_quick_gelu(ctx_of(be), x, n));
+}
+
+static void cu_gather_rows(backend *be, const float *table, const int32_t *ids, int64_t rows,
+                           int64_t dim, float *out)
+{
+    RUN(be, cuda_gather_rows(ctx_of(be), table, ids, rows, dim, out));
+}
+
+static void cu_patches(backend *be, const float *images, int n, int size, int patch,
+                       int channels_last, float *out)
+{
+    RUN(be, cuda_patches(ctx_of(be), images, n, size, patch, channels_last, out));
+}
+
+/* one launch for every query of every sequence and head; the CPU's host
+ * scratch (w) is not needed here */
+static void cu_clip_attention(backend *be, struct clip_work *w, float *qkv, int batch, int n,
+                              int heads, int64_t dim_head, const uint8_t *key_mask, int causal,
+                              float scale, float *att)
+{
+    (void)w;
+    RUN(be, cuda_clip_attend(ctx_of(be), qkv, batch, n, heads, dim_head, key_mask, causal, scale,
+                             att));
+}
+
+static void cu_mean_rows(backend *be, const float *x, int batch, int n, int64_t dim,
+                         const uint8_t *mask, float *out)
+{
+    RUN(be, cuda_mean_rows(ctx_of(be), x, batch, n, dim, mask, out));
+}
+
+static void cu_l2_normalize(backend *be, float *x, int64_t rows, int64_t dim)
+{
+    RUN(be, cuda_l2_normalize(ctx_of(be), x, rows, dim));
+}
+
+static void cu_clip_scores(backend *be, const float *img, int n_img, const float *txt, int n_txt,
+                           int64_t dim, float scale, int scale_first, float *out, int64_t ld)
+{
+    RUN(be, cuda_clip_scores(ctx_of(be), img, n_img, txt, n_txt, dim, scale, scale_first, out,
+                             ld));
+}
+
+/* --- end of CLIP's operations --- */
 
 static const backend_ops cuda_table = {
     .alloc = cu_alloc,
@@ -317,6 +366,15 @@ static const backend_ops cuda_table = {
     .softmax_scaled = cu_softmax_scaled,
     .vq_scores = cu_vq_scores,
     .argmax_channels = cu_argmax_channels,
+    /* --- CLIP's operations --- */
+    .quick_gelu = cu_quick_gelu,
+    .gather_rows = cu_gather_rows,
+    .patches = cu_patches,
+    .clip_attention = cu_clip_attention,
+    .mean_rows = cu_mean_rows,
+    .l2_normalize = cu_l2_normalize,
+    .clip_scores = cu_clip_scores,
+    /* --- end of CLIP's operations --- */
 };
 
 dalle_status backend_cuda_create(const dalle_ctx_params *params, size_t arena_bytes,

@@ -831,6 +831,7 @@ extern "C" void cuda_ops_destroy(cuda_ops *c)
 // Every kernel launched once, doing nothing (empty sizes), so that the
 // stubs' statics are set before two threads could race on them; under a
 // process-wide mutex, and only the first context pays (a few microseconds).
+static void warm_clip_kernels(cudaStream_t s); // CLIP's section, at the end
 static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
 static int warmed;
 
@@ -866,6 +867,7 @@ static dalle_status warm_kernels(cuda_ops *c)
     k_fill<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, 1, 0.0f);
     k_guidance<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 0, 1, 1.0f);
     cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
+    warm_clip_kernels(s); // --- CLIP's operations ---
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(s);
@@ -1426,3 +1428,291 @@ extern "C" dalle_status cuda_guidance(cuda_ops *c, float *cond, const float *unc
     LAUNCHED("guidance");
     return DALLE_OK;
 }
+
+// ---------------------------------------------------------------------------
+// --- CLIP's operations (lib/backend_ops.h's CLIP section; lib/clip_*.c) ---
+//
+// The CPU counterparts are lib/clip_backend.c's. Copies (gather, patches)
+// are exact; the mean over rows and the scores sum in double in the CPU's
+// order, so they are the CPU's bits for the same inputs; attention and the
+// norm reduce in other orders (within the tolerances of test_cuda_ops.c).
+
+__global__ void k_gather_rows(const float *table, const int32_t *ids, int64_t rows, int64_t dim,
+                              float *out)
+{
+    const int64_t total = rows * dim;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = t / dim, j = t - r * dim;
+        out[t] = table[(int64_t)ids[r] * dim + j];
+    }
+}
+
+// out [n][grid²][3 p²] from images [n][3][S][S]: one thread per output value
+__global__ void k_patches(const float *images, int64_t total, int S, int p, int g,
+                          int channels_last, float *out)
+{
+    const int64_t P = 3LL * p * p, T = (int64_t)g * g;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t row = t / P, k = t - row * P, b = row / T, tt = row - b * T;
+        const int64_t gh = tt / g, gw = tt - gh * g;
+        int64_t c, p1, p2;
+        if (channels_last) { // (p1, p2, c)
+            c = k % 3;
+            p1 = k / 3 / p;
+            p2 = k / 3 % p;
+        } else { // (c, y, x)
+            c = k / ((int64_t)p * p);
+            p1 = k / p % p;
+            p2 = k % p;
+        }
+        out[t] = images[((b * 3 + c) * S + gh * p + p1) * S + gw * p + p2];
+    }
+}
+
+#define CLIP_ATTEND_THREADS 128
+
+// One block per query (sequence b, head h, position i); shared memory: the
+// scaled q [dh], then the scores [n]. A key j counts where mask[b][j] != 0
+// (or no mask) and, causal, j <= i; the others get weight 0 and are left
+// out of every sum, as ops_attend leaves out keys it is not given.
+__global__ void __launch_bounds__(CLIP_ATTEND_THREADS)
+    k_clip_attend(const float *qkv, int n, int heads, int dh, const uint8_t *mask, int causal,
+                  float scale, float *att)
+{
+    extern __shared__ float smem[];
+    __shared__ float redf[32];
+    __shared__ double redd[32];
+    float *qs = smem, *sc = smem + dh;
+    const int i = (int)(blockIdx.x % (unsigned)n), bh = (int)(blockIdx.x / (unsigned)n);
+    const int b = bh / heads, h = bh % heads, tid = threadIdx.x, bd = blockDim.x;
+    const int64_t inner = (int64_t)heads * dh, ld = 3 * inner;
+    const float *seq = qkv + (int64_t)b * n * ld;
+    const uint8_t *mk = mask ? mask + (int64_t)b * n : nullptr;
+    const int last = causal ? i : n - 1; // keys past it are never used
+    for (int d = tid; d < dh; d += bd)
+        qs[d] = __fmul_rn(seq[(int64_t)i * ld + (int64_t)h * dh + d], scale);
+    __syncthreads();
+
+    // scores: one warp per key, the lanes over dim_head, a fixed xor tree
+    const int warp = tid >> 5, lane = tid & 31, nw = bd >> 5;
+    for (int j = warp; j <= last; j += nw) {
+        const float *kr = seq + (int64_t)j * ld + inner + (int64_t)h * dh;
+        float acc = 0.0f;
+        for (int d = lane; d < dh; d += 32)
+            acc = fmaf(qs[d], kr[d], acc);
+        for (int o = 16; o > 0; o >>= 1)
+            acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (lane == 0)
+            sc[j] = (!mk || mk[j]) ? acc : -INFINITY;
+    }
+    __syncthreads();
+
+    // softmax over the keys that count, as ops_softmax
+    float m = -INFINITY;
+    for (int j = tid; j <= last; j += bd)
+        m = max_f()(m, sc[j]);
+    m = block_reduce(m, max_f(), redf);
+    if (m == -INFINITY) { // no key (the model never asks): zeros, as ops_attend
+        for (int d = tid; d < dh; d += bd)
+            att[((int64_t)b * n + i) * inner + (int64_t)h * dh + d] = 0.0f;
+        return;
+    }
+    double sum = 0.0;
+    for (int j = tid; j <= last; j += bd) {
+        const bool use = !mk || mk[j];
+        const float e = use ? expf(__fsub_rn(sc[j], m)) : 0.0f;
+        sc[j] = e;
+        sum = __dadd_rn(sum, (double)e);
+    }
+    const float inv = (float)__ddiv_rn(1.0, block_reduce(sum, add_d(), redd));
+    for (int j = tid; j <= last; j += bd)
+        sc[j] = __fmul_rn(sc[j], inv);
+    __syncthreads();
+
+    // out = sum_j w_j v_j in key order, a column per thread
+    for (int d = tid; d < dh; d += bd) {
+        const float *vc = seq + 2 * inner + (int64_t)h * dh + d;
+        float acc = 0.0f;
+        for (int j = 0; j <= last; j++)
+            if (!mk || mk[j])
+                acc = __fadd_rn(acc, __fmul_rn(sc[j], vc[(int64_t)j * ld]));
+        att[((int64_t)b * n + i) * inner + (int64_t)h * dh + d] = acc;
+    }
+}
+
+// one thread per (sequence, column): the rows summed in order, in double,
+// as lib/clip_backend.c: the CPU's bits
+__global__ void k_mean_rows(const float *x, int batch, int n, int64_t dim, const uint8_t *mask,
+                            float *out)
+{
+    const int64_t total = (int64_t)batch * dim;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t b = t / dim, j = t - b * dim;
+        const float *xb = x + b * n * dim + j;
+        const uint8_t *mb = mask ? mask + b * n : nullptr;
+        int count = 0;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+            if (!mb || mb[i]) {
+                count++;
+                sum = __dadd_rn(sum, (double)xb[(int64_t)i * dim]);
+            }
+        out[t] = (float)__ddiv_rn(sum, (double)count);
+    }
+}
+
+__global__ void k_l2_normalize(float *x, int64_t dim)
+{
+    __shared__ double red[32];
+    float *v = x + (int64_t)blockIdx.x * dim;
+    double ss = 0.0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+        ss = __dadd_rn(ss, __dmul_rn((double)v[i], (double)v[i]));
+    float norm = (float)__dsqrt_rn(block_reduce(ss, add_d(), red));
+    if (norm < 1e-12f)
+        norm = 1e-12f;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+        v[i] = __fdiv_rn(v[i], norm);
+}
+
+// one thread per (image, caption), the dot in double in the CPU's order
+// (a product of two floats is exact in double): the CPU's bits
+__global__ void k_clip_scores(const float *img, int n_img, const float *txt, int n_txt,
+                              int64_t dim, float scale, int scale_first, float *out, int64_t ld)
+{
+    const int64_t total = (int64_t)n_img * n_txt;
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = t / n_txt, j = t - i * n_txt;
+        const float *a = img + i * dim, *tx = txt + j * dim;
+        double dot = 0.0;
+        for (int64_t k = 0; k < dim; k++) {
+            const float ak = scale_first ? __fmul_rn(scale, a[k]) : a[k];
+            dot = __dadd_rn(dot, __dmul_rn((double)ak, (double)tx[k]));
+        }
+        out[i * ld + j] = scale_first ? (float)dot : __fmul_rn((float)dot, scale);
+    }
+}
+
+static void warm_clip_kernels(cudaStream_t s)
+{
+    k_gather_rows<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 1, nullptr);
+    k_patches<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, 1, 0, nullptr);
+    // one position of dim_head 0: it writes its one score to shared memory
+    k_clip_attend<<<1, CLIP_ATTEND_THREADS, sizeof(float), s>>>(nullptr, 1, 1, 0, nullptr, 1,
+                                                                1.0f, nullptr);
+    k_mean_rows<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, nullptr, nullptr);
+    k_l2_normalize<<<1, 32, 0, s>>>(nullptr, 0);
+    k_clip_scores<<<1, 32, 0, s>>>(nullptr, 0, nullptr, 1, 1, 1.0f, 0, nullptr, 1);
+}
+
+extern "C" dalle_status cuda_gather_rows(cuda_ops *c, const float *table, const int32_t *ids,
+                                         int64_t rows, int64_t dim, float *out)
+{
+    if (rows < 0 || dim < 0)
+        return bad_size("gather_rows", "rows or dim", rows < 0 ? rows : dim);
+    if (rows == 0 || dim == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_gather_rows<<<grid_for(rows * dim), 256, 0, c->stream>>>(table, ids, rows, dim, out);
+    LAUNCHED("gather_rows");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_patches(cuda_ops *c, const float *images, int n, int size, int patch,
+                                     int channels_last, float *out)
+{
+    if (n < 0 || patch <= 0 || size < patch || size % patch)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: patches: n = %d, size = %d, patch = %d", n, size, patch);
+    const int g = size / patch;
+    const int64_t total = (int64_t)n * g * g * 3 * patch * patch;
+    if (total == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_patches<<<grid_for(total), 256, 0, c->stream>>>(images, total, size, patch, g,
+                                                      channels_last, out);
+    LAUNCHED("patches");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_clip_attend(cuda_ops *c, const float *qkv, int batch, int n,
+                                         int heads, int64_t dim_head, const uint8_t *key_mask,
+                                         int causal, float scale, float *att)
+{
+    if (batch < 0 || n < 0 || heads < 0 || dim_head <= 0 || dim_head > 65536)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: clip_attend: batch = %d, n = %d, heads = %d, dim_head = %lld",
+                          batch, n, heads, (long long)dim_head);
+    const int64_t blocks = (int64_t)batch * heads * n;
+    if (blocks > INT_MAX)
+        return bad_size("clip_attend", "batch * heads * n", blocks);
+    if (blocks == 0)
+        return DALLE_OK;
+    // the scores of a query in shared memory: without opting in, 48 KiB a
+    // block, the kernel's own reduction scratch (384 bytes) included: some
+    // 12 000 positions (CLIP's are 77 tokens, 577 patches)
+    const size_t smem = ((size_t)dim_head + (size_t)n) * sizeof(float);
+    if (smem > (size_t)47 * 1024)
+        return dalle_fail(DALLE_ERR_UNSUPPORTED,
+                          "cuda: clip_attend: %d positions of dim_head %lld need %zu bytes of "
+                          "shared memory a block (at most 47 KiB)",
+                          n, (long long)dim_head, smem);
+    device_scope scope(c->device);
+    k_clip_attend<<<(unsigned)blocks, CLIP_ATTEND_THREADS, smem, c->stream>>>(
+        qkv, n, heads, (int)dim_head, key_mask, causal, scale, att);
+    LAUNCHED("clip_attend");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_mean_rows(cuda_ops *c, const float *x, int batch, int n, int64_t dim,
+                                       const uint8_t *mask, float *out)
+{
+    if (batch < 0 || n <= 0 || dim < 0)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: mean_rows: batch = %d, n = %d, dim = %lld", batch, n,
+                          (long long)dim);
+    if (batch == 0 || dim == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_mean_rows<<<grid_for((int64_t)batch * dim), 256, 0, c->stream>>>(x, batch, n, dim, mask,
+                                                                       out);
+    LAUNCHED("mean_rows");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_l2_normalize(cuda_ops *c, float *x, int64_t rows, int64_t dim)
+{
+    if (!fits_int(rows))
+        return bad_size("l2_normalize", "rows", rows);
+    if (dim <= 0)
+        return bad_size("l2_normalize", "dim", dim);
+    if (rows == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_l2_normalize<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim);
+    LAUNCHED("l2_normalize");
+    return DALLE_OK;
+}
+
+extern "C" dalle_status cuda_clip_scores(cuda_ops *c, const float *img, int n_img,
+                                         const float *txt, int n_txt, int64_t dim, float scale,
+                                         int scale_first, float *out, int64_t ld)
+{
+    if (n_img < 0 || n_txt < 0 || dim < 0 || (n_img > 1 && ld < n_txt))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: clip_scores: n_img = %d, n_txt = %d, dim = %lld, ld = %lld",
+                          n_img, n_txt, (long long)dim, (long long)ld);
+    const int64_t total = (int64_t)n_img * n_txt;
+    if (total == 0)
+        return DALLE_OK;
+    device_scope scope(c->device);
+    k_clip_scores<<<grid_for(total), 256, 0, c->stream>>>(img, n_img, txt, n_txt, dim, scale,
+                                                          scale_first, out, ld);
+    LAUNCHED("clip_scores");
+    return DALLE_OK;
+}
+// --- end of CLIP's operations ---

@@ -249,6 +249,37 @@ dalle_status cuda_vq_scores(cuda_ops *c, const float *z, int dim, int64_t n,
 /* conv_argmax_channels; ids device memory */
 dalle_status cuda_argmax_channels(cuda_ops *c, const float *scores, int t, int64_t n,
                                   int32_t *ids);
+/* --- CLIP's operations (lib/backend_ops.h's CLIP section; the CPU's are
+ * lib/clip_backend.c) ------------------------------------------------------ */
+/* out[r] = table[ids[r]], rows of dim floats; ids device memory, checked. */
+dalle_status cuda_gather_rows(cuda_ops *c, const float *table, const int32_t *ids, int64_t rows,
+                              int64_t dim, float *out);
+/* A stride = kernel convolution's input as rows (backend_ops.h's patches):
+ * images [n][3][size][size] -> out [n][(size / patch)²][3 patch²], values
+ * in (channel, y, x) order, or (y, x, channel) with channels_last. */
+dalle_status cuda_patches(cuda_ops *c, const float *images, int n, int size, int patch,
+                          int channels_last, float *out);
+/* CLIP's self-attention (backend_ops.h's clip_attention) over qkv [batch *
+ * n][3 * heads * dim_head], one block per query: q times scale (qkv is
+ * only read), the keys j with key_mask[b][j] != 0 (device memory; NULL:
+ * all) and, causal, j <= i, into att [batch * n][heads * dim_head]. The
+ * scores live in shared memory: n + dim_head <= 12 032. */
+dalle_status cuda_clip_attend(cuda_ops *c, const float *qkv, int batch, int n, int heads,
+                              int64_t dim_head, const uint8_t *key_mask, int causal, float scale,
+                              float *att);
+/* out[b][j] = mean over rows i of x[b] ([batch][n][dim]) with mask[b][i]
+ * != 0 (device memory; NULL: all), summed in double in row order. */
+dalle_status cuda_mean_rows(cuda_ops *c, const float *x, int batch, int n, int64_t dim,
+                            const uint8_t *mask, float *out);
+/* Each row of x [rows][dim] divided by max(its L2 norm, 1e-12). */
+dalle_status cuda_l2_normalize(cuda_ops *c, float *x, int64_t rows, int64_t dim);
+/* out[i * ld + j] = scale · <img[i], txt[j]>, the dot in double in index
+ * order; scale_first: (scale · img[i]) · txt[j] (OpenAI), else the dot
+ * times scale (DALLE-pytorch). */
+dalle_status cuda_clip_scores(cuda_ops *c, const float *img, int n_img, const float *txt,
+                              int n_txt, int64_t dim, float scale, int scale_first, float *out,
+                              int64_t ld);
+/* --- end of CLIP's operations --- */
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class Clip(Handle):
     """``Clip(path, n_threads=0, backend="cpu", device=0, max_batch=8)``:
     a bundle of kind "clip" (DALLE-pytorch) or "openai_clip" (OpenAI's ViT
-    CLIP). CLIP always computes on the CPU.
+    CLIP). backend="cuda" (or "auto" with a GPU) computes on the GPU.
 
     Shapes: ``text_seq_len`` (caption ids per row), ``num_text_tokens``,
     ``image_size``, ``embed_dim``; and ``kind``, ``path``.

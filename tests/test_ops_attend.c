@@ -236,7 +236,7 @@ static void test_softmax(int have_simd)
             }
             total = fmax(total, fabs(got - 1.0));
         }
-        CHECK(worst < 4e-7 && total < 1e-6,
+        CHECK(worst < 3e-7 && total < 1e-6,
               "softmax of %lld: worst relative error %.2e, |Σ - 1| %.1e", (long long)n, worst,
               total);
         if (have_simd)

@@ -15,7 +15,8 @@
  * rotated k and v reproduces the full forward exactly. `stable` swaps in
  * stable_softmax, which divides by 1024, subtracts the max and multiplies
  * by 1024 again: exact power-of-two scalings, hence the same numbers as the
- * plain max-subtracted softmax of ops_attend. */
+ * plain max-subtracted softmax of ops_attend (lib/ops_attend.c, the kernel
+ * CLIP and training call too). */
 #include <math.h>
 #include <string.h>
 
@@ -61,55 +62,6 @@ int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *s
         break;
     }
     return n;
-}
-
-/* q · k over one head: eight running sums, combined in a fixed order, so
- * the compiler can keep them in vector registers (a single float sum is a
- * serial chain it may not reorder). The order depends on dim_head only. */
-static float dot(const float *restrict a, const float *restrict b, int64_t n)
-{
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += a[i + l] * b[i + l];
-    float tail = 0.0f;
-    for (; i < n; i++)
-        tail += a[i] * b[i];
-    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
-           tail;
-}
-
-/* One query over the listed keys of one head's cache (k, v: [max_pos][dh]):
- * out = softmax(q · k_j) · v_j. The weighted sum runs over the keys, one
- * axpy of a whole v row at a time: every out[d] is its own sum in key
- * order, vectorised across d. */
-static void attend(const float *restrict q, const float *k, const float *v, int64_t dh,
-                   const ops_span *spans, int n_spans, float *restrict scores,
-                   float *restrict out)
-{
-    int64_t n = 0;
-    for (int s = 0; s < n_spans; s++) {
-        const float *kp = k + spans[s].start * dh;
-        const int64_t step = spans[s].stride * dh;
-        for (int64_t j = 0; j < spans[s].count; j++, kp += step)
-            scores[n++] = dot(q, kp, dh);
-    }
-    for (int64_t d = 0; d < dh; d++)
-        out[d] = 0.0f;
-    if (n == 0)
-        return;
-    ops_softmax(scores, n);
-    n = 0;
-    for (int s = 0; s < n_spans; s++) {
-        const float *vp = v + spans[s].start * dh;
-        const int64_t step = spans[s].stride * dh;
-        for (int64_t j = 0; j < spans[s].count; j++, vp += step) {
-            const float w = scores[n++];
-            for (int64_t d = 0; d < dh; d++)
-                out[d] += w * vp[d];
-        }
-    }
 }
 
 /* The part of a layer's attention between to_qkv and to_out, as one pool
@@ -161,7 +113,7 @@ static void attn_task(void *arg, int64_t t)
         int n = attention_spans(hp, j->L->type, p, spans);
         const float *q = st->qkv + ((int64_t)b * m + i) * 3 * inner + h * dh;
         float *o = st->att + ((int64_t)b * m + i) * inner + h * dh;
-        attend(q, K, V, dh, spans, n, scores, o);
+        ops_attend(q, K, V, dh, spans, n, scores, o);
     }
 }
 

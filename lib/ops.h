@@ -57,6 +57,10 @@ enum {
     OPS_FEW_SIMD = 2      /* the AVX2/FMA kernel (PLAIN where the CPU lacks it) */
 };
 
+/* Whether this CPU runs AVX2 and FMA code (checked at run time; 0 off
+ * x86-64): the vector kernels' condition (ops_few_rows.c, ops_attend.c). */
+int ops_cpu_avx2_fma(void);
+
 /* Ask (want = -1) or set the few-row code; returns the code now in use.
  * The default is SIMD where the CPU has AVX2/FMA, else PLAIN where fmaf is
  * an instruction (__FP_FAST_FMAF), else OFF. For tests and the bench
@@ -89,7 +93,10 @@ void ops_add_scaled(float *x, const float *y, const float *scale, int64_t rows, 
 /* DivideMax: each row divided by its own maximum (not the abs maximum). */
 void ops_divide_max(float *x, int64_t rows, int64_t dim);
 
-/* Softmax of x[0 .. n) in place (n >= 1). */
+/* Softmax of x[0 .. n) in place (n <= 0: nothing), max-subtracted; lib/
+ * ops_attend.c (the attention kernel's softmax: its exp is within 1 ulp of
+ * expf, the sum in double in a fixed order; the same bits from the AVX2/FMA
+ * and the plain C code). */
 void ops_softmax(float *x, int64_t n);
 
 /* Rotary embedding of one head vector t[0 .. n_cols): pairs (t[2i], t[2i+1])
@@ -105,12 +112,29 @@ typedef struct ops_span {
     int64_t stride;
 } ops_span;
 
+/* ---- the attention kernel (lib/ops_attend.c) ---------------------------------- */
+
 /* One query attending to the keys listed in spans: k and v hold one vector
  * of dim_head floats per position, position p at k + p * dim_head.
- * out = softmax(q · k_j) · v_j over the listed j (q already scaled).
- * scores: scratch for the number of listed keys. */
+ * out = softmax(q · k_j) · v_j over the listed j (q already scaled); no
+ * key listed: zeros. scores: scratch for the number of listed keys (left
+ * holding the softmax weights). Every output is one fixed sequence of
+ * operations that depends on dim_head and the key list only, the same
+ * bits from the AVX2/FMA code and the plain C code; the K and V rows are
+ * each streamed once. Generation, CLIP and training all call this. */
 void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head,
                 const ops_span *spans, int n_spans, float *scores, float *out);
+
+/* ops_attend's first half: scores[j] = its softmax weight of listed key j
+ * (the same bits); returns the number of listed keys. For the backward. */
+int64_t ops_attend_weights(const float *q, const float *k, int64_t dim_head,
+                           const ops_span *spans, int n_spans, float *scores);
+
+/* Whether ops_attend and ops_softmax use the CPU's AVX2/FMA code (the same
+ * bits as the plain C code). want < 0: only ask; 0: plain C from now on;
+ * 1: the vector code where the CPU has it (the default). For tests and the
+ * bench (process-wide, not thread-safe against running calls). */
+int ops_attend_simd(int want);
 
 /* QuickGELU in place over x[0 .. n): x * sigmoid(1.702 x), the activation
  * of OpenAI CLIP's MLPs (appended for CLIP; see lib/clip_encoder.c). */

@@ -6,7 +6,9 @@
 
 #include <math.h>
 
-/* The matrix products (ops_gemm, ops_linear*) are in lib/ops_gemm.c. */
+/* The matrix products (ops_gemm, ops_linear*) are in lib/ops_gemm.c, the
+ * softmax and the attention kernel (ops_softmax, ops_attend) in
+ * lib/ops_attend.c. */
 
 void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain,
                     const float *bias, float eps, float *y)
@@ -72,22 +74,6 @@ void ops_divide_max(float *x, int64_t rows, int64_t dim)
     }
 }
 
-void ops_softmax(float *x, int64_t n)
-{
-    float m = x[0];
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > m)
-            m = x[i];
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++)
-        x[i] *= inv;
-}
-
 void ops_rotary(float *t, const float *cos, const float *sin, int64_t n_cols)
 {
     /* t*cos + rotate_half(t)*sin, rotate_half((a, b)) = (-b, a). */
@@ -96,42 +82,6 @@ void ops_rotary(float *t, const float *cos, const float *sin, int64_t n_cols)
         t[i] = a * cos[i] + (-b) * sin[i];
         t[i + 1] = b * cos[i + 1] + a * sin[i + 1];
     }
-}
-
-static float dot(const float *a, const float *b, int64_t n)
-{
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-void ops_attend(const float *q, const float *k, const float *v, int64_t dim_head,
-                const ops_span *spans, int n_spans, float *scores, float *out)
-{
-    int64_t n = 0;
-    for (int s = 0; s < n_spans; s++)
-        for (int64_t j = 0; j < spans[s].count; j++) {
-            int64_t p = spans[s].start + j * spans[s].stride;
-            scores[n++] = dot(q, k + p * dim_head, dim_head);
-        }
-    if (n == 0) {
-        for (int64_t d = 0; d < dim_head; d++)
-            out[d] = 0.0f;
-        return;
-    }
-    ops_softmax(scores, n);
-    for (int64_t d = 0; d < dim_head; d++)
-        out[d] = 0.0f;
-    n = 0;
-    for (int s = 0; s < n_spans; s++)
-        for (int64_t j = 0; j < spans[s].count; j++) {
-            int64_t p = spans[s].start + j * spans[s].stride;
-            const float *vp = v + p * dim_head;
-            float w = scores[n++];
-            for (int64_t d = 0; d < dim_head; d++)
-                out[d] += w * vp[d];
-        }
 }
 
 void ops_quick_gelu(float *x, int64_t n)

@@ -63,7 +63,7 @@
 /* -1: not decided yet; else OPS_FEW_* */
 static atomic_int few_mode = -1;
 
-static int few_cpu_simd(void)
+int ops_cpu_avx2_fma(void)
 {
 #if FEW_X86
     __builtin_cpu_init();
@@ -75,7 +75,7 @@ static int few_cpu_simd(void)
 
 static int few_default(void)
 {
-    if (few_cpu_simd())
+    if (ops_cpu_avx2_fma())
         return OPS_FEW_SIMD;
 #ifdef __FP_FAST_FMAF
     return OPS_FEW_PLAIN;
@@ -88,7 +88,7 @@ int ops_few_rows_mode(int want)
 {
     int s = atomic_load_explicit(&few_mode, memory_order_relaxed);
     if (want == OPS_FEW_SIMD)
-        s = few_cpu_simd() ? OPS_FEW_SIMD : OPS_FEW_PLAIN;
+        s = ops_cpu_avx2_fma() ? OPS_FEW_SIMD : OPS_FEW_PLAIN;
     else if (want == OPS_FEW_OFF || want == OPS_FEW_PLAIN)
         s = want;
     else if (want == OPS_FEW_DEFAULT || s < 0)

@@ -126,8 +126,6 @@ void bw_rotary(float *dt, const float *cos, const float *sin, int64_t n_cols)
 
 static float dot(const float *a, const float *b, int64_t n)
 {
-    /* the same float loop as ops_cpu.c's, so the recomputed weights are
-     * the forward's bits */
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
         s += a[i] * b[i];
@@ -138,15 +136,10 @@ void bw_attend(const float *q, const float *k, const float *v, int64_t dim_head,
                const ops_span *spans, int n_spans, const float *dout, float *scores, float *dq,
                float *dk, float *dv)
 {
-    int64_t n = 0;
-    for (int s = 0; s < n_spans; s++)
-        for (int64_t j = 0; j < spans[s].count; j++) {
-            int64_t p = spans[s].start + j * spans[s].stride;
-            scores[n++] = dot(q, k + p * dim_head, dim_head);
-        }
+    /* the forward's weights, recomputed by the forward's own code: its bits */
+    int64_t n = ops_attend_weights(q, k, dim_head, spans, n_spans, scores);
     if (n == 0)
         return; /* the forward wrote zeros: no dependence on anything */
-    ops_softmax(scores, n);
     /* Σ_j p_j (dout · v_j): the softmax's correction term */
     double corr = 0.0;
     n = 0;

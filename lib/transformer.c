@@ -204,24 +204,27 @@ static void run_layers(const transformer *tf, tf_state *st, int m)
 
 /* ---- logits ---------------------------------------------------------------- */
 
-/* One logits row of position p from the final hidden row xr: only the
- * unmasked half is computed, the other is -FLT_MAX as upstream's
- * masked_fill_ writes it (text positions p < text_seq_len predict text,
- * the rest predict image tokens). */
+/* Logits rows from the final hidden rows x [n_rows][dim], row r at
+ * position p0 + r * pstep (pstep 1: consecutive positions of one
+ * sequence; 0: the same position of every sequence). Only the unmasked
+ * half is computed, the other is -FLT_MAX as upstream's masked_fill_ writes
+ * it (text positions p < text_seq_len predict text, the rest predict image
+ * tokens); skip_fill: out already holds that mask (the state's own buffer,
+ * see head). */
 static void logits_rows(const transformer *tf, const tf_state *st, const float *x,
-                        int64_t n_rows, int p0, float *out)
+                        int64_t n_rows, int p0, int pstep, int skip_fill, float *out)
 {
     const tf_hparams *hp = &tf->hp;
     const int64_t V = hp->total_tokens, d = hp->dim;
     /* split the rows into the run of text positions and the run of image
-     * positions, one GEMM each */
+     * positions, one product each */
     int64_t n_text = 0;
-    while (n_text < n_rows && p0 + n_text < hp->text_seq_len)
+    while (n_text < n_rows && p0 + n_text * pstep < hp->text_seq_len)
         n_text++;
     backend *be = tf->be;
-    if (n_text)
+    if (n_text && !skip_fill)
         be->op->fill(be, out, n_text, V, hp->text_vocab, V - hp->text_vocab, -FLT_MAX);
-    if (n_rows > n_text)
+    if (n_rows > n_text && !skip_fill)
         be->op->fill(be, out + n_text * V, n_rows - n_text, V, 0, hp->text_vocab, -FLT_MAX);
     if (n_text)
         tf_linear(tf, st, x, n_text, d, &tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
@@ -232,21 +235,53 @@ static void logits_rows(const transformer *tf, const tf_state *st, const float *
     }
 }
 
+/* DivideMax (stable) and the final LayerNorm of rows x, in place. */
+static void head_norm(const transformer *tf, float *x, int64_t rows)
+{
+    const int64_t d = tf->hp.dim;
+    if (tf->hp.stable)
+        tf->be->op->divide_max(tf->be, x, rows, d);
+    tf->be->op->layer_norm(tf->be, x, rows, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
+}
+
 static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits)
 {
     const tf_hparams *hp = &tf->hp;
     const int64_t d = hp->dim, V = hp->total_tokens;
-    for (int b = 0; b < st->batch; b++) {
-        /* the rows of this sequence that need logits */
-        int first = mode == TF_LOGITS_LAST ? m - 1 : 0;
-        int64_t n = m - first;
-        float *x = st->x1 + ((int64_t)b * m + first) * d;
-        if (hp->stable)
-            tf->be->op->divide_max(tf->be, x, n, d);
-        tf->be->op->layer_norm(tf->be, x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
-        float *o = mode == TF_LOGITS_LAST ? logits + (int64_t)b * V
-                                          : logits + (int64_t)b * m * V;
-        logits_rows(tf, st, x, n, st->pos + first, o);
+    const int own = logits == st->logits;
+    if (mode == TF_LOGITS_ALL) {
+        /* [batch][m] rows: each sequence's run of consecutive positions */
+        head_norm(tf, st->x1, (int64_t)st->batch * m);
+        for (int b = 0; b < st->batch; b++)
+            logits_rows(tf, st, st->x1 + (int64_t)b * m * d, m, st->pos, 1, 0,
+                        logits + (int64_t)b * m * V);
+        if (own)
+            st->mask_rows = 0;
+        return;
+    }
+    /* The last position of every sequence: one product for the whole
+     * batch, so the to_logits matrix (the largest of the model) is
+     * streamed once per step, not once per sequence. The rows are x1's
+     * rows b * m + m - 1: contiguous when m = 1, else gathered into h (free
+     * by now). A row's bits do not depend on the rows beside it (the
+     * few-row kernels, lib/ops.h). */
+    float *x = st->x1;
+    if (m > 1) {
+        x = st->h;
+        for (int b = 0; b < st->batch; b++)
+            tf->be->op->copy(tf->be, x + b * d, st->x1 + ((int64_t)b * m + m - 1) * d,
+                             (size_t)d * sizeof *x);
+    }
+    head_norm(tf, x, st->batch);
+    /* The state's own buffer keeps its mask between steps (nothing else
+     * writes the masked half): fill it only when the kind of position
+     * changes or more rows are needed. A caller's buffer is always filled. */
+    const int p = st->pos + m - 1, kind = p < hp->text_seq_len ? 1 : 2;
+    const int filled = own && st->mask_kind == kind && st->mask_rows >= st->batch;
+    logits_rows(tf, st, x, st->batch, p, 0, filled, logits);
+    if (own) {
+        st->mask_kind = kind;
+        st->mask_rows = st->batch;
     }
 }
 

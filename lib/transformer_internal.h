@@ -124,6 +124,10 @@ struct tf_state {
                           * logits are computed before their download */
     int32_t *ids;        /* [batch * max_chunk]: the chunk's ids on the backend
                           * (device embeddings read them; sampling writes here) */
+    int mask_kind;       /* the mask the first mask_rows rows of logits hold ([batch]
+                          * layout, TF_LOGITS_LAST): 1 text positions' (image half
+                          * -FLT_MAX), 2 image positions' (text half); 0 unknown */
+    int mask_rows;
     backend *be;         /* the backend its memory came from */
 };
 

@@ -61,8 +61,7 @@ static void cpu_layer_norm(backend *be, const float *x, int64_t rows, int64_t di
 
 static void cpu_geglu(backend *be, const float *h, int64_t rows, int64_t inner, float *y)
 {
-    (void)be;
-    ops_geglu(h, rows, inner, y);
+    ops_geglu_pool(pool_of(be), h, rows, inner, y);
 }
 
 static void cpu_add_scaled(backend *be, float *x, const float *y, const float *scale,
@@ -160,9 +159,7 @@ static void cpu_attention(backend *be, const transformer *tf, tf_state *st, int 
 static void cpu_sample(backend *be, sampler *sm, const float *logits, int64_t ld, int rows, int n,
                        uint64_t stream0, uint64_t counter, int32_t *ids)
 {
-    (void)be;
-    for (int r = 0; r < rows; r++)
-        ids[r] = sampler_pick(sm, logits + r * ld, n, stream0 + (uint64_t)r, counter);
+    sampler_pick_rows(sm, pool_of(be), logits, ld, rows, n, stream0, counter, ids);
 }
 
 static const backend_ops cpu_ops = {

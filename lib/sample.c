@@ -138,7 +138,7 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
     r.zeros = calloc((size_t)hp->text_seq_len, sizeof *r.zeros);
     r.step = malloc((size_t)chunk * sizeof *r.step);
     res = malloc((size_t)batch * S * sizeof *res);
-    if ((s = sampler_init(&sm, hp, p, hp->num_image_tokens)))
+    if ((s = sampler_init_rows(&sm, hp, p, hp->num_image_tokens, chunk)))
         goto done;
     if (!r.seq || !r.zeros || !r.step || !res) {
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_sample: out of memory");

@@ -57,9 +57,11 @@ static void state_sizes(const transformer *tf, int batch, int max_chunk, int hos
     bytes[SB_FF_H] = rows * 2 * hp->ff_inner * f;
     bytes[SB_FF_A] = rows * hp->ff_inner * f;
     bytes[SB_SCORES] = (int64_t)batch * hp->heads * hp->max_pos * f;
-    if (tf->lowp)
+    if (tf->lowp && rows > OPS_LINEAR_W_FEW_ROWS)
         /* one widening area per thread for the many-row products of
-         * reduced weights (ops_linear_w), made here, never in the loop */
+         * reduced weights (ops_linear_w), made here, never in the loop;
+         * none where every product has few rows (a state shrunk to one
+         * token: the matrix-vector kernel needs none) */
         bytes[SB_LOWP_SCRATCH] = tpool_threads((struct tpool *)tf->cpu.impl) *
                                  ops_linear_w_scratch(tf->lowp_in) * f;
     bytes[SB_LOGITS] = (int64_t)batch * (host ? 1 : max_chunk) * hp->total_tokens * f;

@@ -19,29 +19,46 @@
 #include "sampler.h"
 #include "transformer_internal.h"
 
-/* Positions of the prefix (<bos>, caption, primed tokens) fed per forward,
- * at most. A state's workspace grows with batch x chunk (DALLE-S at batch
- * 8: 320 KB a position; 480 primed tokens at once took 170 MB, more than
- * the whole KV cache of the window after them), so the prefix goes in
- * tiles, as even as possible (65 positions: 22 + 22 + 21). The products
- * of 8 x 22 rows are still large enough for the GEMM path. */
-#define PREFIX_TILE 32
+/* Rows (sequences x positions) of the prefix (<bos>, caption, primed
+ * tokens) fed per forward, at most. A state's workspace grows with its
+ * rows (DALLE-S: 40 KB a row; 480 primed tokens at batch 8 at once took
+ * 170 MB, more than the KV cache of the window after them), so the prefix
+ * goes in tiles of positions, as even as possible (65 positions at batch
+ * 8: 22 + 22 + 21), each still large enough for the GEMM path. A caption
+ * alone at batch 1 stays one chunk. */
+#define PREFIX_ROWS 256
 
-static int prefix_tile = PREFIX_TILE; /* transformer_sample_prefix_tile */
+static int prefix_tile; /* transformer_sample_prefix_tile; 0: from PREFIX_ROWS */
 
 int transformer_sample_prefix_tile(int want)
 {
-    if (want > 0)
+    if (want >= 0)
         prefix_tile = want;
-    else if (want == 0)
-        prefix_tile = PREFIX_TILE;
     return prefix_tile;
+}
+
+/* Positions per tile at most, for states of `batch` sequences. */
+static int tile_max(int batch)
+{
+    if (prefix_tile > 0)
+        return prefix_tile;
+    return PREFIX_ROWS / batch > 1 ? PREFIX_ROWS / batch : 1;
+}
+
+/* A prefix of n positions in the fewest tiles of at most tile_max(batch),
+ * as even as possible: tile t has n / tiles positions, one more for t <
+ * n % tiles. */
+static int prefix_tiles(int n, int batch) { return (n + tile_max(batch) - 1) / tile_max(batch); }
+static int longest_tile(int n, int batch)
+{
+    return (n + prefix_tiles(n, batch) - 1) / prefix_tiles(n, batch);
 }
 
 typedef struct run {
     const transformer *tf;
     tf_state *cond, *null; /* their logits stay in the state, on the backend */
-    int32_t *tile;     /* [2][chunk][prefix_tile]: a tile of both prefixes */
+    int chunk;         /* sequences the states were made for */
+    int32_t *tile;     /* [2][chunk][longest tile]: a tile of both prefixes */
     int32_t *seq;      /* [chunk][prefix] */
     int32_t *zeros;    /* the all-padding caption */
     int32_t *step;     /* [chunk]: the tokens just picked (host) */
@@ -89,12 +106,6 @@ static dalle_status set_chunk(run *r, int max_chunk)
     return s;
 }
 
-/* The longest tile of a prefix of n positions: n split into the fewest
- * tiles of at most prefix_tile, as even as possible (tile t has
- * n / tiles positions, one more for t < n % tiles). */
-static int prefix_tiles(int n) { return (n + prefix_tile - 1) / prefix_tile; }
-static int longest_tile(int n) { return (n + prefix_tiles(n) - 1) / prefix_tiles(n); }
-
 /* The prefixes of nb sequences, [nb][prefix] at seq (and seq_null), tile
  * by tile; the last tile leaves the guided logits of the last position, as
  * feed. */
@@ -102,7 +113,7 @@ static dalle_status feed_prefix(run *r, const int32_t *seq, const int32_t *seq_n
                                 int prefix, float cond_scale)
 {
     dalle_status s = DALLE_OK;
-    const int tiles = prefix_tiles(prefix);
+    const int tiles = prefix_tiles(prefix, r->chunk);
     for (int t = 0, p0 = 0; t < tiles && !s; t++) {
         const int m = prefix / tiles + (t < prefix % tiles);
         int32_t *tc = r->tile, *tn = r->tile + (int64_t)nb * m;
@@ -148,7 +159,7 @@ static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
                           (long long)*done, (long long)total);
     /* the prefix's workspace, then one token's: it is given back before
      * the KV cache fills up (tf_state_set_chunk) */
-    if ((s = set_chunk(r, longest_tile(prefix))) ||
+    if ((s = set_chunk(r, longest_tile(prefix, r->chunk))) ||
         (s = feed_prefix(r, r->seq, seq_null, nb, prefix, p->cond_scale)) ||
         (s = set_chunk(r, 1)))
         return s;
@@ -196,7 +207,8 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
     sampler sm = {0};
     int32_t *res = NULL;
     dalle_status s;
-    const int tile = longest_tile(prefix);
+    const int tile = longest_tile(prefix, chunk);
+    r.chunk = chunk;
     if ((s = tf_state_create(tf, chunk, tile, &r.cond)) ||
         (guided && (s = tf_state_create(tf, chunk, tile, &r.null))))
         goto done;

@@ -78,9 +78,10 @@ typedef enum tf_logits_mode {
 dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *tokens, int m,
                         tf_logits_mode mode, float *logits);
 
-/* Positions of dalle_sample's prefix fed per forward, at most (lib/sample.c;
- * default 32): want > 0 sets it, 0 restores the default, < 0 only asks.
- * For tests (process-wide, not thread-safe against running calls). */
+/* Positions of dalle_sample's prefix fed per forward, at most (lib/sample.c):
+ * want > 0 sets it, 0 restores the default (256 rows: 256 / batch
+ * positions), < 0 only asks (0: the default). For tests (process-wide, not
+ * thread-safe against running calls). */
 int transformer_sample_prefix_tile(int want);
 
 /* Rows of dalle_logits for n_image given image tokens. */

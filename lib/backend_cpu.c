@@ -2,8 +2,10 @@
  * model called directly before the table existed, with the context's
  * thread pool (be->impl). The same calls in the same order, so every result
  * is the same bits as before, for any thread count. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend_ops.h"
 #include "clip_model.h" /* CLIP's operations (lib/clip_backend.c) */
@@ -13,21 +15,59 @@
 
 static struct tpool *pool_of(const backend *be) { return (struct tpool *)be->impl; }
 
+/* A state's buffers (the KV cache, the workspace) of at least CPU_MAP_MIN
+ * bytes are mapped from the kernel directly and unmapped when freed, not
+ * taken from malloc: malloc keeps freed blocks below its (self-raising)
+ * mmap threshold resident in its heap, so a prefix's workspace, given back
+ * after the prefix (tf_state_set_chunk), stayed in the process beside the
+ * KV cache that filled up after it. Mapped pages also count only once
+ * touched (the KV cache of positions not reached yet). Each block starts
+ * with a header of CPU_HDR bytes: the mapping's length, 0 for malloc's. */
+#define CPU_MAP_MIN ((size_t)1 << 16)
+#define CPU_HDR ((size_t)64)
+
 static dalle_status cpu_alloc(backend *be, size_t bytes, void **ptr)
 {
     (void)be;
     *ptr = NULL;
     if (!bytes)
         return DALLE_OK;
-    if (!(*ptr = malloc(bytes)))
+    if (bytes > SIZE_MAX - CPU_HDR)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory (%zu bytes)", bytes);
+    const size_t total = bytes + CPU_HDR;
+    char *base = NULL;
+    size_t mapped = 0;
+#ifdef MAP_ANONYMOUS
+    if (bytes >= CPU_MAP_MIN) {
+        void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m != MAP_FAILED) {
+            base = m;
+            mapped = total;
+        }
+    }
+#endif
+    if (!base && !(base = malloc(total)))
+        return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "out of memory (%zu bytes)", bytes);
+    memcpy(base, &mapped, sizeof mapped);
+    *ptr = base + CPU_HDR;
     return DALLE_OK;
 }
 
 static void cpu_free(backend *be, void *ptr)
 {
     (void)be;
-    free(ptr);
+    if (!ptr)
+        return;
+    char *base = (char *)ptr - CPU_HDR;
+    size_t mapped;
+    memcpy(&mapped, base, sizeof mapped);
+#ifdef MAP_ANONYMOUS
+    if (mapped) {
+        munmap(base, mapped);
+        return;
+    }
+#endif
+    free(base);
 }
 
 static void cpu_copy(backend *be, void *dst, const void *src, size_t bytes)
@@ -62,8 +102,7 @@ static void cpu_layer_norm(backend *be, const float *x, int64_t rows, int64_t di
 
 static void cpu_geglu(backend *be, const float *h, int64_t rows, int64_t inner, float *y)
 {
-    (void)be;
-    ops_geglu(h, rows, inner, y);
+    ops_geglu_pool(pool_of(be), h, rows, inner, y);
 }
 
 static void cpu_add_scaled(backend *be, float *x, const float *y, const float *scale,
@@ -161,9 +200,7 @@ static void cpu_attention(backend *be, const transformer *tf, tf_state *st, int 
 static void cpu_sample(backend *be, sampler *sm, const float *logits, int64_t ld, int rows, int n,
                        uint64_t stream0, uint64_t counter, int32_t *ids)
 {
-    (void)be;
-    for (int r = 0; r < rows; r++)
-        ids[r] = sampler_pick(sm, logits + r * ld, n, stream0 + (uint64_t)r, counter);
+    sampler_pick_rows(sm, pool_of(be), logits, ld, rows, n, stream0, counter, ids);
 }
 
 /* --- the VAEs' image operations: lib/conv.c, as lib/vae.c called them ---- */

@@ -83,8 +83,18 @@ void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain
                     const float *bias, float eps, float *y);
 
 /* GEGLU: h is [rows][2 * inner] = [x | gates]; y[r][i] = x * gelu(gates)
- * with the exact (erf) GELU, as F.gelu's default. */
+ * with the exact (erf) GELU, as F.gelu's default: gelu rounded to float
+ * within ~0.5 ulp of the exact value, then one float product
+ * (lib/ops_geglu.c). Every element is computed alone: the same bits for any
+ * split of the rows, and for the AVX2 and the plain C code. */
 void ops_geglu(const float *h, int64_t rows, int64_t inner, float *y);
+/* ops_geglu on `pool`: the elements split into ranges (the same bits). */
+void ops_geglu_pool(struct tpool *pool, const float *h, int64_t rows, int64_t inner, float *y);
+
+/* Whether ops_geglu uses the AVX2 code. want < 0: only ask; 0: plain C from
+ * now on; 1: AVX2 where the CPU has it (the default). For tests and the
+ * bench (process-wide, not thread-safe against running calls). */
+int ops_geglu_simd(int want);
 
 /* x[r][i] += y[r][i] * scale[i]: a residual add through LayerScale
  * (scale NULL: plain add). */

@@ -8,7 +8,7 @@
 
 /* The matrix products (ops_gemm, ops_linear*) are in lib/ops_gemm.c, the
  * softmax and the attention kernel (ops_softmax, ops_attend) in
- * lib/ops_attend.c. */
+ * lib/ops_attend.c, GEGLU in lib/ops_geglu.c. */
 
 void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain,
                     const float *bias, float eps, float *y)
@@ -31,19 +31,6 @@ void ops_layer_norm(const float *x, int64_t rows, int64_t dim, const float *gain
         float fmean = (float)mean;
         for (int64_t i = 0; i < dim; i++)
             yr[i] = (xr[i] - fmean) * rstd * gain[i] + bias[i];
-    }
-}
-
-void ops_geglu(const float *h, int64_t rows, int64_t inner, float *y)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = h + r * 2 * inner, *gr = xr + inner;
-        float *yr = y + r * inner;
-        for (int64_t i = 0; i < inner; i++) {
-            double g = gr[i];
-            float gelu = (float)(0.5 * g * (1.0 + erf(g * 0.70710678118654752440)));
-            yr[i] = xr[i] * gelu;
-        }
     }
 }
 

@@ -19,9 +19,46 @@
 #include "sampler.h"
 #include "transformer_internal.h"
 
+/* Rows (sequences x positions) of the prefix (<bos>, caption, primed
+ * tokens) fed per forward, at most. A state's workspace grows with its
+ * rows (DALLE-S: 40 KB a row; 480 primed tokens at batch 8 at once took
+ * 170 MB, more than the KV cache of the window after them), so the prefix
+ * goes in tiles of positions, as even as possible (65 positions at batch
+ * 8: 22 + 22 + 21), each still large enough for the GEMM path. A caption
+ * alone at batch 1 stays one chunk. */
+#define PREFIX_ROWS 256
+
+static int prefix_tile; /* transformer_sample_prefix_tile; 0: from PREFIX_ROWS */
+
+int transformer_sample_prefix_tile(int want)
+{
+    if (want >= 0)
+        prefix_tile = want;
+    return prefix_tile;
+}
+
+/* Positions per tile at most, for states of `batch` sequences. */
+static int tile_max(int batch)
+{
+    if (prefix_tile > 0)
+        return prefix_tile;
+    return PREFIX_ROWS / batch > 1 ? PREFIX_ROWS / batch : 1;
+}
+
+/* A prefix of n positions in the fewest tiles of at most tile_max(batch),
+ * as even as possible: tile t has n / tiles positions, one more for t <
+ * n % tiles. */
+static int prefix_tiles(int n, int batch) { return (n + tile_max(batch) - 1) / tile_max(batch); }
+static int longest_tile(int n, int batch)
+{
+    return (n + prefix_tiles(n, batch) - 1) / prefix_tiles(n, batch);
+}
+
 typedef struct run {
     const transformer *tf;
     tf_state *cond, *null; /* their logits stay in the state, on the backend */
+    int chunk;         /* sequences the states were made for */
+    int32_t *tile;     /* [2][chunk][longest tile]: a tile of both prefixes */
     int32_t *seq;      /* [chunk][prefix] */
     int32_t *zeros;    /* the all-padding caption */
     int32_t *step;     /* [chunk]: the tokens just picked (host) */
@@ -60,6 +97,41 @@ static void build_prefix(const run *r, const int32_t *text, const dalle_sample_p
     }
 }
 
+/* tf_state_set_chunk on both states */
+static dalle_status set_chunk(run *r, int max_chunk)
+{
+    dalle_status s = tf_state_set_chunk(r->tf, r->cond, max_chunk);
+    if (!s && r->null)
+        s = tf_state_set_chunk(r->tf, r->null, max_chunk);
+    return s;
+}
+
+/* The prefixes of nb sequences, [nb][prefix] at seq (and seq_null), tile
+ * by tile; the last tile leaves the guided logits of the last position, as
+ * feed. */
+static dalle_status feed_prefix(run *r, const int32_t *seq, const int32_t *seq_null, int nb,
+                                int prefix, float cond_scale)
+{
+    dalle_status s = DALLE_OK;
+    const int tiles = prefix_tiles(prefix, r->chunk);
+    for (int t = 0, p0 = 0; t < tiles && !s; t++) {
+        const int m = prefix / tiles + (t < prefix % tiles);
+        int32_t *tc = r->tile, *tn = r->tile + (int64_t)nb * m;
+        for (int b = 0; b < nb; b++) {
+            memcpy(tc + (int64_t)b * m, seq + (int64_t)b * prefix + p0, (size_t)m * sizeof *tc);
+            if (r->null)
+                memcpy(tn + (int64_t)b * m, seq_null + (int64_t)b * prefix + p0,
+                       (size_t)m * sizeof *tn);
+        }
+        if (t == tiles - 1)
+            s = feed(r, tc, tn, m, cond_scale);
+        else if (!(s = tf_forward(r->tf, r->cond, tc, m, TF_LOGITS_NONE, NULL)) && r->null)
+            s = tf_forward(r->tf, r->null, tn, m, TF_LOGITS_NONE, NULL);
+        p0 += m;
+    }
+    return s;
+}
+
 static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
                                    const dalle_sample_params *p, int b0, int nb, int32_t *res,
                                    int64_t *done, int64_t total)
@@ -85,7 +157,11 @@ static dalle_status generate_chunk(run *r, sampler *sm, const int32_t *text,
     if (p->abort && p->abort(p->user))
         return dalle_fail(DALLE_ERR_ABORTED, "dalle_sample: aborted after %lld of %lld tokens",
                           (long long)*done, (long long)total);
-    if ((s = feed(r, r->seq, seq_null, prefix, p->cond_scale)))
+    /* the prefix's workspace, then one token's: it is given back before
+     * the KV cache fills up (tf_state_set_chunk) */
+    if ((s = set_chunk(r, longest_tile(prefix, r->chunk))) ||
+        (s = feed_prefix(r, r->seq, seq_null, nb, prefix, p->cond_scale)) ||
+        (s = set_chunk(r, 1)))
         return s;
     backend *be = r->tf->be;
     for (int t = p->n_prime; t < S; t++) {
@@ -131,16 +207,19 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
     sampler sm = {0};
     int32_t *res = NULL;
     dalle_status s;
-    if ((s = tf_state_create(tf, chunk, prefix, &r.cond)) ||
-        (guided && (s = tf_state_create(tf, chunk, prefix, &r.null))))
+    const int tile = longest_tile(prefix, chunk);
+    r.chunk = chunk;
+    if ((s = tf_state_create(tf, chunk, tile, &r.cond)) ||
+        (guided && (s = tf_state_create(tf, chunk, tile, &r.null))))
         goto done;
+    r.tile = malloc((size_t)2 * chunk * tile * sizeof *r.tile);
     r.seq = malloc((size_t)2 * chunk * prefix * sizeof *r.seq);
     r.zeros = calloc((size_t)hp->text_seq_len, sizeof *r.zeros);
     r.step = malloc((size_t)chunk * sizeof *r.step);
     res = malloc((size_t)batch * S * sizeof *res);
-    if ((s = sampler_init(&sm, hp, p, hp->num_image_tokens)))
+    if ((s = sampler_init_rows(&sm, hp, p, hp->num_image_tokens, chunk)))
         goto done;
-    if (!r.seq || !r.zeros || !r.step || !res) {
+    if (!r.tile || !r.seq || !r.zeros || !r.step || !res) {
         s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "dalle_sample: out of memory");
         goto done;
     }
@@ -157,6 +236,7 @@ dalle_status transformer_sample(const transformer *tf, const dalle_ctx_params *c
 done:
     tf_state_free(r.cond);
     tf_state_free(r.null);
+    free(r.tile);
     free(r.seq);
     free(r.zeros);
     free(r.step);

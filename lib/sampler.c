@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "rng.h"
+#include "threadpool.h"
 
 /* The double a user most likely meant by a float (0.9f -> 0.9), so that
  * int((1 - thres) * total_tokens) truncates as Python does for the same
@@ -107,16 +108,24 @@ static double gumbel_bound(double u)
     return -((double)e + (m - 1.0)) * 0.69314718055994531 + 1e-9;
 }
 
-dalle_status sampler_init(sampler *s, const tf_hparams *hp, const dalle_sample_params *p,
-                          int max_n)
+dalle_status sampler_init_rows(sampler *s, const tf_hparams *hp, const dalle_sample_params *p,
+                               int max_n, int rows)
 {
     s->p = p;
     int k = top_k_count(hp, p->filter_thres);
     s->k = k < max_n ? k : max_n;
-    s->vals = malloc((size_t)max_n * sizeof *s->vals);
+    s->max_n = max_n;
+    s->rows = rows;
+    s->vals = malloc((size_t)max_n * (size_t)rows * sizeof *s->vals);
     if (!s->vals)
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "sampling: out of memory");
     return DALLE_OK;
+}
+
+dalle_status sampler_init(sampler *s, const tf_hparams *hp, const dalle_sample_params *p,
+                          int max_n)
+{
+    return sampler_init_rows(s, hp, p, max_n, 1);
 }
 
 void sampler_free(sampler *s)
@@ -137,7 +146,9 @@ void sampler_free(sampler *s)
  * finds once thr is known: no sort. The winner is the highest score; equal
  * scores go to the earlier candidate in that fixed order (higher logit,
  * then lower id), as a scan of the sorted candidates would. */
-int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, uint64_t counter)
+/* sampler_pick with the selection scratch `vals` */
+static int32_t pick(const sampler *s, float *vals, const float *logits, int n, uint64_t stream,
+                    uint64_t counter)
 {
     const int k = s->k < n ? s->k : n;
     if (k == 1) {
@@ -152,15 +163,16 @@ int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, ui
     float thr = 0.0f;
     int ties = 0; /* candidates equal to thr still to keep */
     if (!all) {
-        memcpy(s->vals, logits, (size_t)n * sizeof *s->vals);
-        thr = kth_largest(s->vals, n, k);
+        memcpy(vals, logits, (size_t)n * sizeof *vals);
+        thr = kth_largest(vals, n, k);
         int above = 0;
         for (int32_t i = 0; i < n; i++)
             above += logits[i] > thr;
         ties = k - above;
     }
     const float temperature = s->p->temperature;
-    const uint64_t seed = s->p->seed;
+    /* the noise's key words are the row's: mixed once, not per id */
+    const uint64_t key = rng_key(s->p->seed, stream, counter);
     int32_t best = -1;
     double best_score = -INFINITY;
     float best_logit = 0.0f;
@@ -175,11 +187,10 @@ int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, ui
         const float scaled = x / temperature;
         /* a candidate whose score cannot even reach the best so far cannot
          * win, nor tie: skip its logs (the same pick, exactly) */
-        if (best >= 0 && (double)scaled + gumbel_bound(rng_uniform(seed, stream, counter,
-                                                                   (uint64_t)id)) <
-                             best_score)
+        if (best >= 0 &&
+            (double)scaled + gumbel_bound(rng_uniform_at(key, (uint64_t)id)) < best_score)
             continue;
-        double score = (double)scaled + rng_gumbel(seed, stream, counter, (uint64_t)id);
+        double score = (double)scaled + rng_gumbel_at(key, (uint64_t)id);
         if (best < 0 || score > best_score || (score == best_score && x > best_logit)) {
             best = id;
             best_score = score;
@@ -187,4 +198,38 @@ int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, ui
         }
     }
     return best;
+}
+
+int32_t sampler_pick(sampler *s, const float *logits, int n, uint64_t stream, uint64_t counter)
+{
+    return pick(s, s->vals, logits, n, stream, counter);
+}
+
+typedef struct pick_job {
+    const sampler *s;
+    const float *logits;
+    int64_t ld;
+    int n;
+    uint64_t stream0, counter;
+    int32_t *ids;
+} pick_job;
+
+static void pick_task(void *arg, int64_t r)
+{
+    const pick_job *j = arg;
+    j->ids[r] = pick(j->s, j->s->vals + r * j->s->max_n, j->logits + r * j->ld, j->n,
+                     j->stream0 + (uint64_t)r, j->counter);
+}
+
+void sampler_pick_rows(sampler *s, struct tpool *pool, const float *logits, int64_t ld, int rows,
+                       int n, uint64_t stream0, uint64_t counter, int32_t *ids)
+{
+    pick_job j = {s, logits, ld, n, stream0, counter, ids};
+    /* more rows than scratch areas: one at a time in the first */
+    if (rows > s->rows) {
+        for (int r = 0; r < rows; r++)
+            ids[r] = pick(s, s->vals, logits + r * ld, n, stream0 + (uint64_t)r, counter);
+        return;
+    }
+    tpool_run(pool, rows, pick_task, &j);
 }

@@ -57,9 +57,11 @@ static void state_sizes(const transformer *tf, int batch, int max_chunk, int hos
     bytes[SB_FF_H] = rows * 2 * hp->ff_inner * f;
     bytes[SB_FF_A] = rows * hp->ff_inner * f;
     bytes[SB_SCORES] = (int64_t)batch * hp->heads * hp->max_pos * f;
-    if (tf->lowp)
+    if (tf->lowp && rows > OPS_LINEAR_W_FEW_ROWS)
         /* one widening area per thread for the many-row products of
-         * reduced weights (ops_linear_w), made here, never in the loop */
+         * reduced weights (ops_linear_w), made here, never in the loop;
+         * none where every product has few rows (a state shrunk to one
+         * token: the matrix-vector kernel needs none) */
         bytes[SB_LOWP_SCRATCH] = tpool_threads((struct tpool *)tf->cpu.impl) *
                                  ops_linear_w_scratch(tf->lowp_in) * f;
     bytes[SB_LOGITS] = (int64_t)batch * (host ? 1 : max_chunk) * hp->total_tokens * f;
@@ -76,6 +78,29 @@ size_t tf_state_backend_bytes(const transformer *tf, int batch, int max_chunk)
     return total;
 }
 
+/* The state's field that holds buffer i. */
+static void **state_buf(tf_state *st, int i)
+{
+    switch (i) {
+    case SB_K: return (void **)&st->k;
+    case SB_V: return (void **)&st->v;
+    case SB_SHIFT_HIST: return (void **)&st->shift_hist;
+    case SB_X1: return (void **)&st->x1;
+    case SB_X2: return (void **)&st->x2;
+    case SB_H: return (void **)&st->h;
+    case SB_HS: return (void **)&st->hs;
+    case SB_Y: return (void **)&st->y;
+    case SB_QKV: return (void **)&st->qkv;
+    case SB_ATT: return (void **)&st->att;
+    case SB_FF_H: return (void **)&st->ff_h;
+    case SB_FF_A: return (void **)&st->ff_a;
+    case SB_SCORES: return (void **)&st->scores;
+    case SB_LOWP_SCRATCH: return (void **)&st->lowp_scratch;
+    case SB_LOGITS: return (void **)&st->logits;
+    default: return (void **)&st->ids;
+    }
+}
+
 dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf_state **out)
 {
     const tf_hparams *hp = &tf->hp;
@@ -88,31 +113,14 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
         return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer state: out of memory");
     backend *be = tf->be;
     st->be = be;
-    st->batch = batch;
+    st->batch = st->batch_cap = batch;
     st->max_chunk = max_chunk;
     int64_t bytes[SB_COUNT];
-    void *p[SB_COUNT] = {0};
     state_sizes(tf, batch, max_chunk, be->host_memory, bytes);
     dalle_status s = DALLE_OK;
     for (int i = 0; i < SB_COUNT && !s; i++)
-        s = be->op->alloc(be, (size_t)bytes[i], &p[i]);
-    st->k = p[SB_K];
-    st->v = p[SB_V];
-    st->shift_hist = p[SB_SHIFT_HIST];
-    st->x1 = p[SB_X1];
-    st->x2 = p[SB_X2];
-    st->h = p[SB_H];
-    st->hs = p[SB_HS];
-    st->y = p[SB_Y];
-    st->qkv = p[SB_QKV];
-    st->att = p[SB_ATT];
-    st->ff_h = p[SB_FF_H];
-    st->ff_a = p[SB_FF_A];
-    st->scores = p[SB_SCORES];
-    st->lowp_scratch = p[SB_LOWP_SCRATCH];
+        s = be->op->alloc(be, (size_t)bytes[i], state_buf(st, i));
     st->lowp_slots = tf->lowp ? tpool_threads((struct tpool *)tf->cpu.impl) : 0;
-    st->logits = p[SB_LOGITS];
-    st->ids = p[SB_IDS];
     if (s) {
         char why[DALLE_MESSAGE_CAP];
         snprintf(why, sizeof why, "%s", dalle_last_error());
@@ -128,12 +136,47 @@ void tf_state_free(tf_state *st)
 {
     if (!st)
         return;
-    void *bufs[] = {st->k,      st->v,      st->shift_hist,   st->x1,     st->x2,   st->h,
-                    st->hs,     st->y,      st->qkv,          st->att,    st->ff_h, st->ff_a,
-                    st->scores, st->lowp_scratch, st->logits, st->ids};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-        st->be->op->free(st->be, bufs[i]);
+    for (int i = 0; i < SB_COUNT; i++)
+        st->be->op->free(st->be, *state_buf(st, i));
     free(st);
+}
+
+dalle_status tf_state_set_chunk(const transformer *tf, tf_state *st, int max_chunk)
+{
+    if (max_chunk < 1 || max_chunk > tf->hp.max_pos)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "tf_state_set_chunk: chunk %d: expected 1..%d", max_chunk,
+                          tf->hp.max_pos);
+    backend *be = st->be;
+    if (max_chunk == st->max_chunk)
+        return DALLE_OK;
+    if (!be->host_memory) {
+        /* a device arena gives memory back only as a whole: keep the
+         * buffers, which hold any chunk up to the state's own */
+        if (max_chunk < st->max_chunk)
+            return DALLE_OK;
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "tf_state_set_chunk: chunk %d above the %d the state was made for",
+                          max_chunk, st->max_chunk);
+    }
+    /* st->batch may be below the batch the state was made for (a last,
+     * smaller group): size for the larger, as tf_state_create did */
+    int64_t had[SB_COUNT], want[SB_COUNT];
+    state_sizes(tf, st->batch_cap, st->max_chunk, 1, had);
+    state_sizes(tf, st->batch_cap, max_chunk, 1, want);
+    dalle_status s = DALLE_OK;
+    for (int i = 0; i < SB_COUNT && !s; i++) {
+        if (had[i] == want[i])
+            continue;
+        void **p = state_buf(st, i);
+        be->op->free(be, *p);
+        *p = NULL;
+        s = be->op->alloc(be, (size_t)want[i], p);
+    }
+    if (s) /* the state is unusable now: tf_state_free still frees it */
+        return s;
+    st->max_chunk = max_chunk;
+    return DALLE_OK;
 }
 
 void tf_state_reset(tf_state *st) { st->pos = 0; }
@@ -204,24 +247,26 @@ static void run_layers(const transformer *tf, tf_state *st, int m)
 
 /* ---- logits ---------------------------------------------------------------- */
 
-/* One logits row of position p from the final hidden row xr: only the
- * unmasked half is computed, the other is -FLT_MAX as upstream's
- * masked_fill_ writes it (text positions p < text_seq_len predict text,
- * the rest predict image tokens). */
+/* Logits rows from the final hidden rows x [n_rows][dim], row r at
+ * position p0 + r * pstep (pstep 1: consecutive positions of one
+ * sequence; 0: the same position of every sequence). Only the unmasked
+ * half is computed, the other is -FLT_MAX as upstream's masked_fill_ writes
+ * it (text positions p < text_seq_len predict text, the rest predict image
+ * tokens); skip_fill: leave the masked half alone (see head). */
 static void logits_rows(const transformer *tf, const tf_state *st, const float *x,
-                        int64_t n_rows, int p0, float *out)
+                        int64_t n_rows, int p0, int pstep, int skip_fill, float *out)
 {
     const tf_hparams *hp = &tf->hp;
     const int64_t V = hp->total_tokens, d = hp->dim;
     /* split the rows into the run of text positions and the run of image
-     * positions, one GEMM each */
+     * positions, one product each */
     int64_t n_text = 0;
-    while (n_text < n_rows && p0 + n_text < hp->text_seq_len)
+    while (n_text < n_rows && p0 + n_text * pstep < hp->text_seq_len)
         n_text++;
     backend *be = tf->be;
-    if (n_text)
+    if (n_text && !skip_fill)
         be->op->fill(be, out, n_text, V, hp->text_vocab, V - hp->text_vocab, -FLT_MAX);
-    if (n_rows > n_text)
+    if (n_rows > n_text && !skip_fill)
         be->op->fill(be, out + n_text * V, n_rows - n_text, V, 0, hp->text_vocab, -FLT_MAX);
     if (n_text)
         tf_linear(tf, st, x, n_text, d, &tf->logits_w, tf->logits_b, hp->text_vocab, out, V);
@@ -232,22 +277,46 @@ static void logits_rows(const transformer *tf, const tf_state *st, const float *
     }
 }
 
-static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits)
+/* DivideMax (stable) and the final LayerNorm of rows x, in place. */
+static void head_norm(const transformer *tf, float *x, int64_t rows)
+{
+    const int64_t d = tf->hp.dim;
+    if (tf->hp.stable)
+        tf->be->op->divide_max(tf->be, x, rows, d);
+    tf->be->op->layer_norm(tf->be, x, rows, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
+}
+
+/* keep: the logits stay in the state for the sampler (tf_forward's logits
+ * NULL), which reads only their unmasked half: the other is never written
+ * (nor, on the CPU, ever brought into memory). */
+static void head(const transformer *tf, tf_state *st, int m, tf_logits_mode mode, float *logits,
+                 int keep)
 {
     const tf_hparams *hp = &tf->hp;
     const int64_t d = hp->dim, V = hp->total_tokens;
-    for (int b = 0; b < st->batch; b++) {
-        /* the rows of this sequence that need logits */
-        int first = mode == TF_LOGITS_LAST ? m - 1 : 0;
-        int64_t n = m - first;
-        float *x = st->x1 + ((int64_t)b * m + first) * d;
-        if (hp->stable)
-            tf->be->op->divide_max(tf->be, x, n, d);
-        tf->be->op->layer_norm(tf->be, x, n, d, tf->logits_norm.w, tf->logits_norm.b, LN_EPS, x);
-        float *o = mode == TF_LOGITS_LAST ? logits + (int64_t)b * V
-                                          : logits + (int64_t)b * m * V;
-        logits_rows(tf, st, x, n, st->pos + first, o);
+    if (mode == TF_LOGITS_ALL) {
+        /* [batch][m] rows: each sequence's run of consecutive positions */
+        head_norm(tf, st->x1, (int64_t)st->batch * m);
+        for (int b = 0; b < st->batch; b++)
+            logits_rows(tf, st, st->x1 + (int64_t)b * m * d, m, st->pos, 1, 0,
+                        logits + (int64_t)b * m * V);
+        return;
     }
+    /* The last position of every sequence: one product for the whole
+     * batch, so the to_logits matrix (the largest of the model) is
+     * streamed once per step, not once per sequence. The rows are x1's
+     * rows b * m + m - 1: contiguous when m = 1, else gathered into h (free
+     * by now). A row's bits do not depend on the rows beside it (the
+     * few-row kernels, lib/ops.h). */
+    float *x = st->x1;
+    if (m > 1) {
+        x = st->h;
+        for (int b = 0; b < st->batch; b++)
+            tf->be->op->copy(tf->be, x + b * d, st->x1 + ((int64_t)b * m + m - 1) * d,
+                             (size_t)d * sizeof *x);
+    }
+    head_norm(tf, x, st->batch);
+    logits_rows(tf, st, x, st->batch, st->pos + m - 1, 0, keep, logits);
 }
 
 /* ---- the forward ------------------------------------------------------------ */
@@ -284,7 +353,7 @@ dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *toke
         be->op->copy(be, st->x2, st->x1, (size_t)st->batch * m * hp->dim * sizeof(float));
     run_layers(tf, st, m);
     if (mode != TF_LOGITS_NONE)
-        head(tf, st, m, mode, out);
+        head(tf, st, m, mode, out, !logits);
     st->pos += m;
     if (mode != TF_LOGITS_NONE && logits && out != logits) {
         int64_t rows = (int64_t)st->batch * (mode == TF_LOGITS_LAST ? 1 : m);

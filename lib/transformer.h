@@ -48,6 +48,15 @@ dalle_status tf_state_create(const transformer *tf, int batch, int max_chunk, tf
 void tf_state_free(tf_state *st);
 /* Forget every position (keeps the memory). */
 void tf_state_reset(tf_state *st);
+/* Chunks of up to max_chunk tokens from now on: the workspace (every buffer
+ * sized by the chunk) is made again at that size, the KV cache and the
+ * positions kept. After a long prefix a generation needs one token per
+ * step: shrinking gives the prefix's workspace back before the cache fills
+ * up, so the two never add up in the peak. A backend without host memory
+ * keeps its buffers (a device arena frees only as a whole) and accepts
+ * only chunks up to the state's own. On an allocation failure the state
+ * may only be freed. */
+dalle_status tf_state_set_chunk(const transformer *tf, tf_state *st, int max_chunk);
 int tf_state_pos(const tf_state *st);
 
 typedef enum tf_logits_mode {
@@ -59,7 +68,8 @@ typedef enum tf_logits_mode {
 /* Feed tokens [batch][m] (row b at tokens + b * m) at positions [pos, pos+m).
  * logits: a host buffer; NULL with TF_LOGITS_LAST leaves them in the
  * state, in the backend's memory (st->logits, transformer_internal.h), for
- * the sampler to read there.
+ * the sampler to read there: their unmasked half only (the masked half of
+ * the state's rows is left unwritten).
  * A token at a text position (< text_len) is a text id incl. the padding ids
  * (< num_text_tokens + text_seq_len); at an image position an image id
  * (< num_image_tokens). Masked logits are -FLT_MAX exactly, as upstream.
@@ -67,6 +77,12 @@ typedef enum tf_logits_mode {
  * of range. */
 dalle_status tf_forward(const transformer *tf, tf_state *st, const int32_t *tokens, int m,
                         tf_logits_mode mode, float *logits);
+
+/* Positions of dalle_sample's prefix fed per forward, at most (lib/sample.c):
+ * want > 0 sets it, 0 restores the default (256 rows: 256 / batch
+ * positions), < 0 only asks (0: the default). For tests (process-wide, not
+ * thread-safe against running calls). */
+int transformer_sample_prefix_tile(int want);
 
 /* Rows of dalle_logits for n_image given image tokens. */
 int transformer_logits_rows(const transformer *tf, int n_image);

@@ -103,6 +103,7 @@ struct transformer {
 /* The memory of one batch of sequences (see tf_state_create). */
 struct tf_state {
     int batch, max_chunk, pos;
+    int batch_cap;       /* the batch it was made for (batch may be set lower) */
     float *k, *v;        /* [depth][batch][heads][max_pos][dim_head], rotated */
     float *shift_hist;   /* [depth][2][batch][tf_shift_ring][tf_shift_cols]: the shifted
                           * channels of the last normed sublayer inputs (token_shift.c) */
@@ -119,7 +120,8 @@ struct tf_state {
     float *lowp_scratch; /* tf->lowp only: lowp_slots areas of ops_linear_w_scratch(lowp_in) */
     int lowp_slots;      /* the pool's threads when the state was made */
     float *logits;       /* logits left in the state (tf_forward with logits NULL):
-                          * [batch][total_tokens]; on a device backend
+                          * [batch][total_tokens], only the unmasked half written
+                          * (the sampler reads nothing else); on a device backend
                           * [batch][max_chunk][total_tokens], where every mode's
                           * logits are computed before their download */
     int32_t *ids;        /* [batch * max_chunk]: the chunk's ids on the backend

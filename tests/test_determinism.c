@@ -11,7 +11,8 @@
  *       dalle_logits, dalle_sample (max_batch 1 and 8), dalle_decode (and
  *       its PNG file), dalle_encode and clip_score / clip_encode_* with
  *       n_threads = 1, 2, 3, 4: the same bytes (memcmp). Skips (77) without
- *       the bundles.
+ *       the bundles. Then dalle_sample's prefix in tiles of a few positions:
+ *       the same tokens as in one chunk.
  */
 #include <cblas.h>
 #include <math.h>
@@ -26,6 +27,7 @@
 #include "dalle/dalle.h"
 #include "ops.h"
 #include "threadpool.h"
+#include "transformer.h" /* transformer_sample_prefix_tile */
 
 static const int thread_counts[] = {1, 2, 3, 4};
 #define N_COUNTS 4
@@ -553,6 +555,49 @@ static void test_clip(const char *path)
     free(txt_feat1);
 }
 
+/* dalle_sample's prefix fed in tiles (lib/sample.c, for a long priming):
+ * tiles of 3 and 7 positions against the whole prefix at once, primed and
+ * guided, max_batch 8 with 1 and 2 threads: the same tokens. (The tiles
+ * change the shapes of the prefix's products, not the function: a token
+ * could flip only on a near-tie of two Gumbel scores; none does here.) */
+static void test_prefix_tiles(const char *path)
+{
+    enum { B = 3 };
+    dalle_ctx *ctx = open_ctx(path, 1, 8);
+    if (!ctx)
+        return;
+    const int T = dalle_text_seq_len(ctx), S = dalle_image_seq_len(ctx);
+    const int NT = dalle_num_text_tokens(ctx), NI = dalle_num_image_tokens(ctx);
+    const int n_prime = S / 2;
+    int32_t *text = calloc((size_t)B * T, sizeof *text), *prime = malloc(sizeof(int32_t) * B * S);
+    int32_t *want = malloc(sizeof(int32_t) * B * S), *got = malloc(sizeof(int32_t) * B * S);
+    for (int i = 0; i < B * T; i++)
+        text[i] = i % T < T / 2 ? 1 + (int32_t)(next_u32() % (uint32_t)(NT - 1)) : 0;
+    for (int i = 0; i < B * n_prime; i++)
+        prime[i] = (int32_t)(next_u32() % (uint32_t)NI);
+    dalle_sample_params sp = dalle_sample_default_params();
+    sp.seed = 77;
+    sp.prime = prime;
+    sp.n_prime = n_prime;
+    sp.cond_scale = 3.0f;
+    transformer_sample_prefix_tile(T + 1 + n_prime);
+    int ok = dalle_sample(ctx, text, B, &sp, want) == DALLE_OK;
+    CHECK(ok, "dalle_sample primed with %d tokens in one prefix chunk", n_prime);
+    dalle_ctx_free(ctx);
+    const int tiles[] = {3, 7};
+    for (int ti = 0; ti < 2 && ok; ti++)
+        for (int nt = 1; nt <= 2; nt++) {
+            transformer_sample_prefix_tile(tiles[ti]);
+            dalle_ctx *c = open_ctx(path, nt, 8);
+            const int run = c && dalle_sample(c, text, B, &sp, got) == DALLE_OK;
+            CHECK(run && !memcmp(want, got, sizeof(int32_t) * B * S),
+                  "prefix in tiles of %d positions, %d threads: the same tokens", tiles[ti], nt);
+            dalle_ctx_free(c);
+        }
+    transformer_sample_prefix_tile(0);
+    free(text), free(prime), free(want), free(got);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "gemm"))
@@ -562,6 +607,7 @@ int main(int argc, char **argv)
              "openai_dvae_64 clip_dalle_pytorch)",
              argv[0]);
     test_dalle(argv[3], argv[2]);
+    test_prefix_tiles(argv[3]);
     test_vae(argv[4]);
     test_vae(argv[5]);
     test_clip(argv[6]);

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "rng.h"
 #include "sampler.h"
+#include "threadpool.h"
 
 static const float *ref_row;
 
@@ -133,6 +134,63 @@ int main(void)
         CHECK(s.k == 10 && ok, "all-equal row, k = %d: the pick is always among the first k ids",
               s.k);
         sampler_free(&s);
+    }
+    /* rows picked at once on a pool: each row's id is sampler_pick's for
+     * that row alone (its own scratch, its own stream), any thread count */
+    {
+        enum { ROWS = 8, N = 5000 };
+        dalle_sample_params p = {0};
+        p.filter_thres = 0.9f; /* k = 1000 < N: the selection scratch is used */
+        p.temperature = 0.7f;
+        p.seed = 99;
+        sampler s = {0}, one = {0};
+        float *rows_ = malloc(sizeof(float) * ROWS * N);
+        if (!rows_ || sampler_init_rows(&s, &hp, &p, N, ROWS) != DALLE_OK ||
+            sampler_init(&one, &hp, &p, N) != DALLE_OK)
+            return 1;
+        for (int r = 0; r < ROWS; r++)
+            fill_row(rows_ + r * N, N, r % 6);
+        int ok = 1;
+        for (int t = 0; t <= 3; t++) {
+            tpool *pool = NULL;
+            if (t && tpool_create(t, &pool) != DALLE_OK)
+                return 1;
+            for (uint64_t c = 0; c < 20; c++) {
+                int32_t ids[ROWS];
+                sampler_pick_rows(&s, pool, rows_, N, ROWS, N, 40, c, ids);
+                for (int r = 0; r < ROWS; r++)
+                    ok &= ids[r] == sampler_pick(&one, rows_ + r * N, N, 40 + (uint64_t)r, c);
+            }
+            tpool_free(pool);
+        }
+        CHECK(ok, "sampler_pick_rows (no pool, 1, 2, 3 threads) = sampler_pick row by row");
+        sampler_free(&s);
+        sampler_free(&one);
+        free(rows_);
+    }
+    /* the hoisted key: the same numbers as the four-word calls */
+    {
+        int ok = 1;
+        for (uint64_t i = 0; i < 1000; i++) {
+            const uint64_t seed = i * 7919, st = i % 13, c = i / 3, lane = i * 31;
+            const uint64_t key = rng_key(seed, st, c);
+            ok &= rng_u64_at(key, lane) == rng_u64(seed, st, c, lane) &&
+                  rng_uniform_at(key, lane) == rng_uniform(seed, st, c, lane) &&
+                  rng_gumbel_at(key, lane) == rng_gumbel(seed, st, c, lane);
+        }
+        CHECK(ok, "rng_*_at(rng_key(seed, stream, counter), lane) = rng_*(seed, stream, counter, lane)");
+        /* and the values themselves are the generator's (SplitMix64's
+         * finaliser chained over the words), independent of the code above */
+        const uint64_t words[4] = {5, 1, 2, 3}; /* seed, stream, counter, lane */
+        uint64_t z = 0;
+        for (int w = 0; w < 4; w++) {
+            z ^= words[w];
+            z += 0x9e3779b97f4a7c15ULL;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+            z ^= z >> 31;
+        }
+        CHECK(rng_u64(5, 1, 2, 3) == z, "rng_u64(5, 1, 2, 3) = the chained finaliser");
     }
     free(row);
     free(order);

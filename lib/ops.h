@@ -57,9 +57,6 @@ enum {
     OPS_FEW_SIMD = 2      /* the AVX2/FMA kernel (PLAIN where the CPU lacks it) */
 };
 
-/* Whether this CPU runs AVX2 and FMA code (checked at run time; 0 off
- * x86-64): the vector kernels' condition (ops_few_rows.c, ops_attend.c). */
-int ops_cpu_avx2_fma(void);
 
 /* Ask (want = -1) or set the few-row code; returns the code now in use.
  * The default is SIMD where the CPU has AVX2/FMA, else PLAIN where fmaf is

@@ -51,6 +51,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu_simd.h"
 #include "ops.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -128,13 +129,7 @@ static atomic_int att_simd = -1;
 
 int ops_attend_simd(int want)
 {
-    int s = atomic_load_explicit(&att_simd, memory_order_relaxed);
-    if (want >= 0)
-        s = want && ops_cpu_avx2_fma();
-    else if (s < 0)
-        s = ops_cpu_avx2_fma();
-    atomic_store_explicit(&att_simd, s, memory_order_relaxed);
-    return s;
+    return ops_simd_switch(&att_simd, want, OPS_CPU_AVX2 | OPS_CPU_FMA);
 }
 
 /* ---- plain C ------------------------------------------------------------------ */

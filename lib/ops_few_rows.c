@@ -36,6 +36,7 @@
 #include <math.h>
 #include <stdatomic.h>
 
+#include "cpu_simd.h"
 #include "ops.h"
 #include "threadpool.h"
 
@@ -62,16 +63,6 @@
 
 /* -1: not decided yet; else OPS_FEW_* */
 static atomic_int few_mode = -1;
-
-int ops_cpu_avx2_fma(void)
-{
-#if FEW_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
 
 static int few_default(void)
 {

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu_simd.h"
 #include "ops.h"
 #include "threadpool.h"
 
@@ -79,25 +80,9 @@ static const double LN2_LO = 0x1.a39ef35793c76p-33;
 
 static atomic_int simd_state = -1; /* -1: not decided yet */
 
-static int cpu_has_simd(void)
-{
-#if GELU_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
-}
-
 int ops_geglu_simd(int want)
 {
-    int s = atomic_load_explicit(&simd_state, memory_order_relaxed);
-    if (want >= 0)
-        s = want && cpu_has_simd();
-    else if (s < 0)
-        s = cpu_has_simd();
-    atomic_store_explicit(&simd_state, s, memory_order_relaxed);
-    return s;
+    return ops_simd_switch(&simd_state, want, OPS_CPU_AVX2);
 }
 
 /* ---- plain C --------------------------------------------------------------- */

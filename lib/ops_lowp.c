@@ -30,6 +30,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "cpu_simd.h"
 #include "ops.h"
 #include "threadpool.h"
 
@@ -98,26 +99,9 @@ static inline float elem(const ops_weight *w, int64_t in, int64_t row, int64_t i
 /* -1: not decided yet; 0: plain C; 1: AVX2/FMA/F16C */
 static atomic_int simd_state = -1;
 
-static int cpu_has_simd(void)
-{
-#if LOWP_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
-}
-
 int ops_lowp_simd(int want)
 {
-    int s = atomic_load_explicit(&simd_state, memory_order_relaxed);
-    if (want >= 0)
-        s = want && cpu_has_simd();
-    else if (s < 0)
-        s = cpu_has_simd();
-    atomic_store_explicit(&simd_state, s, memory_order_relaxed);
-    return s;
+    return ops_simd_switch(&simd_state, want, OPS_CPU_AVX2 | OPS_CPU_FMA | OPS_CPU_F16C);
 }
 
 /* ---- widening rows ---------------------------------------------------------- */

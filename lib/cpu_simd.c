@@ -1,0 +1,36 @@
+/* Which vector code this CPU runs, and the switch every vector kernel
+ * keeps (ops_few_rows.c, ops_attend.c, ops_geglu.c, ops_lowp.c): decided
+ * once from the CPU, settable by tests and benches to compare the plain C
+ * code with the vector code, which give the same bits. */
+#include "cpu_simd.h"
+#include "ops.h"
+
+int ops_cpu_simd(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return (__builtin_cpu_supports("avx2") ? OPS_CPU_AVX2 : 0) |
+           (__builtin_cpu_supports("fma") ? OPS_CPU_FMA : 0) |
+           (__builtin_cpu_supports("f16c") ? OPS_CPU_F16C : 0);
+#else
+    return 0;
+#endif
+}
+
+int ops_cpu_avx2_fma(void)
+{
+    const int need = OPS_CPU_AVX2 | OPS_CPU_FMA;
+    return (ops_cpu_simd() & need) == need;
+}
+
+int ops_simd_switch(atomic_int *state, int want, int needs)
+{
+    const int have = (ops_cpu_simd() & needs) == needs;
+    int s = atomic_load_explicit(state, memory_order_relaxed);
+    if (want >= 0)
+        s = want && have;
+    else if (s < 0)
+        s = have;
+    atomic_store_explicit(state, s, memory_order_relaxed);
+    return s;
+}

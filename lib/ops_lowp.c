@@ -35,6 +35,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define LOWP_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #else
 #define LOWP_X86 0
@@ -101,9 +102,11 @@ static atomic_int simd_state = -1;
 static int cpu_has_simd(void)
 {
 #if LOWP_X86
+    /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know it */
+    unsigned eax, ebx, ecx, edx;
+    const int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
     return 0;
 #endif

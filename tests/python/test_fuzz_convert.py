@@ -1,6 +1,6 @@
 """Fuzzing the checkpoint converter (bindings/python/dalle/convert.py,
-torchfile.py, yamlmini.py): a parser of files from outside, like the C fuzz
-targets of tests/fuzz.
+torchfile.py, yamlmini.py) and the Python bundle reader (bundle.py), parsers
+of files from outside like those the C fuzz targets of tests/fuzz cover.
 
 Small valid checkpoints are built here with test_convert's writers (torch.save's
 zip layout and the legacy pre-1.6 stream, a DiscreteVAE, a DALLE, a CLIP, a
@@ -16,6 +16,12 @@ status 1 and one "dalle.convert: error: ..." line. Any other exception, a
 traceback, or a conversion running past its time limit fails the test, which
 then names the seed, the iteration and a copy of the input.
 
+The Python bundle reader (bundle.py, behind `dalle.convert --info`) is fuzzed
+the same way on the bundles of the C fuzz corpora (tests/fuzz/corpus*), their
+header, metadata and directory crc32s fixed after most mutations so that the
+parsers behind them are reached: open, every tensor read, verify and --info's
+listing may only raise BundleError.
+
 DALLE_FUZZ_ITERATIONS (default 40 per seed file) and DALLE_FUZZ_SEED (default 1)
 change the run: `DALLE_FUZZ_ITERATIONS=2000 python3 -m unittest test_fuzz_convert`
 fuzzes for longer.
@@ -30,8 +36,10 @@ import signal
 import shutil
 import sys
 import tempfile
+import struct
 import unittest
 import zipfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -318,6 +326,81 @@ class ConverterFuzz(unittest.TestCase):
         print(f"\nconverter fuzz: {sum(totals.values())} mutated inputs of {len(seeds)} seeds, "
               f"{totals['ok']} converted, {totals['error']} clear errors, "
               f"{totals['fail']} failures", file=sys.stderr)
+        self.assertEqual(failures, [], "\n".join(failures[:20]))
+
+
+# ---------------------------------------------------------------- bundles
+
+FUZZ_DIR = os.path.join(HERE, "..", "fuzz")
+
+
+def fix_crcs(data):
+    """The header, metadata and directory crc32s of a mutated bundle made
+    right again, so that the Python reader's parsers behind them see it."""
+    if len(data) < B.HEADER_SIZE:
+        return data
+    f = list(B._HEADER.unpack_from(data, 0))
+    f[8] = zlib.crc32(data[f[5]:f[5] + f[6]])    # metadata (offset, size)
+    f[12] = zlib.crc32(data[f[9]:f[9] + f[10]])  # directory (offset, size)
+    head = B._HEADER.pack(*f)
+    head = head[:124] + struct.pack("<I", zlib.crc32(head[:124]))
+    return head + data[B.HEADER_SIZE:]
+
+
+class BundleFuzz(unittest.TestCase):
+    """The Python bundle reader (bindings/python/dalle/bundle.py, what
+    `dalle.convert --info` and the tests use) on mutated bundles of the C
+    fuzz corpora: open, read every tensor, verify and --info end in a
+    BundleError at worst."""
+
+    def test_mutated_bundles(self):
+        seeds = sorted(os.path.join(d, n) for d in (os.path.join(FUZZ_DIR, "corpus"),
+                                                    os.path.join(FUZZ_DIR, "corpus_model"))
+                       if os.path.isdir(d) for n in os.listdir(d) if n.endswith(".dalle"))
+        if not seeds:
+            self.skipTest(f"no seed bundles under {FUZZ_DIR}")
+        failures, totals = [], collections.Counter()
+        old = signal.signal(signal.SIGALRM, _alarm)
+        self.addCleanup(signal.signal, signal.SIGALRM, old)
+        tmp = tempfile.mkdtemp(prefix="dalle-fuzz-bundle-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        tmp_path = os.path.join(tmp, "mutated.dalle")
+        for k, path in enumerate(seeds):
+            with open(path, "rb") as f:
+                original = f.read()
+            rng = random.Random(SEED * 7919 + k)
+            for i in range(ITERATIONS):
+                data = mutate_bytes(rng, original)
+                if rng.random() < 0.8:
+                    data = fix_crcs(data)
+                label = f"{os.path.basename(path)} iteration {i} (DALLE_FUZZ_SEED={SEED})"
+                signal.alarm(TIME_LIMIT)
+                try:
+                    b = B.Bundle(data, "mutated.dalle")
+                    for e in b.tensors:
+                        b.read(e.name)
+                    b.verify()
+                    with open(tmp_path, "wb") as f:
+                        f.write(data)
+                    C.info(tmp_path, out=io.StringIO())  # what --info prints
+                    totals["ok"] += 1
+                except B.BundleError:
+                    totals["error"] += 1
+                except Hang:
+                    failures.append(f"FAIL {label}: the reader ran past {TIME_LIMIT} s")
+                except Exception as e:  # noqa: BLE001 - what this test looks for
+                    failures.append(f"FAIL {label}: {type(e).__name__} escaped the reader: {e}")
+                finally:
+                    signal.alarm(0)
+                if failures and failures[-1].startswith(f"FAIL {label}"):
+                    where = os.environ.get("DALLE_BUILD_DIR") or tempfile.gettempdir()
+                    kept = os.path.join(where, f"fuzz-bundle-{k}-{i}-seed{SEED}.dalle")
+                    with open(kept, "wb") as f:
+                        f.write(data)
+                    failures[-1] += f" (input kept as {kept})"
+        print(f"\nbundle fuzz: {sum(totals.values())} mutated bundles of {len(seeds)} seeds, "
+              f"{totals['ok']} read, {totals['error']} clear errors, {len(failures)} failures",
+              file=sys.stderr)
         self.assertEqual(failures, [], "\n".join(failures[:20]))
 
 

@@ -5,13 +5,22 @@
 #include "cpu_simd.h"
 #include "ops.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SIMD_X86 1
+#include <cpuid.h>
+#else
+#define SIMD_X86 0
+#endif
+
 int ops_cpu_simd(void)
 {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if SIMD_X86
+    /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know it */
+    unsigned eax, ebx, ecx, edx;
+    const int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
     __builtin_cpu_init();
     return (__builtin_cpu_supports("avx2") ? OPS_CPU_AVX2 : 0) |
-           (__builtin_cpu_supports("fma") ? OPS_CPU_FMA : 0) |
-           (__builtin_cpu_supports("f16c") ? OPS_CPU_F16C : 0);
+           (__builtin_cpu_supports("fma") ? OPS_CPU_FMA : 0) | (f16c ? OPS_CPU_F16C : 0);
 #else
     return 0;
 #endif

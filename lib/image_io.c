@@ -17,11 +17,18 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "image_io.h"
 
 #define MAX_SIDE 16384
 #define MAX_FILE_BYTES ((long)1 << 30)
 
 #define STBI_ASSERT(x) ((void)0) /* never abort inside the library */
+/* stb 2.27 decodes a JPEG scan with a Huffman table no DHT defined, from the
+ * uninitialised memory of its decoder; zeroed, such a table decodes nothing
+ * but zeros, within bounds. So stb's allocations are zeroed. */
+#define STBI_MALLOC(sz) calloc(1, sz)
+#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+#define STBI_FREE(p) free(p)
 #define STBI_NO_STDIO            /* files are read here, to tell I/O from format errors */
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
@@ -174,35 +181,168 @@ static dalle_status resize_crop(const unsigned char *rgb, int iw, int ih, int si
     return DALLE_OK;
 }
 
+static dalle_status check_size(int size)
+{
+    if (size < 1 || size > MAX_SIDE)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: size = %d: expected 1..%d", fn, size,
+                          MAX_SIDE);
+    return DALLE_OK;
+}
+
+/* stb_image 2.27 (Debian's libstb) trusts the code counts of a JPEG
+ * Huffman table: a DHT segment declaring more than 256 codes makes it write
+ * past its tables (heap memory). Every FF C4 of the file is read here as the
+ * start of a DHT exactly as stb would read one (bytes past the end count as
+ * 0, as stb's reader returns), and a table of more than 256 codes is refused
+ * before stb sees the file. Checking every FF C4, not only those of a
+ * walk of the segments, cannot miss one that stb reaches; a valid JPEG has
+ * FF C4 only at its DHT markers (0xFF is stuffed as FF 00 in scans). */
+static int jpeg_huffman_ok(const unsigned char *p, size_t n)
+{
+    size_t soi = 0; /* stb reads a JPEG (even for stbi_info) when FF..FF D8 starts the file */
+    while (soi < n && p[soi] == 0xFF)
+        soi++;
+    if (soi == 0 || soi == n || p[soi] != 0xD8)
+        return 1; /* not a JPEG */
+    for (size_t i = soi + 1; i + 1 < n; i++) {
+        if (p[i] != 0xFF || p[i + 1] != 0xC4)
+            continue;
+        size_t at = i + 2;
+        long left = at + 1 < n ? ((long)p[at] << 8 | p[at + 1]) - 2 : -2;
+        at += 2;
+        while (left > 0 && at < n) {
+            long codes = 0;
+            for (size_t b = at + 1; b < at + 17 && b < n; b++)
+                codes += p[b];
+            if (codes > 256)
+                return 0;
+            left -= 17 + codes;
+            at += 17 + (size_t)codes;
+        }
+    }
+    return 1;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Two things stb 2.27 does with the IDAT chunks of a PNG, which the chunks
+ * are checked for first (walked as stb walks them: length, type, data, crc
+ * from byte 8 on, up to IEND):
+ *  - it grows its buffer to hold an IDAT's declared length before it reads
+ *    the data, so a 60-byte file declaring a 2 GiB chunk allocates 2 GiB:
+ *    a chunk that runs past the end of the file is refused;
+ *  - it copies an empty IDAT that comes before any image data into its
+ *    still NULL buffer (memcpy(NULL, p, 0): undefined behaviour, which the
+ *    sanitizers stop at): empty IDATs hold nothing, so they are left out of
+ *    a copy of the file (*copy, *copy_n), which is decoded instead.
+ * *copy stays NULL when the file is not a PNG or has no empty IDAT. */
+static dalle_status png_chunks(const unsigned char *p, size_t n, const char *name,
+                               unsigned char **copy, size_t *copy_n)
+{
+    static const unsigned char sig[8] = {137, 'P', 'N', 'G', 13, 10, 26, 10};
+    *copy = NULL;
+    if (n < 8 || memcmp(p, sig, 8))
+        return DALLE_OK;
+    size_t pos = 8, from = 0, to = 0; /* p[from, pos) still to copy, at *copy + to */
+    while (n - pos >= 8) {
+        const uint32_t len = be32(p + pos);
+        const unsigned char *type = p + pos + 4;
+        if (!memcmp(type, "IEND", 4))
+            break;
+        if (!memcmp(type, "IDAT", 4) && len > n - pos - 8) {
+            free(*copy);
+            *copy = NULL;
+            return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s': cannot decode (the PNG IDAT chunk "
+                              "at byte %zu, of %lu bytes, runs past the end of the file: %zu "
+                              "bytes)", fn, name, pos, (unsigned long)len, n);
+        }
+        if (!memcmp(type, "IDAT", 4) && len == 0) {
+            if (!*copy && !(*copy = malloc(n)))
+                return dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "%s: out of memory reading '%s'", fn,
+                                  name);
+            memcpy(*copy + to, p + from, pos - from);
+            to += pos - from;
+            from = pos + 12 < n ? pos + 12 : n;
+        }
+        if (len > n - pos - 8 || n - pos - 8 - len < 4)
+            break; /* the last chunk (stb fails on it, or reads its crc as 0) */
+        pos += 12 + (size_t)len;
+    }
+    if (*copy) {
+        memcpy(*copy + to, p + from, n - from);
+        *copy_n = to + (n - from);
+    }
+    return DALLE_OK;
+}
+
+static dalle_status decode_png_or_jpeg(const unsigned char *file, size_t n, const char *name,
+                                       int size, float *pixels)
+{
+    int iw, ih, comp;
+    if (!jpeg_huffman_ok(file, n)) /* before stb reads the headers, which it does for info */
+        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s': cannot decode (a JPEG Huffman table, "
+                          "DHT, of more than 256 codes)", fn, name);
+    if (n > INT32_MAX || !stbi_info_from_memory(file, (int)n, &iw, &ih, &comp))
+        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s' is not a PNG or JPEG image", fn, name);
+    if (iw < 1 || ih < 1 || iw > MAX_SIDE || ih > MAX_SIDE)
+        return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: '%s' is %dx%d: at most %dx%d supported", fn,
+                          name, iw, ih, MAX_SIDE, MAX_SIDE);
+    stbi__g_failure_reason = NULL; /* some failures leave no reason: not an old one then */
+    unsigned char *rgb = stbi_load_from_memory(file, (int)n, &iw, &ih, &comp, 3);
+    if (!rgb) {
+        const char *why = stbi_failure_reason();
+        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s': cannot decode (%s)", fn, name,
+                          why && *why ? why : "corrupt data");
+    }
+    dalle_status s = resize_crop(rgb, iw, ih, size, pixels);
+    stbi_image_free(rgb);
+    return s;
+}
+
+static dalle_status decode(const unsigned char *file, size_t n, const char *name, int size,
+                           float *pixels)
+{
+    size_t copy_n = 0;
+    unsigned char *copy;
+    dalle_status s = png_chunks(file, n, name, &copy, &copy_n);
+    if (s)
+        return s;
+    s = copy ? decode_png_or_jpeg(copy, copy_n, name, size, pixels)
+             : decode_png_or_jpeg(file, n, name, size, pixels);
+    free(copy);
+    return s;
+}
+
+dalle_status image_read_memory(const void *data, size_t n, const char *name, int size,
+                               float *pixels)
+{
+    if (!data || !name || !pixels)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                          !data ? "data" : !name ? "name" : "pixels");
+    dalle_status s = check_size(size);
+    if (s)
+        return s;
+    if (!n)
+        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s' is empty", fn, name);
+    return decode(data, n, name, size, pixels);
+}
+
 dalle_status dalle_read_image(const char *path, int size, float *pixels)
 {
     if (!path || !pixels)
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                           path ? "pixels" : "path");
-    if (size < 1 || size > MAX_SIDE)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT, "%s: size = %d: expected 1..%d", fn, size,
-                          MAX_SIDE);
-    unsigned char *file = NULL;
-    long n = 0;
-    dalle_status s = read_file(path, &file, &n);
+    dalle_status s = check_size(size);
     if (s)
         return s;
-    int iw, ih, comp;
-    if (n > INT32_MAX || !stbi_info_from_memory(file, (int)n, &iw, &ih, &comp)) {
-        free(file);
-        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s' is not a PNG or JPEG image", fn, path);
-    }
-    if (iw < 1 || ih < 1 || iw > MAX_SIDE || ih > MAX_SIDE) {
-        free(file);
-        return dalle_fail(DALLE_ERR_UNSUPPORTED, "%s: '%s' is %dx%d: at most %dx%d supported", fn,
-                          path, iw, ih, MAX_SIDE, MAX_SIDE);
-    }
-    unsigned char *rgb = stbi_load_from_memory(file, (int)n, &iw, &ih, &comp, 3);
+    unsigned char *file = NULL;
+    long n = 0;
+    if ((s = read_file(path, &file, &n)))
+        return s;
+    s = decode(file, (size_t)n, path, size, pixels);
     free(file);
-    if (!rgb)
-        return dalle_fail(DALLE_ERR_FORMAT, "%s: '%s': cannot decode (%s)", fn, path,
-                          stbi_failure_reason());
-    s = resize_crop(rgb, iw, ih, size, pixels);
-    stbi_image_free(rgb);
     return s;
 }

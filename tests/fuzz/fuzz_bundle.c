@@ -6,19 +6,18 @@
  * bundle_tensor_f32 and bundle_tensor_typed, then closes it. Any crash, sanitizer report, leak or
  * hang is a bug: malformed input must only ever give an error status.
  *
- * Built with -DDALLE_LIBFUZZER it is a libFuzzer target; without it, main()
- * replays the files (or the files of the directories) named on the command
- * line, which is how the gcc build runs the seed corpus as a test.
+ * Built with -DDALLE_LIBFUZZER it is a libFuzzer target; without it,
+ * replay.c's main() replays the files (or the files of the directories)
+ * named on the command line, which is how every build runs the seed corpus
+ * as a test.
  */
-#include <dirent.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "bundle.h"
 #include "dalle/dalle.h"
+#include "fuzz.h"
 
 #define MAX_TENSOR_BYTES ((uint64_t)1 << 20)
 
@@ -89,15 +88,15 @@ static void walk_tensors(dalle_bundle *b)
         if (dalle_bundle_tensor_info(b, i, &info) != DALLE_OK)
             continue;
         if (dalle_bundle_find_tensor(b, info.name) != i)
-            __builtin_trap(); /* names are unique: find must return the entry */
+            FUZZ_BUG(); /* names are unique: find must return the entry */
         dalle_tensor_info shape;
         if (bundle_tensor_shape(b, info.name, &shape) != DALLE_OK)
-            __builtin_trap();
+            FUZZ_BUG();
         uint64_t stored = info.stored_bytes;
         if (info.codec == DALLE_CODEC_ALIAS) {
             dalle_tensor_info target;
             if (dalle_bundle_tensor_info(b, info.alias_of, &target) != DALLE_OK)
-                __builtin_trap();
+                FUZZ_BUG();
             stored = target.stored_bytes;
         }
         /* Bounded work: skip big tensors (and huge declared expansions). */
@@ -121,8 +120,6 @@ static void walk_tensors(dalle_bundle *b)
     (void)dalle_bundle_find_tensor(b, "absent");
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     dalle_bundle *b;
@@ -145,74 +142,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dalle_bundle_close(b);
     return 0;
 }
-
-#ifndef DALLE_LIBFUZZER
-/* Replay: run every file named on the command line, or every regular file
-   of a directory named there. Exit status 0 when all ran (a crash ends the
-   process, which is the failure this catches). */
-static int run_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return 1;
-    }
-    size_t cap = 4096, n = 0;
-    unsigned char *buf = malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            unsigned char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return 1;
-    /* An exact-size copy, so that reads past the end are caught by ASan. */
-    unsigned char *exact = malloc(n ? n : 1);
-    memcpy(exact, buf, n);
-    free(buf);
-    LLVMFuzzerTestOneInput(exact, n);
-    free(exact);
-    printf("ran %s (%zu bytes)\n", path, n);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int bad = 0, ran = 0;
-    for (int i = 1; i < argc; i++) {
-        struct stat st;
-        if (stat(argv[i], &st) != 0) {
-            fprintf(stderr, "cannot stat %s\n", argv[i]);
-            bad = 1;
-            continue;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            bad |= run_file(argv[i]);
-            ran++;
-            continue;
-        }
-        DIR *d = opendir(argv[i]);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", argv[i], de->d_name);
-            if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-                bad |= run_file(p);
-                ran++;
-            }
-        }
-        if (d)
-            closedir(d);
-    }
-    printf("%d inputs replayed\n", ran);
-    return bad || ran == 0;
-}
-#endif

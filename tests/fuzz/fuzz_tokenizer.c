@@ -12,19 +12,17 @@
  * ../shared/vocab/bpe_simple_vocab_16e6.txt), or $DALLE_VOCAB; without one a
  * small built-in merges list is used so the target still runs.
  *
- * Built with -DDALLE_LIBFUZZER it is a libFuzzer target; without it, main()
- * replays the files (or the files of the directories) named on the command
- * line, as fuzz_bundle.c does.
+ * Built with -DDALLE_LIBFUZZER it is a libFuzzer target; without it,
+ * replay.c's main() replays the files (or the files of the directories)
+ * named on the command line.
  */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dalle/dalle.h"
+#include "fuzz.h"
 
 #ifndef DALLE_FUZZ_VOCAB
 #define DALLE_FUZZ_VOCAB ""
@@ -44,19 +42,11 @@ static dalle_tokenizer *load(void)
             t = NULL;
     if (t)
         return t;
-    char tmpl[] = "/tmp/dalle-fuzz-merges-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0)
-        return NULL;
-    ssize_t w = write(fd, small_merges, sizeof small_merges - 1);
-    close(fd);
-    if (w == (ssize_t)(sizeof small_merges - 1) && dalle_tokenizer_create(tmpl, &t) != DALLE_OK)
+    const char *path = fuzz_write_file("merges.txt", small_merges, sizeof small_merges - 1);
+    if (!path || dalle_tokenizer_create(path, &t) != DALLE_OK)
         t = NULL;
-    unlink(tmpl);
     return t;
 }
-
-static void bug(void) { __builtin_trap(); }
 
 static void as_text(const uint8_t *data, size_t size)
 {
@@ -68,21 +58,21 @@ static void as_text(const uint8_t *data, size_t size)
     int n = 0;
     dalle_status s = dalle_tokenizer_encode(tok, text, NULL, 0, &n);
     if (s != DALLE_OK && s != DALLE_ERR_INVALID_ARGUMENT)
-        bug();
+        FUZZ_BUG();
     if (s == DALLE_OK) {
         int32_t *ids = malloc(sizeof *ids * (size_t)(n ? n : 1));
         int m = -1;
         if (ids && dalle_tokenizer_encode(tok, text, ids, n, &m) == DALLE_OK) {
             if (m != n)
-                bug(); /* the cache must not change the result */
+                FUZZ_BUG(); /* the cache must not change the result */
             size_t len;
             if (dalle_tokenizer_decode(tok, ids, n, NULL, 0, &len) != DALLE_OK)
-                bug();
+                FUZZ_BUG();
             char *buf = malloc(len + 1);
             size_t len2;
             if (buf && (dalle_tokenizer_decode(tok, ids, n, buf, len + 1, &len2) != DALLE_OK ||
                         len2 != len || strlen(buf) > len))
-                bug();
+                FUZZ_BUG();
             free(buf);
         }
         free(ids);
@@ -94,7 +84,7 @@ static void as_text(const uint8_t *data, size_t size)
                      : dalle_tokenizer_tokenize(tok, text, row, 77, truncate);
             if (s != DALLE_OK && s != DALLE_ERR_INVALID_ARGUMENT &&
                 !(s == DALLE_ERR_TOO_LONG && !truncate))
-                bug();
+                FUZZ_BUG();
         }
     free(text);
 }
@@ -115,15 +105,13 @@ static void as_ids(const uint8_t *data, size_t size)
     }
     size_t len;
     if (dalle_tokenizer_decode(tok, ids, n, NULL, 0, &len) != DALLE_OK)
-        bug();
+        FUZZ_BUG();
     char *buf = malloc(len + 1);
     if (buf && dalle_tokenizer_decode(tok, ids, n, buf, len + 1, &len) != DALLE_OK)
-        bug();
+        FUZZ_BUG();
     free(buf);
     free(ids);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -134,74 +122,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef DALLE_LIBFUZZER
-/* Replay: every file named, or every regular file of a directory named. */
-static int run_file(const char *path)
+int fuzz_replay_end(void)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return 1;
-    }
-    size_t cap = 4096, n = 0, k;
-    unsigned char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            unsigned char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return 1;
-    unsigned char *exact = malloc(n ? n : 1); /* reads past the end: ASan */
-    if (!exact) {
-        free(buf);
-        return 1;
-    }
-    memcpy(exact, buf, n);
-    free(buf);
-    LLVMFuzzerTestOneInput(exact, n);
-    free(exact);
-    printf("ran %s (%zu bytes)\n", path, n);
-    return 0;
-}
-
-int main(int argc, char **argv)
-{
-    int bad = 0, ran = 0;
-    for (int i = 1; i < argc; i++) {
-        struct stat st;
-        if (stat(argv[i], &st) != 0) {
-            fprintf(stderr, "cannot stat %s\n", argv[i]);
-            bad = 1;
-            continue;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            bad |= run_file(argv[i]);
-            ran++;
-            continue;
-        }
-        DIR *d = opendir(argv[i]);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", argv[i], de->d_name);
-            if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-                bad |= run_file(p);
-                ran++;
-            }
-        }
-        if (d)
-            closedir(d);
-    }
     if (!tok)
         fprintf(stderr, "no tokenizer could be loaded\n");
+    int bad = !tok;
     dalle_tokenizer_free(tok);
-    printf("%d inputs replayed\n", ran);
-    return bad || ran == 0 || !tok;
+    tok = NULL;
+    return bad;
 }
-#endif

@@ -12,8 +12,8 @@ mkdir -p build
 : > "$log"
 result() { printf '{"name": "fuzz/%s", "result": "%s"}\n' "$1" "$2" >> "$log"; echo "$2 fuzz/$1"; }
 
-targets="bundle"
-[ -f tests/fuzz/fuzz_tokenizer.c ] && targets="$targets tokenizer"
+# every target: tests/fuzz/fuzz_<name>.c (fuzz_util.c is their helper)
+targets=$(for f in tests/fuzz/fuzz_*.c; do n=${f##*/fuzz_}; n=${n%.c}; [ "$n" != util ] && echo "$n"; done)
 
 if ! command -v clang >/dev/null 2>&1 ||
    ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){(void)d;(void)n;return 0;}' |

@@ -161,6 +161,12 @@ def _tensor_dict(obj) -> bool:
         isinstance(k, str) and isinstance(v, TF.Tensor) for k, v in obj.items())
 
 
+def _key_list(d, most=None) -> str:
+    """A dict's keys for a message: their reprs, sorted (a damaged file's keys
+    may be of any type, which sorted() alone cannot order)."""
+    return ", ".join(sorted(map(repr, d))[:most])
+
+
 def _kwarg_names(schema):
     return {name for name, _, _ in schema}
 
@@ -212,12 +218,12 @@ def identify(path) -> Input:
             if isinstance(hp, dict) and set(hp) <= _kwarg_names(CLIP_KWARGS):
                 return Input(path, "dalle_pytorch_clip", obj, tf)
             raise ConvertError(f"{path}: hparams match neither DiscreteVAE nor CLIP "
-                               f"(keys {sorted(hp) if isinstance(hp, dict) else hp!r})")
+                               f"(keys {_key_list(hp) if isinstance(hp, dict) else repr(hp)})")
         if "state_dict" in obj and isinstance(obj["state_dict"], dict):
             return Input(path, "taming", obj, tf)
         if _tensor_dict(obj) and _is_openai_clip(obj):
             return Input(path, "openai_clip_state", obj, tf)
-    keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    keys = _key_list(obj, 8) if isinstance(obj, dict) else type(obj).__name__
     raise ConvertError(f"{path}: unrecognised checkpoint (top level: {keys})")
 
 
@@ -457,7 +463,8 @@ def _dvae_meta(w, params, where):
     values = _kwargs_meta(w, "vae", DVAE_KWARGS, params, where, skip=("normalization",))
     norm = values["normalization"]
     if norm is not None:
-        if not (isinstance(norm, (list, tuple)) and len(norm) == 2):
+        if not (isinstance(norm, (list, tuple)) and len(norm) == 2 and
+                all(isinstance(x, (list, tuple)) for x in norm)):
             raise ConvertError(f"{where}: normalization {norm!r} is not (means, stds)")
         channels = values["channels"]
         # DiscreteVAE keeps t[:channels] of each
@@ -506,6 +513,8 @@ def _weights(inp, key="weights"):
     if not isinstance(weights, dict):
         raise ConvertError(f"{inp.path}: '{key}' is not a state dict")
     for k, v in weights.items():
+        if not isinstance(k, str):
+            raise ConvertError(f"{inp.path}: '{key}' has the key {k!r}: tensor names are strings")
         if not isinstance(v, TF.Tensor):
             raise ConvertError(f"{inp.path}: {key}[{k!r}] is not a tensor")
     return weights
@@ -1062,7 +1071,8 @@ def main(argv=None) -> int:
             print(f"note: {s['float64_as_f32']} float64 tensors were stored as f32")
         return 0
     except (ConvertError, B.BundleError, TF.TorchFileError, yamlmini.YamlError) as e:
-        print(f"dalle.convert: error: {e}", file=sys.stderr)
+        # one line: names and values quoted from a damaged file may hold control characters
+        print(f"dalle.convert: error: {TF.printable(str(e))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `--info ... | head`
         return 0

@@ -35,10 +35,13 @@ import collections
 import io
 import os
 import pickle
+import pickletools
 import re
 import struct
 import sys
+import warnings
 import zipfile
+import zlib
 
 __all__ = [
     "TorchFileError", "Storage", "Tensor", "Stub", "TorchFile", "load",
@@ -139,6 +142,9 @@ class Tensor:
         self.is_parameter = False
         if len(self.shape) != len(self.stride):
             raise TorchFileError(f"tensor of shape {self.shape} has stride {self.stride}")
+        if self.offset < 0 or any(d < 0 for d in self.shape) or any(s < 0 for s in self.stride):
+            raise TorchFileError(f"tensor view (offset {self.offset}, shape {self.shape}, stride "
+                                 f"{self.stride}) has a negative offset, size or stride")
         if self.numel and self.offset + self._max_index() >= storage.numel:
             raise TorchFileError(
                 f"tensor view (offset {self.offset}, shape {self.shape}, stride {self.stride}) "
@@ -186,7 +192,8 @@ class Tensor:
             return b""
         # Gather strided elements: whole rows at a time along the last axis
         # (memoryview slicing with a step), looping over the outer indices.
-        elems = memoryview(data).cast(_WIDTH_FORMAT[size])
+        # whole elements only: a storage's file member may be longer than it
+        elems = memoryview(data)[:len(data) // size * size].cast(_WIDTH_FORMAT[size])
         out = bytearray()
         *outer, last = self.shape or (1,)
         *outer_stride, last_stride = self.stride or (1,)
@@ -348,6 +355,14 @@ def _newobj(cls, *args):
     raise TorchFileError(f"refusing copyreg.__newobj__ for {cls!r}")
 
 
+def _bytearray(*args):
+    # Protocol-2 pickles write a bytearray as bytearray(str, 'latin-1');
+    # bytearray(n) would let a few bytes of a file allocate n.
+    if args and not isinstance(args[0], (str, bytes)):
+        raise TorchFileError(f"refusing bytearray({type(args[0]).__name__}, ...)")
+    return bytearray(*args)
+
+
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
@@ -357,7 +372,7 @@ _SAFE_GLOBALS = {
     ("builtins", "tuple"): tuple,
     ("builtins", "slice"): slice,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("builtins", "object"): object,
     ("_codecs", "encode"): _bytes_from_latin1,
     ("copyreg", "_reconstructor"): _reconstructor,
@@ -384,7 +399,12 @@ class _Unpickler(pickle.Unpickler):
 
     def __init__(self, file, persistent_load):
         super().__init__(file, encoding="latin1")
+        self._file = file
         self._persistent = persistent_load
+
+    def load(self):
+        _check_memo(self._file)
+        return super().load()
 
     def find_class(self, module, name):
         safe = _SAFE_GLOBALS.get((module, name))
@@ -398,6 +418,27 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         return self._persistent(pid)
+
+
+def _check_memo(file) -> None:
+    """Refuse a pickle that stores into a memo slot beyond the objects it has
+    made: the C unpickler grows its memo table to the index, so one PUT of
+    index 10^9 in a mutated file allocates gigabytes. A pickler numbers its
+    memo 0, 1, 2, ... (pickletools reads the opcodes without building them;
+    the file is left where it was)."""
+    start = file.tell()
+    made = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickletools on a STRING of bad escapes
+            for op, arg, pos in pickletools.genops(file):
+                if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                    if op.name != "MEMOIZE" and not 0 <= int(arg) <= made:
+                        raise TorchFileError(f"pickle memo index {arg} at byte {pos} is beyond "
+                                             f"the {made} objects stored before it")
+                    made += 1
+    finally:
+        file.seek(start)
 
 
 def _storage_dtype(storage_type, where) -> str:
@@ -427,6 +468,27 @@ class TorchFile:
         self.constants = constants      # TorchScript: the constants.pkl tuple
 
 
+# What malformed archives and pickles surface as: zipfile's own errors (a
+# bad crc, a bad header, an unknown compression method or an encrypted
+# member), the unpickler's, and what a pickle's values do to the code that
+# reads them (a length beyond the file can even be a MemoryError).
+_MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, struct.error, zipfile.BadZipFile,
+              zlib.error, NotImplementedError, RuntimeError, MemoryError, OverflowError,
+              TypeError, AttributeError, KeyError, IndexError)
+
+
+def printable(text: str) -> str:
+    """text with its control and other unprintable characters escaped, so
+    that a file's bytes quoted in a message keep it on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _describe(e: BaseException, limit: int = 200) -> str:
+    """An exception as one printable line of at most ``limit`` characters."""
+    text = printable(f"{type(e).__name__}: {e}")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
@@ -443,11 +505,8 @@ def load(path) -> TorchFile:
             return _load_legacy(path)
     except TorchFileError as e:
         raise TorchFileError(f"{path}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, zipfile.BadZipFile,
-            TypeError, AttributeError, KeyError, IndexError) as e:
-        # malformed or unexpected pickles surface as assorted exceptions
-        raise TorchFileError(f"{path}: not a readable PyTorch file "
-                             f"({type(e).__name__}: {e})") from None
+    except _MALFORMED as e:
+        raise TorchFileError(f"{path}: not a readable PyTorch file ({_describe(e)})") from None
     raise TorchFileError(f"{path}: not a PyTorch file (neither a zip archive nor a legacy pickle)")
 
 
@@ -468,7 +527,12 @@ def _load_zip(path) -> TorchFile:
 
     def storage_loader(member):
         def read():
-            return zf.read(member)
+            # read when the converter needs it: a damaged member is found then
+            try:
+                return zf.read(member)
+            except _MALFORMED as e:
+                raise TorchFileError(f"{path}: {member}: cannot read the storage "
+                                     f"({_describe(e)})") from None
         return read
 
     def make_persistent_load(folders):
@@ -561,6 +625,10 @@ def _load_legacy(path) -> TorchFile:
         chunk = memoryview(data)[pos:pos + size]
         st._loader = (lambda c=chunk: bytes(c))
         pos += size
+    missing = [key for key, st in storages.items() if st._loader is None]
+    if missing:
+        raise TorchFileError(f"legacy stream: storage {missing[0]!r} is used but its data is "
+                             "not in the file")
     for view, root, offset in views:
         view._loader = (lambda r=root, o=offset, v=view:
                         r.read()[o * r.itemsize:(o + v.numel) * r.itemsize])

@@ -104,7 +104,7 @@ static dalle_status read_dalle_shapes(const dalle_bundle *b, model_shapes *m)
  * with the ids and pixels of max_batch images: never both at once), then
  * the weights copied into it. With backend = auto a CUDA backend that cannot
  * start (no cuBLAS, say) leaves the context on the CPU, said through the
- * log callback. CLIP stays on the CPU. */
+ * log callback. (CLIP has a context of its own: clip_ctx_create.) */
 static dalle_status start_cuda(dalle_ctx *ctx, const dalle_ctx_params *p)
 {
     transformer *tf = ctx->transformer;
@@ -127,7 +127,7 @@ static dalle_status start_cuda(dalle_ctx *ctx, const dalle_ctx_params *p)
         (s = vae_to_backend(ctx->vae, ctx->device_backend, p->max_batch)))
         return s;
     dalle_log(DALLE_LOG_INFO, "backend cuda: %s on the GPU (%zu MiB of weights and %zu MiB for "
-                              "a call reserved); CLIP on the CPU",
+                              "a call reserved)",
               tf ? "the transformer and the VAE run" : "the VAE runs", weights >> 20,
               (bytes - weights) >> 20);
     return DALLE_OK;

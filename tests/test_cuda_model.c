@@ -181,80 +181,19 @@ static void check_case(const char *cas, const char *bundle)
     close_model(&cpu);
 }
 
-/* dalle_cfg: the guided logits and both halves */
-static void check_cfg(const char *bundle)
+/* dalle_cfg (the guided logits and both halves) and dalle_full (greedy
+ * generation) on the backend: golden.h's checks, as test_transformer's */
+static void check_cfg_and_greedy(const char *cfg_bundle, const char *full_bundle)
 {
-    const char *cas = "dalle_cfg";
     model m;
-    if (open_model(&m, bundle, 1, 8))
-        return;
-    dalle_ctx *ctx = m.ctx;
-    npy t = golden_load(cas, "text.npy"), im = golden_load(cas, "image_tokens.npy");
-    int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
-    int B = (int)t.dims[0], S = dalle_image_seq_len(ctx), ts = dalle_text_seq_len(ctx);
-    int V = dalle_total_tokens(ctx);
-    const int k = 5, rows = ts + k + 1;
-    int32_t *img6 = malloc((size_t)B * k * sizeof *img6);
-    for (int b = 0; b < B; b++)
-        memcpy(img6 + b * k, img + (int64_t)b * S, (size_t)k * 4);
-    float *out = malloc((size_t)B * rows * V * sizeof *out);
-    int32_t *zeros = calloc((size_t)B * ts, sizeof *zeros);
-    struct {
-        const char *file;
-        const int32_t *text;
-        float scale;
-    } runs[] = {{"cond_scale_logits.npy", text, 3.0f},
-                {"cfg_cond_logits.npy", text, 1.0f},
-                {"cfg_null_logits.npy", zeros, 1.0f}};
-    for (int r = 0; r < 3; r++) {
-        npy want = golden_load(cas, runs[r].file);
-        int s = dalle_logits(ctx, runs[r].text, img6, B, k, runs[r].scale, out);
-        char what[256];
-        snprintf(what, sizeof what, "dalle_cfg: %s (cond_scale %g) on %s", runs[r].file,
-                 (double)runs[r].scale, ctx->transformer->be->name);
-        CHECK(s == DALLE_OK && want.numel == (int64_t)B * rows * V, "%s: call", what);
-        if (!s)
-            golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, runs[r].file));
-        npy_free(&want);
+    if (!open_model(&m, cfg_bundle, 1, 8)) {
+        golden_dalle_cfg(m.ctx, m.ctx->transformer->be->name);
+        close_model(&m);
     }
-    free(img6);
-    free(out);
-    free(zeros);
-    free(text);
-    free(img);
-    npy_free(&t);
-    npy_free(&im);
-    close_model(&m);
-}
-
-/* dalle_full: greedy generation (k = 1) = greedy_image_tokens.npy */
-static void check_greedy(const char *bundle)
-{
-    const char *cas = "dalle_full";
-    model m;
-    if (open_model(&m, bundle, 1, 8))
-        return;
-    npy t = golden_load(cas, "text.npy"), g = golden_load(cas, "greedy_image_tokens.npy");
-    int32_t *text = npy_to_i32(&t), *want = npy_to_i32(&g);
-    int B = (int)t.dims[0], S = dalle_image_seq_len(m.ctx);
-    int32_t *out = malloc((size_t)B * S * sizeof *out);
-    dalle_sample_params sp = dalle_sample_default_params();
-    sp.filter_thres = 0.999f;
-    sp.seed = 12345;
-    int s = dalle_sample(m.ctx, text, B, &sp, out);
-    int first_diff = -1;
-    for (int i = 0; s == DALLE_OK && i < B * S && first_diff < 0; i++)
-        if (out[i] != want[i])
-            first_diff = i;
-    CHECK(s == DALLE_OK && first_diff < 0,
-          "dalle_full: greedy generation on %s = greedy_image_tokens.npy (%s; first diff %d)",
-          m.ctx->transformer->be->name, s ? dalle_last_error() : "ran", first_diff);
-    free(out);
-    free(text);
-    free(want);
-    npy_free(&t);
-    npy_free(&g);
-    close_model(&m);
+    if (!open_model(&m, full_bundle, 1, 8)) {
+        golden_dalle_greedy(m.ctx, m.ctx->transformer->be->name);
+        close_model(&m);
+    }
 }
 
 /* Sampling with a seed against the CPU (dalle_cfg, 4x4). The last image
@@ -463,8 +402,7 @@ int main(int argc, char **argv)
     const char *cases[] = {"dalle_full", "dalle_variants", "dalle_cfg", "dalle_shared_attn"};
     for (int i = 0; i < 4; i++)
         check_case(cases[i], argv[3 + i]);
-    check_cfg(argv[5]);
-    check_greedy(argv[3]);
+    check_cfg_and_greedy(argv[5], argv[3]);
     check_sampling(argv[5]);
     for (int i = 7; i < argc; i++)
         check_lowp(argv[i]);

@@ -181,84 +181,16 @@ static void check_case(const char *cas, const char *bundle, int has_cached_file)
     dalle_ctx_free(ctx);
 }
 
-/* ---- classifier-free guidance (dalle_cfg) ---------------------------------- */
+/* ---- classifier-free guidance (dalle_cfg), greedy generation (dalle_full):
+ * golden.h's checks, which test_cuda_model runs on a device backend too ---- */
 
-static void check_cfg(const char *bundle)
+static void check_cfg_and_greedy(const char *cfg_bundle, const char *full_bundle)
 {
-    const char *cas = "dalle_cfg";
-    dalle_ctx *ctx = open_ctx(bundle, 2, 8);
-    npy t = golden_load(cas, "text.npy"), im = golden_load(cas, "image_tokens.npy");
-    int32_t *text = npy_to_i32(&t), *img = npy_to_i32(&im);
-    int B = (int)t.dims[0], S = dalle_image_seq_len(ctx), ts = dalle_text_seq_len(ctx);
-    int V = dalle_total_tokens(ctx);
-    /* upstream's forward(text, image[:, :5]) returns ts + 1 + 5 rows, the
-     * last one predicting image token 5; dalle_logits does the same */
-    const int k = 5, rows = ts + k + 1;
-    int32_t *img6 = malloc((size_t)B * k * sizeof *img6);
-    for (int b = 0; b < B; b++)
-        memcpy(img6 + b * k, img + (int64_t)b * S, (size_t)k * 4);
-    float *out = malloc((size_t)B * rows * V * sizeof *out);
-    int32_t *zeros = calloc((size_t)B * ts, sizeof *zeros);
-    struct {
-        const char *file;
-        const int32_t *text;
-        float scale;
-    } runs[] = {{"cond_scale_logits.npy", text, 3.0f},
-                {"cfg_cond_logits.npy", text, 1.0f},
-                {"cfg_null_logits.npy", zeros, 1.0f}};
-    for (int r = 0; r < 3; r++) {
-        npy want = golden_load(cas, runs[r].file);
-        int s = dalle_logits(ctx, runs[r].text, img6, B, k, runs[r].scale, out);
-        char what[256];
-        snprintf(what, sizeof what, "dalle_cfg: %s (cond_scale %g)", runs[r].file,
-                 (double)runs[r].scale);
-        CHECK(s == DALLE_OK && want.numel == (int64_t)B * rows * V, "%s: call", what);
-        if (!s)
-            golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, runs[r].file));
-        npy_free(&want);
-    }
-    /* the caller's caption is not modified (upstream zeroes it in place) */
-    int32_t *orig = npy_to_i32(&t);
-    CHECK(!memcmp(text, orig, (size_t)B * ts * 4), "dalle_cfg: caption untouched by guidance");
-    free(orig);
-    free(img6);
-    free(out);
-    free(zeros);
-    free(text);
-    free(img);
-    npy_free(&t);
-    npy_free(&im);
+    dalle_ctx *ctx = open_ctx(cfg_bundle, 2, 8);
+    golden_dalle_cfg(ctx, "cpu");
     dalle_ctx_free(ctx);
-}
-
-/* ---- generation (dalle_full): greedy ----------------------------------------- */
-
-static void check_greedy(const char *bundle)
-{
-    const char *cas = "dalle_full";
-    dalle_ctx *ctx = open_ctx(bundle, 2, 8);
-    npy t = golden_load(cas, "text.npy"), g = golden_load(cas, "greedy_image_tokens.npy");
-    int32_t *text = npy_to_i32(&t), *want = npy_to_i32(&g);
-    int B = (int)t.dims[0], S = dalle_image_seq_len(ctx);
-    int32_t *out = malloc((size_t)B * S * sizeof *out);
-    dalle_sample_params sp = dalle_sample_default_params();
-    /* upstream: generate_images(filter_thres=1.0) keeps k = 1 logit; ours
-     * takes thres < 1, and any thres above 1 - 2/total_tokens also gives 1 */
-    sp.filter_thres = 0.999f;
-    sp.seed = 12345;
-    int s = dalle_sample(ctx, text, B, &sp, out);
-    int same = s == DALLE_OK && !memcmp(out, want, (size_t)B * S * 4);
-    int first_diff = -1;
-    for (int i = 0; s == DALLE_OK && i < B * S && first_diff < 0; i++)
-        if (out[i] != want[i])
-            first_diff = i;
-    CHECK(same, "dalle_full: greedy generation = greedy_image_tokens.npy (%s; first diff %d)",
-          s ? dalle_last_error() : "ran", first_diff);
-    free(out);
-    free(text);
-    free(want);
-    npy_free(&t);
-    npy_free(&g);
+    ctx = open_ctx(full_bundle, 2, 8);
+    golden_dalle_greedy(ctx, "cpu");
     dalle_ctx_free(ctx);
 }
 
@@ -625,8 +557,7 @@ int main(int argc, char **argv)
     check_case("dalle_variants", argv[3], 0);
     check_case("dalle_cfg", argv[4], 1);
     check_case("dalle_shared_attn", argv[5], 0);
-    check_cfg(argv[4]);
-    check_greedy(argv[2]);
+    check_cfg_and_greedy(argv[4], argv[2]);
     check_sampling(argv[4]);
     check_generate_text(argv[2]);
     return check_summary();

@@ -12,7 +12,11 @@
 #define SIMD_X86 0
 #endif
 
-int ops_cpu_simd(void)
+/* The features, read once: cpuid is slow (a virtual machine traps it), and
+ * a kernel asks which code to run on every call. -1: not read yet. */
+static atomic_int cpu_features = -1;
+
+static int read_features(void)
 {
 #if SIMD_X86
     /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know it */
@@ -26,6 +30,16 @@ int ops_cpu_simd(void)
 #endif
 }
 
+int ops_cpu_simd(void)
+{
+    int f = atomic_load_explicit(&cpu_features, memory_order_relaxed);
+    if (f < 0) {
+        f = read_features();
+        atomic_store_explicit(&cpu_features, f, memory_order_relaxed);
+    }
+    return f;
+}
+
 int ops_cpu_avx2_fma(void)
 {
     const int need = OPS_CPU_AVX2 | OPS_CPU_FMA;
@@ -34,12 +48,11 @@ int ops_cpu_avx2_fma(void)
 
 int ops_simd_switch(atomic_int *state, int want, int needs)
 {
-    const int have = (ops_cpu_simd() & needs) == needs;
     int s = atomic_load_explicit(state, memory_order_relaxed);
-    if (want >= 0)
-        s = want && have;
-    else if (s < 0)
-        s = have;
+    if (want < 0 && s >= 0)
+        return s; /* the common case: decided */
+    const int have = (ops_cpu_simd() & needs) == needs;
+    s = want >= 0 ? want && have : have;
     atomic_store_explicit(state, s, memory_order_relaxed);
     return s;
 }

@@ -1142,15 +1142,23 @@ extern "C" dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, i
 
 #define ROW_THREADS 256
 
+// The arguments of a kernel launched with one block a row: rows within an
+// int grid, a positive row length `n` (named `n_name` in the message).
+static dalle_status row_args(const char *op, int64_t rows, const char *n_name, int64_t n)
+{
+    if (!fits_int(rows))
+        return bad_size(op, "rows", rows);
+    if (n <= 0)
+        return bad_size(op, n_name, n);
+    return DALLE_OK;
+}
+
 extern "C" dalle_status cuda_layer_norm(cuda_ops *c, const float *x, int64_t rows, int64_t dim,
                                         const float *gain, const float *bias, float eps, float *y)
 {
-    if (!fits_int(rows))
-        return bad_size("layer_norm", "rows", rows);
-    if (dim <= 0)
-        return bad_size("layer_norm", "dim", dim);
-    if (rows == 0)
-        return DALLE_OK;
+    dalle_status s = row_args("layer_norm", rows, "dim", dim);
+    if (s || rows == 0)
+        return s;
     device_scope scope(c->device);
     k_layer_norm<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim, gain, bias, eps, y);
     LAUNCHED("layer_norm");
@@ -1185,12 +1193,9 @@ extern "C" dalle_status cuda_add_scaled(cuda_ops *c, float *x, const float *y, c
 
 extern "C" dalle_status cuda_divide_max(cuda_ops *c, float *x, int64_t rows, int64_t dim)
 {
-    if (!fits_int(rows))
-        return bad_size("divide_max", "rows", rows);
-    if (dim <= 0)
-        return bad_size("divide_max", "dim", dim);
-    if (rows == 0)
-        return DALLE_OK;
+    dalle_status s = row_args("divide_max", rows, "dim", dim);
+    if (s || rows == 0)
+        return s;
     device_scope scope(c->device);
     k_divide_max<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim);
     LAUNCHED("divide_max");
@@ -1199,12 +1204,9 @@ extern "C" dalle_status cuda_divide_max(cuda_ops *c, float *x, int64_t rows, int
 
 extern "C" dalle_status cuda_softmax(cuda_ops *c, float *x, int64_t rows, int64_t n)
 {
-    if (!fits_int(rows))
-        return bad_size("softmax", "rows", rows);
-    if (n <= 0)
-        return bad_size("softmax", "n", n);
-    if (rows == 0)
-        return DALLE_OK;
+    dalle_status s = row_args("softmax", rows, "n", n);
+    if (s || rows == 0)
+        return s;
     device_scope scope(c->device);
     k_softmax<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, n);
     LAUNCHED("softmax");
@@ -1686,12 +1688,9 @@ extern "C" dalle_status cuda_mean_rows(cuda_ops *c, const float *x, int batch, i
 
 extern "C" dalle_status cuda_l2_normalize(cuda_ops *c, float *x, int64_t rows, int64_t dim)
 {
-    if (!fits_int(rows))
-        return bad_size("l2_normalize", "rows", rows);
-    if (dim <= 0)
-        return bad_size("l2_normalize", "dim", dim);
-    if (rows == 0)
-        return DALLE_OK;
+    dalle_status s = row_args("l2_normalize", rows, "dim", dim);
+    if (s || rows == 0)
+        return s;
     device_scope scope(c->device);
     k_l2_normalize<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim);
     LAUNCHED("l2_normalize");

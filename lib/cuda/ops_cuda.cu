@@ -578,7 +578,9 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         }
     __syncthreads();
 
-    // softmax as ops_softmax: max-subtracted expf, a double sum, one inverse
+    // softmax as ops_softmax (max-subtracted, a double sum, one inverse), but
+    // with CUDA's expf where the CPU has its polynomial (within an ulp of it:
+    // lib/ops_attend.c)
     float m = -INFINITY;
     for (int64_t j = tid; j < n_keys; j += bd)
         m = max_f()(m, sc[j]);

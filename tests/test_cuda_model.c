@@ -46,6 +46,7 @@
 #include "sampler.h"
 #include "transformer.h"
 #include "transformer_internal.h"
+#include "tf_steps.h"
 
 static int gpu_mode;
 
@@ -113,24 +114,13 @@ static void check_logits(const char *cas, dalle_ctx *ctx, dalle_ctx *cpu, const 
               "%s: teacher-forced logits: the CPU context's bits", cas);
 
     /* one token at a time through the KV cache */
-    int32_t *seq = malloc((size_t)B * (hp->text_len + S) * sizeof *seq);
-    for (int b = 0; b < B; b++) {
-        int32_t *sq = seq + (int64_t)b * (hp->text_len + S);
-        transformer_text_sequence(tf, text + (int64_t)b * hp->text_seq_len, sq);
-        memcpy(sq + hp->text_len, img + (int64_t)b * S, (size_t)S * sizeof *sq);
-    }
+    int32_t *seq = tf_steps_sequences(tf, text, img, B);
     tf_state *st = NULL;
     s = tf_state_create(tf, B, hp->text_len, &st);
     CHECK(s == DALLE_OK, "%s: state on %s: %s", cas, tf->be->name, s ? dalle_last_error() : "ok");
     float *row = malloc((size_t)B * V * sizeof *row);
-    int32_t tok[64];
-    for (int p = 0; p < P && !s; p++) {
-        for (int b = 0; b < B; b++)
-            tok[b] = seq[(int64_t)b * (hp->text_len + S) + p];
-        s = tf_forward(tf, st, tok, 1, TF_LOGITS_LAST, row);
-        for (int b = 0; b < B; b++)
-            memcpy(out + ((int64_t)b * P + p) * V, row + (int64_t)b * V, (size_t)V * 4);
-    }
+    if (!s)
+        s = tf_steps_feed(tf, st, seq, B, P, row, out);
     CHECK(s == DALLE_OK, "%s: incremental forward: %s", cas, s ? dalle_last_error() : "ok");
     snprintf(what, sizeof what, "%s: incremental logits, one token at a time (%d steps)", cas, P);
     if (!s)

@@ -24,6 +24,7 @@
 #include "npy.h"
 #include "transformer.h"
 #include "transformer_internal.h"
+#include "tf_steps.h"
 
 static dalle_ctx *open_ctx(const char *path, int n_threads, int max_batch)
 {
@@ -66,29 +67,21 @@ static void check_incremental(const char *cas, dalle_ctx *ctx, const int32_t *te
     const tf_hparams *hp = &tf->hp;
     npy want = golden_load(cas, "logits.npy");
     const int P = hp->max_pos, V = hp->total_tokens, S = hp->image_seq_len;
-    int32_t *seq = malloc((size_t)B * (hp->text_len + S) * sizeof *seq);
-    for (int b = 0; b < B; b++) {
-        int32_t *sq = seq + (int64_t)b * (hp->text_len + S);
-        transformer_text_sequence(tf, text + (int64_t)b * hp->text_seq_len, sq);
-        memcpy(sq + hp->text_len, img + (int64_t)b * S, (size_t)S * sizeof *sq);
-    }
+    int32_t *seq = tf_steps_sequences(tf, text, img, B);
     tf_state *st;
     int s = tf_state_create(tf, B, 1, &st);
     CHECK(s == DALLE_OK, "%s: state", cas);
     float *out = malloc((size_t)B * P * V * sizeof *out), *row = malloc((size_t)B * V * 4);
-    int32_t tok[64];
-    for (int p = 0; p < P && !s; p++) {
-        for (int b = 0; b < B; b++)
-            tok[b] = seq[(int64_t)b * (hp->text_len + S) + p];
-        s = tf_forward(tf, st, tok, 1, TF_LOGITS_LAST, row);
-        for (int b = 0; b < B; b++)
-            memcpy(out + ((int64_t)b * P + p) * V, row + (int64_t)b * V, (size_t)V * 4);
-    }
+    if (!s)
+        s = tf_steps_feed(tf, st, seq, B, P, row, out);
     CHECK(s == DALLE_OK, "%s: incremental forward", cas);
     char what[256];
     snprintf(what, sizeof what, "%s: incremental logits, one token at a time (%d steps)", cas, P);
     golden_check_close(what, out, want.data, want.numel, golden_tolerance(cas, "logits.npy"));
-    /* a step past the end is refused */
+    /* a step past the end is refused (any valid ids: the last ones) */
+    int32_t tok[64];
+    for (int b = 0; b < B; b++)
+        tok[b] = seq[(int64_t)b * (hp->text_len + S) + P - 1];
     s = tf_forward(tf, st, tok, 1, TF_LOGITS_LAST, row);
     CHECK(s == DALLE_ERR_INVALID_ARGUMENT, "%s: feeding past the last position fails", cas);
     if (has_cached_file) {

@@ -210,6 +210,9 @@ dalle_status cuda_fail(cudaError_t e, const char *what)
     default:
         break;
     }
+    // reported here: a runtime call's error is also CUDA's "last error", which
+    // the next launch's check (LAUNCHED) would otherwise report again as its own
+    cudaGetLastError();
     return dalle_fail(st, "cuda: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
@@ -545,7 +548,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
              int heads, int dh, span_arg sp, int64_t n_keys, int groups, float *out,
              int64_t out_seq_ld)
 {
-    extern __shared__ float smem[];
+    DYNAMIC_SHARED(float, smem);
     __shared__ float redf[32];
     __shared__ double redd[32];
     float *qs = smem, *sc = smem + dh, *part = sc + n_keys;
@@ -848,26 +851,26 @@ static dalle_status warm_kernels(cuda_ops *c)
     int *flag = (int *)c->workspace; // k_sample with n = 0 writes one id there
     span_arg none;
     memset(&none, 0, sizeof none);
-    k_probe<<<1, 32, 0, s>>>(flag);
-    k_layer_norm<<<1, 32, 0, s>>>(nullptr, 0, nullptr, nullptr, 0.0f, nullptr);
-    k_geglu<<<1, 32, 0, s>>>(nullptr, 0, 1, nullptr);
-    k_add_scaled<<<1, 32, 0, s>>>(nullptr, nullptr, nullptr, 0, 1);
-    k_add_bias<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, nullptr);
-    k_divide_max<<<1, 32, 0, s>>>(nullptr, 0);
-    k_softmax<<<1, 32, 0, s>>>(nullptr, 0);
-    k_quick_gelu<<<1, 32, 0, s>>>(nullptr, 0);
-    k_rotary<<<1, 32, 0, s>>>(nullptr, 0, 0, 1, 0, 1, nullptr, nullptr, 0, 0, 1);
-    k_scale_vectors<<<1, 32, 0, s>>>(nullptr, 0, 0, 1, 0, 1, 1.0f);
-    k_kv_append<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, 1, nullptr, 0, 0, 0);
-    k_token_shift<<<1, 32, 0, s>>>(nullptr, 0, nullptr, nullptr, 0, 1, 0, 0, 1);
-    k_attend<<<1, ATTEND_THREADS, 0, s>>>(nullptr, 0, nullptr, nullptr, 0, 1, 0, none, 0, 1,
+    LAUNCH(k_probe, 1, 32, 0, s)(flag);
+    LAUNCH(k_layer_norm, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0.0f, nullptr);
+    LAUNCH(k_geglu, 1, 32, 0, s)(nullptr, 0, 1, nullptr);
+    LAUNCH(k_add_scaled, 1, 32, 0, s)(nullptr, nullptr, nullptr, 0, 1);
+    LAUNCH(k_add_bias, 1, 32, 0, s)(nullptr, 0, 1, 1, nullptr);
+    LAUNCH(k_divide_max, 1, 32, 0, s)(nullptr, 0);
+    LAUNCH(k_softmax, 1, 32, 0, s)(nullptr, 0);
+    LAUNCH(k_quick_gelu, 1, 32, 0, s)(nullptr, 0);
+    LAUNCH(k_rotary, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, nullptr, nullptr, 0, 0, 1);
+    LAUNCH(k_scale_vectors, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, 1.0f);
+    LAUNCH(k_kv_append, 1, 32, 0, s)(nullptr, 0, 1, 1, 1, nullptr, 0, 0, 0);
+    LAUNCH(k_token_shift, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, 0, 1);
+    LAUNCH(k_attend, 1, ATTEND_THREADS, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, none, 0, 1,
                                           nullptr, 0);
-    k_sample<<<1, 32, 0, s>>>(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
-    k_rng_fill<<<1, 32, 0, s>>>(0, 0, 0, 0, 0, nullptr, nullptr);
-    k_embed<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, nullptr, 0, nullptr,
+    LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
+    LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
+    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, nullptr, 0, nullptr,
                              nullptr, nullptr, 0);
-    k_fill<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, 1, 0.0f);
-    k_guidance<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 0, 1, 1.0f);
+    LAUNCH(k_fill, 1, 32, 0, s)(nullptr, 0, 0, 0, 1, 0.0f);
+    LAUNCH(k_guidance, 1, 32, 0, s)(nullptr, nullptr, 0, 0, 1, 1.0f);
     cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
     warm_clip_kernels(s); // --- CLIP's operations ---
     cudaError_t e = cudaGetLastError();
@@ -943,7 +946,7 @@ static dalle_status create_on_device(cuda_ops *c, const cuda_ops_params *p)
     dalle_status st = warm_kernels(c);
     if (st != DALLE_OK)
         return st;
-    k_probe<<<1, 32, 0, c->stream>>>((int *)c->workspace);
+    LAUNCH(k_probe, 1, 32, 0, c->stream)((int *)c->workspace);
     LAUNCHED("probe kernel");
     CU(cudaStreamSynchronize(c->stream), "probe kernel");
     return DALLE_OK;
@@ -1134,7 +1137,7 @@ extern "C" dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, i
                                      in, 1.0f, w, in, x, in, 0.0f, y, ldy);
     if (st != DALLE_OK || !b || rows == 0 || out == 0)
         return st;
-    k_add_bias<<<grid_for(rows * out), 256, 0, c->stream>>>(y, rows, out, ldy, b);
+    LAUNCH(k_add_bias, grid_for(rows * out), 256, 0, c->stream)(y, rows, out, ldy, b);
     LAUNCHED("linear (bias)");
     return DALLE_OK;
 }
@@ -1162,7 +1165,7 @@ extern "C" dalle_status cuda_layer_norm(cuda_ops *c, const float *x, int64_t row
     if (s || rows == 0)
         return s;
     device_scope scope(c->device);
-    k_layer_norm<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim, gain, bias, eps, y);
+    LAUNCH(k_layer_norm, (unsigned)rows, ROW_THREADS, 0, c->stream)(x, dim, gain, bias, eps, y);
     LAUNCHED("layer_norm");
     return DALLE_OK;
 }
@@ -1175,7 +1178,7 @@ extern "C" dalle_status cuda_geglu(cuda_ops *c, const float *h, int64_t rows, in
     if (rows == 0 || inner == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_geglu<<<grid_for(rows * inner), 256, 0, c->stream>>>(h, rows, inner, y);
+    LAUNCH(k_geglu, grid_for(rows * inner), 256, 0, c->stream)(h, rows, inner, y);
     LAUNCHED("geglu");
     return DALLE_OK;
 }
@@ -1188,7 +1191,7 @@ extern "C" dalle_status cuda_add_scaled(cuda_ops *c, float *x, const float *y, c
     if (rows == 0 || dim == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_add_scaled<<<grid_for(rows * dim), 256, 0, c->stream>>>(x, y, scale, rows, dim);
+    LAUNCH(k_add_scaled, grid_for(rows * dim), 256, 0, c->stream)(x, y, scale, rows, dim);
     LAUNCHED("add_scaled");
     return DALLE_OK;
 }
@@ -1199,7 +1202,7 @@ extern "C" dalle_status cuda_divide_max(cuda_ops *c, float *x, int64_t rows, int
     if (s || rows == 0)
         return s;
     device_scope scope(c->device);
-    k_divide_max<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim);
+    LAUNCH(k_divide_max, (unsigned)rows, ROW_THREADS, 0, c->stream)(x, dim);
     LAUNCHED("divide_max");
     return DALLE_OK;
 }
@@ -1210,7 +1213,7 @@ extern "C" dalle_status cuda_softmax(cuda_ops *c, float *x, int64_t rows, int64_
     if (s || rows == 0)
         return s;
     device_scope scope(c->device);
-    k_softmax<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, n);
+    LAUNCH(k_softmax, (unsigned)rows, ROW_THREADS, 0, c->stream)(x, n);
     LAUNCHED("softmax");
     return DALLE_OK;
 }
@@ -1222,7 +1225,7 @@ extern "C" dalle_status cuda_quick_gelu(cuda_ops *c, float *x, int64_t n)
     if (n == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_quick_gelu<<<grid_for(n), 256, 0, c->stream>>>(x, n);
+    LAUNCH(k_quick_gelu, grid_for(n), 256, 0, c->stream)(x, n);
     LAUNCHED("quick_gelu");
     return DALLE_OK;
 }
@@ -1240,7 +1243,7 @@ extern "C" dalle_status cuda_rotary(cuda_ops *c, float *x, int64_t rows, int64_t
     if (rows == 0 || n_vec == 0 || pairs == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_rotary<<<grid_for(rows * n_vec * pairs), 256, 0, c->stream>>>(
+    LAUNCH(k_rotary, grid_for(rows * n_vec * pairs), 256, 0, c->stream)(
         x, rows, ld, n_vec, vec_stride, pairs, cos, sin, table_ld, pos0, rows_per_seq);
     LAUNCHED("rotary");
     return DALLE_OK;
@@ -1255,7 +1258,7 @@ extern "C" dalle_status cuda_scale_vectors(cuda_ops *c, float *x, int64_t rows, 
     if (rows == 0 || n_vec == 0 || n_cols == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_scale_vectors<<<grid_for(rows * n_vec * n_cols), 256, 0, c->stream>>>(
+    LAUNCH(k_scale_vectors, grid_for(rows * n_vec * n_cols), 256, 0, c->stream)(
         x, rows, ld, n_vec, vec_stride, n_cols, scale);
     LAUNCHED("scale_vectors");
     return DALLE_OK;
@@ -1275,7 +1278,7 @@ extern "C" dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t sr
     if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_kv_append<<<grid_for(total), 256, 0, c->stream>>>(src, src_ld, m, heads, dim_head, cache,
+    LAUNCH(k_kv_append, grid_for(total), 256, 0, c->stream)(src, src_ld, m, heads, dim_head, cache,
                                                          max_pos, pos0, total);
     LAUNCHED("kv_append");
     return DALLE_OK;
@@ -1321,7 +1324,7 @@ extern "C" dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_seq_l
                           "memory; this GPU gives a block %zu",
                           (long long)n_keys, dh, smem, c->attend_smem_max);
     device_scope scope(c->device);
-    k_attend<<<(unsigned)(batch * heads), ATTEND_THREADS, smem, c->stream>>>(
+    LAUNCH(k_attend, (unsigned)(batch * heads), ATTEND_THREADS, smem, c->stream)(
         q, q_seq_ld, k, v, kv_head_ld, heads, dh, sp, n_keys, groups, out, out_seq_ld);
     LAUNCHED("attend");
     return DALLE_OK;
@@ -1340,7 +1343,7 @@ extern "C" dalle_status cuda_token_shift(cuda_ops *c, float *hist, int64_t hist_
     if (batch == 0 || m == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_token_shift<<<(unsigned)batch, ROW_THREADS, 0, c->stream>>>(hist, hist_cols, h, out, m, dim,
+    LAUNCH(k_token_shift, (unsigned)batch, ROW_THREADS, 0, c->stream)(hist, hist_cols, h, out, m, dim,
                                                                   pos0, text_len, fmap);
     LAUNCHED("token_shift");
     return DALLE_OK;
@@ -1363,7 +1366,7 @@ extern "C" dalle_status cuda_sample_topk(cuda_ops *c, const float *logits, int64
     if (rows == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_sample<<<(unsigned)rows, SAMPLE_THREADS, 0, c->stream>>>(logits, ld, n, k, temperature,
+    LAUNCH(k_sample, (unsigned)rows, SAMPLE_THREADS, 0, c->stream)(logits, ld, n, k, temperature,
                                                                seed, stream0, counter, ids_dev);
     LAUNCHED("sample");
     return DALLE_OK;
@@ -1378,7 +1381,7 @@ extern "C" dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t strea
     if (n == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_rng_fill<<<grid_for(n), 256, 0, c->stream>>>(seed, stream, counter, lane0, n, bits, gumbel);
+    LAUNCH(k_rng_fill, grid_for(n), 256, 0, c->stream)(seed, stream, counter, lane0, n, bits, gumbel);
     LAUNCHED("rng_fill");
     return DALLE_OK;
 }
@@ -1400,7 +1403,7 @@ extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, in
         return DALLE_OK;
     const int64_t rows = (int64_t)batch * m;
     device_scope scope(c->device);
-    k_embed<<<grid_for(rows * dim), 256, 0, c->stream>>>(x, ids, rows, m, dim, pos0, text_len,
+    LAUNCH(k_embed, grid_for(rows * dim), 256, 0, c->stream)(x, ids, rows, m, dim, pos0, text_len,
                                                          fmap, text_emb, image_emb, positions,
                                                          text_pos, axial_rows, axial_cols, stable);
     LAUNCHED("embed");
@@ -1415,7 +1418,7 @@ extern "C" dalle_status cuda_fill(cuda_ops *c, float *x, int64_t rows, int64_t l
     if (rows == 0 || n == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_fill<<<grid_for(rows * n), 256, 0, c->stream>>>(x, rows, ld, col0, n, value);
+    LAUNCH(k_fill, grid_for(rows * n), 256, 0, c->stream)(x, rows, ld, col0, n, value);
     LAUNCHED("fill");
     return DALLE_OK;
 }
@@ -1428,7 +1431,7 @@ extern "C" dalle_status cuda_guidance(cuda_ops *c, float *cond, const float *unc
     if (rows == 0 || n == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_guidance<<<grid_for(rows * n), 256, 0, c->stream>>>(cond, uncond, rows, ld, n, scale);
+    LAUNCH(k_guidance, grid_for(rows * n), 256, 0, c->stream)(cond, uncond, rows, ld, n, scale);
     LAUNCHED("guidance");
     return DALLE_OK;
 }
@@ -1485,7 +1488,7 @@ __global__ void __launch_bounds__(CLIP_ATTEND_THREADS)
     k_clip_attend(const float *qkv, int n, int heads, int dh, const uint8_t *mask, int causal,
                   float scale, float *att)
 {
-    extern __shared__ float smem[];
+    DYNAMIC_SHARED(float, smem);
     __shared__ float redf[32];
     __shared__ double redd[32];
     float *qs = smem, *sc = smem + dh;
@@ -1603,14 +1606,14 @@ __global__ void k_clip_scores(const float *img, int n_img, const float *txt, int
 
 static void warm_clip_kernels(cudaStream_t s)
 {
-    k_gather_rows<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 1, nullptr);
-    k_patches<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, 1, 0, nullptr);
+    LAUNCH(k_gather_rows, 1, 32, 0, s)(nullptr, nullptr, 0, 1, nullptr);
+    LAUNCH(k_patches, 1, 32, 0, s)(nullptr, 0, 1, 1, 1, 0, nullptr);
     // one position of dim_head 0: it writes its one score to shared memory
-    k_clip_attend<<<1, CLIP_ATTEND_THREADS, sizeof(float), s>>>(nullptr, 1, 1, 0, nullptr, 1,
+    LAUNCH(k_clip_attend, 1, CLIP_ATTEND_THREADS, sizeof(float), s)(nullptr, 1, 1, 0, nullptr, 1,
                                                                 1.0f, nullptr);
-    k_mean_rows<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, nullptr, nullptr);
-    k_l2_normalize<<<1, 32, 0, s>>>(nullptr, 0);
-    k_clip_scores<<<1, 32, 0, s>>>(nullptr, 0, nullptr, 1, 1, 1.0f, 0, nullptr, 1);
+    LAUNCH(k_mean_rows, 1, 32, 0, s)(nullptr, 0, 1, 1, nullptr, nullptr);
+    LAUNCH(k_l2_normalize, 1, 32, 0, s)(nullptr, 0);
+    LAUNCH(k_clip_scores, 1, 32, 0, s)(nullptr, 0, nullptr, 1, 1, 1.0f, 0, nullptr, 1);
 }
 
 extern "C" dalle_status cuda_gather_rows(cuda_ops *c, const float *table, const int32_t *ids,
@@ -1621,7 +1624,7 @@ extern "C" dalle_status cuda_gather_rows(cuda_ops *c, const float *table, const 
     if (rows == 0 || dim == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_gather_rows<<<grid_for(rows * dim), 256, 0, c->stream>>>(table, ids, rows, dim, out);
+    LAUNCH(k_gather_rows, grid_for(rows * dim), 256, 0, c->stream)(table, ids, rows, dim, out);
     LAUNCHED("gather_rows");
     return DALLE_OK;
 }
@@ -1637,7 +1640,7 @@ extern "C" dalle_status cuda_patches(cuda_ops *c, const float *images, int n, in
     if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_patches<<<grid_for(total), 256, 0, c->stream>>>(images, total, size, patch, g,
+    LAUNCH(k_patches, grid_for(total), 256, 0, c->stream)(images, total, size, patch, g,
                                                       channels_last, out);
     LAUNCHED("patches");
     return DALLE_OK;
@@ -1666,7 +1669,7 @@ extern "C" dalle_status cuda_clip_attend(cuda_ops *c, const float *qkv, int batc
                           "shared memory a block (at most 47 KiB)",
                           n, (long long)dim_head, smem);
     device_scope scope(c->device);
-    k_clip_attend<<<(unsigned)blocks, CLIP_ATTEND_THREADS, smem, c->stream>>>(
+    LAUNCH(k_clip_attend, (unsigned)blocks, CLIP_ATTEND_THREADS, smem, c->stream)(
         qkv, n, heads, (int)dim_head, key_mask, causal, scale, att);
     LAUNCHED("clip_attend");
     return DALLE_OK;
@@ -1682,7 +1685,7 @@ extern "C" dalle_status cuda_mean_rows(cuda_ops *c, const float *x, int batch, i
     if (batch == 0 || dim == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_mean_rows<<<grid_for((int64_t)batch * dim), 256, 0, c->stream>>>(x, batch, n, dim, mask,
+    LAUNCH(k_mean_rows, grid_for((int64_t)batch * dim), 256, 0, c->stream)(x, batch, n, dim, mask,
                                                                        out);
     LAUNCHED("mean_rows");
     return DALLE_OK;
@@ -1694,7 +1697,7 @@ extern "C" dalle_status cuda_l2_normalize(cuda_ops *c, float *x, int64_t rows, i
     if (s || rows == 0)
         return s;
     device_scope scope(c->device);
-    k_l2_normalize<<<(unsigned)rows, ROW_THREADS, 0, c->stream>>>(x, dim);
+    LAUNCH(k_l2_normalize, (unsigned)rows, ROW_THREADS, 0, c->stream)(x, dim);
     LAUNCHED("l2_normalize");
     return DALLE_OK;
 }
@@ -1711,7 +1714,7 @@ extern "C" dalle_status cuda_clip_scores(cuda_ops *c, const float *img, int n_im
     if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    k_clip_scores<<<grid_for(total), 256, 0, c->stream>>>(img, n_img, txt, n_txt, dim, scale,
+    LAUNCH(k_clip_scores, grid_for(total), 256, 0, c->stream)(img, n_img, txt, n_txt, dim, scale,
                                                           scale_first, out, ld);
     LAUNCHED("clip_scores");
     return DALLE_OK;

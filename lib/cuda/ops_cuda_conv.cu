@@ -244,19 +244,19 @@ __global__ void k_argmax_channels(const float *scores, int t, int64_t n, int32_t
 void cuda_conv_warm(cudaStream_t s)
 {
     conv_map m = {CONV_MAP_COPY, {0, 0, 0}, {0, 0, 0}};
-    k_fill_bias<<<1, 32, 0, s>>>(nullptr, nullptr, 0, 1);
-    k_im2col<<<1, 32, 0, s>>>(nullptr, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, nullptr);
-    k_col2im<<<1, 32, 0, s>>>(nullptr, 0, 1, 1, 0, 0, 0, 1, 0, 0, nullptr);
-    k_relu<<<1, 32, 0, s>>>(nullptr, nullptr, 0);
-    k_residual<<<1, 32, 0, s>>>(nullptr, nullptr, 1.0f, 0);
-    k_group_norm<<<1, 32, 0, s>>>(nullptr, 0, 0, 1e-6f, nullptr, nullptr, 0, nullptr);
-    k_pool2<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, 1, nullptr);
-    k_upsample2<<<1, 32, 0, s>>>(nullptr, 0, 0, 0, nullptr);
-    k_gather_ids<<<1, 32, 0, s>>>(nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr);
-    k_pixel_map<<<1, 32, 0, s>>>(m, nullptr, 0, nullptr);
-    k_col_sqnorm<<<1, 32, 0, s>>>(nullptr, 0, 0, nullptr);
-    k_vq_finish<<<1, 32, 0, s>>>(nullptr, nullptr, nullptr, 0, 0);
-    k_argmax_channels<<<1, 32, 0, s>>>(nullptr, 0, 0, nullptr);
+    LAUNCH(k_fill_bias, 1, 32, 0, s)(nullptr, nullptr, 0, 1);
+    LAUNCH(k_im2col, 1, 32, 0, s)(nullptr, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, nullptr);
+    LAUNCH(k_col2im, 1, 32, 0, s)(nullptr, 0, 1, 1, 0, 0, 0, 1, 0, 0, nullptr);
+    LAUNCH(k_relu, 1, 32, 0, s)(nullptr, nullptr, 0);
+    LAUNCH(k_residual, 1, 32, 0, s)(nullptr, nullptr, 1.0f, 0);
+    LAUNCH(k_group_norm, 1, 32, 0, s)(nullptr, 0, 0, 1e-6f, nullptr, nullptr, 0, nullptr);
+    LAUNCH(k_pool2, 1, 32, 0, s)(nullptr, 0, 0, 0, 1, nullptr);
+    LAUNCH(k_upsample2, 1, 32, 0, s)(nullptr, 0, 0, 0, nullptr);
+    LAUNCH(k_gather_ids, 1, 32, 0, s)(nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr);
+    LAUNCH(k_pixel_map, 1, 32, 0, s)(m, nullptr, 0, nullptr);
+    LAUNCH(k_col_sqnorm, 1, 32, 0, s)(nullptr, 0, 0, nullptr);
+    LAUNCH(k_vq_finish, 1, 32, 0, s)(nullptr, nullptr, nullptr, 0, 0);
+    LAUNCH(k_argmax_channels, 1, 32, 0, s)(nullptr, 0, 0, nullptr);
 }
 
 // ---------------------------------------------------------------------------
@@ -273,7 +273,7 @@ static dalle_status launch(cuda_ops *c, const char *what, int64_t total, void (*
     if (total == 0)
         return DALLE_OK;
     device_scope scope(cuda_ops_device(c));
-    kernel<<<grid_for(total), 256, 0, cuda_ops_stream(c)>>>(args...);
+    LAUNCH(kernel, grid_for(total), 256, 0, cuda_ops_stream(c))(args...);
     LAUNCHED(what);
     return DALLE_OK;
 }
@@ -308,7 +308,7 @@ extern "C" dalle_status cuda_conv2d(cuda_ops *c, const conv_geom *g, const float
         const int64_t n = (int64_t)(r1 - r0) * wo;
         {
             device_scope scope(cuda_ops_device(c));
-            k_im2col<<<grid_for(kk * n), 256, 0, cuda_ops_stream(c)>>>(
+            LAUNCH(k_im2col, grid_for(kk * n), 256, 0, cuda_ops_stream(c))(
                 x, h, w, g->k, g->stride, g->pad_top, g->pad_left, wo, r0, n, kk, col);
             LAUNCHED("conv2d (im2col)");
         }
@@ -343,7 +343,7 @@ extern "C" dalle_status cuda_conv_transpose2d(cuda_ops *c, const conv_geom *g, c
         if (st != DALLE_OK)
             break;
         device_scope scope(cuda_ops_device(c));
-        k_col2im<<<grid_for((int64_t)g->cout * ho * wo), 256, 0, cuda_ops_stream(c)>>>(
+        LAUNCH(k_col2im, grid_for((int64_t)g->cout * ho * wo), 256, 0, cuda_ops_stream(c))(
             col, g->cout, k, s, pad, w, ho, wo, r0, r1, y);
         LAUNCHED("conv_transpose2d (col2im)");
     }
@@ -372,7 +372,7 @@ extern "C" dalle_status cuda_group_norm(cuda_ops *c, const float *x, int ch, int
     if (hw == 0 || ch == 0)
         return DALLE_OK;
     device_scope scope(cuda_ops_device(c));
-    k_group_norm<<<(unsigned)groups, GROUP_NORM_THREADS, 0, cuda_ops_stream(c)>>>(
+    LAUNCH(k_group_norm, (unsigned)groups, GROUP_NORM_THREADS, 0, cuda_ops_stream(c))(
         x, ch / groups, hw, eps, gain, bias, swish, y);
     LAUNCHED("group_norm");
     return DALLE_OK;
@@ -415,7 +415,7 @@ extern "C" dalle_status cuda_vq_scores(cuda_ops *c, const float *z, int dim, int
         return DALLE_OK;
     {
         device_scope scope(cuda_ops_device(c));
-        k_col_sqnorm<<<grid_for(n), 256, 0, cuda_ops_stream(c)>>>(z, dim, n, zz);
+        LAUNCH(k_col_sqnorm, grid_for(n), 256, 0, cuda_ops_stream(c))(z, dim, n, zz);
         LAUNCHED("vq_scores (|z|²)");
     }
     dalle_status st = cuda_gemm(c, 0, 0, k, n, dim, 1.0f, codebook, dim, z, n, 0.0f, scores, n);

@@ -15,6 +15,16 @@ extern "C" {
 #include "../error.h"
 }
 
+// Kernel launches and dynamic shared memory go through two macros, so that
+// tests/cuemu (the CUDA emulator the tests run these files on, on machines
+// without a GPU; its cuda_runtime.h defines both) can run the same code:
+//   LAUNCH(k, grid, block, smem, stream)(args...)  is  k<<<grid, block, smem, stream>>>(args...)
+//   DYNAMIC_SHARED(T, name);                        is  extern __shared__ T name[];
+#ifndef CUEMU
+#define LAUNCH(k, grid, block, smem, stream) k<<<(grid), (block), (smem), (stream)>>>
+#define DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 // CUDA errors as statuses (ops_cuda.cu): what cannot run here is
 // UNSUPPORTED, running out of memory OUT_OF_MEMORY, the rest BACKEND.
 dalle_status cuda_fail(cudaError_t e, const char *what);
@@ -44,9 +54,19 @@ struct device_scope {
     explicit device_scope(int dev) : prev(0), restore(false)
     {
         int cur = -1;
-        if (cudaGetDevice(&cur) == cudaSuccess && cur != dev && cudaSetDevice(dev) == cudaSuccess) {
+        if (cudaGetDevice(&cur) != cudaSuccess) {
+            cudaGetLastError(); // as below
+            return;
+        }
+        if (cur == dev)
+            return;
+        if (cudaSetDevice(dev) == cudaSuccess) {
             prev = cur;
             restore = true;
+        } else {
+            // the call that follows reports what is wrong with the device; a
+            // stale "last error" would be taken for its launch's own
+            cudaGetLastError();
         }
     }
     ~device_scope()

@@ -1,0 +1,2 @@
+// lib/cuda/ops_cuda.cu compiled as C++ on the CUDA emulator (tests/cuemu/cuda_runtime.h).
+#include "cuda/ops_cuda.cu"

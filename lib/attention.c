@@ -8,7 +8,8 @@
  *   softmax over the allowed keys (masked scores are -FLT_MAX, whose
  *   exponentials are exactly 0, so leaving them out is the same sum);
  *   out = to_out(concat of heads).
- * They differ only in which keys a query sees (attention_spans). The sparse
+ * They differ only in which keys a query sees (attention_spans, over
+ * lib/attention_spans.h's attn_key_spans). The sparse
  * classes pad the sequence to text_len + image_seq_len and are causal by
  * construction, so every query sees only positions <= its own: the result
  * of a position never depends on later tokens, and a KV cache of the
@@ -23,45 +24,16 @@
 #include "threadpool.h"
 #include "transformer_internal.h"
 
+attn_keys attention_keys(const tf_hparams *hp, attn_type type)
+{
+    attn_keys g = {type, hp->conv_kernel, hp->conv_dilation, hp->text_len, hp->fmap};
+    return g;
+}
+
 int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *sp)
 {
-    if (p < hp->text_len || type == ATTN_FULL) {
-        /* causal: everything up to and including p */
-        sp[0] = (ops_span){0, p + 1, 1};
-        return 1;
-    }
-    const int64_t W = hp->fmap, base = hp->text_len;
-    const int64_t i = p - base, r = i / W, c = i % W;
-    int n = 0;
-    sp[n++] = (ops_span){0, base, 1}; /* an image token sees all of <bos> + text */
-    switch (type) {
-    case ATTN_AXIAL_ROW: /* its own row, columns <= c */
-        sp[n++] = (ops_span){base + r * W, c + 1, 1};
-        break;
-    case ATTN_AXIAL_COL: /* its own column, rows <= r */
-        sp[n++] = (ops_span){base + c, r + 1, W};
-        break;
-    case ATTN_CONV_LIKE: {
-        /* F.unfold over the image padded by (k-1)*dilation on the top and
-         * left: the k x k window whose bottom-right corner is (r, c);
-         * positions outside the image are masked. */
-        const int k = hp->conv_kernel, dil = hp->conv_dilation;
-        const int64_t reach = (int64_t)(k - 1) * dil;
-        for (int ky = 0; ky < k; ky++) {
-            int64_t rr = r - reach + (int64_t)ky * dil;
-            if (rr < 0)
-                continue;
-            int kx0 = 0;
-            while (kx0 < k && c - reach + (int64_t)kx0 * dil < 0)
-                kx0++;
-            sp[n++] = (ops_span){base + rr * W + c - reach + (int64_t)kx0 * dil, k - kx0, dil};
-        }
-        break;
-    }
-    case ATTN_FULL:
-        break;
-    }
-    return n;
+    const attn_keys g = attention_keys(hp, type);
+    return attn_key_spans(&g, p, sp);
 }
 
 /* The part of a layer's attention between to_qkv and to_out, as one pool

@@ -26,11 +26,10 @@
 
 #include <stdint.h>
 
+#include "attention_spans.h" /* attn_type, the keys of each type */
 #include "backend_ops.h"
 #include "ops.h"
 #include "transformer.h"
-
-typedef enum attn_type { ATTN_FULL, ATTN_AXIAL_ROW, ATTN_AXIAL_COL, ATTN_CONV_LIKE } attn_type;
 
 /* Sizes and switches, named as upstream where it has a name. */
 typedef struct tf_hparams {
@@ -188,7 +187,9 @@ void attention_forward(const transformer *tf, tf_state *st, int l, const float *
 void attention_chunk_cpu(struct tpool *pool, const transformer *tf, tf_state *st, int l, int m);
 
 /* The keys a query at position p may see under `type` (upstream's masks),
- * as at most 2 + conv_kernel spans. Returns the span count. */
+ * as at most ATTN_MAX_SPANS(conv_kernel) spans (attn_key_spans of
+ * attention_keys(hp, type)). Returns the span count. */
+attn_keys attention_keys(const tf_hparams *hp, attn_type type);
 int attention_spans(const tf_hparams *hp, attn_type type, int64_t p, ops_span *spans);
 
 #endif

@@ -340,67 +340,87 @@ static void check_rotary_and_cache(void)
     cuda_ops_arena_reset(ctx, mark);
 }
 
+/* Every query of a chunk at once, each with its type's keys, against
+ * ops_attend per (sequence, head, query) over attn_key_spans' lists. */
 static void check_attend(void)
 {
-    const int batch = 3, heads = 4, P = 400;
-    const int dims[] = {64, 48, 160};
-    /* full causal, axial_row / axial_col-like (a strided span), conv_like
-     * (several spans, an empty one among them), everything, nothing */
-    const ops_span sets[][5] = {
-        {{0, 300, 1}},
-        {{0, 17, 1}, {22, 9, 1}},
-        {{0, 17, 1}, {17 + 5, 20, 12}},
-        {{0, 17, 1}, {40, 0, 1}, {50, 3, 2}, {80, 5, 1}, {120, 5, 3}},
-        {{0, 400, 1}},
-        {{0, 0, 1}},
+    const int batch = 3, heads = 4;
+    /* {type, conv_kernel, conv_dilation, text_len, fmap}: upstream's four
+     * types, a dilated conv window (empty spans at the left edge), and a
+     * long sequence (1104 keys) */
+    const attn_keys rules[] = {
+        {ATTN_FULL, 5, 1, 17, 8},      {ATTN_AXIAL_ROW, 5, 1, 17, 8},
+        {ATTN_AXIAL_COL, 5, 1, 17, 8}, {ATTN_CONV_LIKE, 5, 1, 17, 8},
+        {ATTN_CONV_LIKE, 3, 3, 9, 8},  {ATTN_FULL, 5, 1, 80, 32},
     };
-    const int n_sets[] = {1, 2, 2, 5, 1, 0};
-    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
-        const int dh = dims[di];
-        const int64_t inner = (int64_t)heads * dh, q_ld = 3 * inner;
-        size_t mark = cuda_ops_arena_mark(ctx);
-        size_t nq = (size_t)(batch * q_ld), nkv = (size_t)batch * heads * P * dh;
-        size_t no = (size_t)(batch * inner);
-        float *q = xmalloc(nq * 4), *k = xmalloc(nkv * 4), *v = xmalloc(nkv * 4);
-        float *want = xmalloc(no * 4), *got = xmalloc(no * 4), *again = xmalloc(no * 4);
-        float *scores = xmalloc((size_t)P * 4);
-        fill(k, nkv, -1.0f, 1.0f);
-        fill(v, nkv, -1.0f, 1.0f);
-        float *dk = dev_copy(k, nkv * 4), *dv = dev_copy(v, nkv * 4);
-        float *dq = dev_copy(NULL, nq * 4), *dout = dev_copy(NULL, no * 4);
-        for (size_t si = 0; si < sizeof n_sets / sizeof *n_sets; si++)
-            for (int peaky = 0; peaky < 2; peaky++) {
-                /* q already scaled; peaky: scores of tens, where only the
-                 * max-subtraction keeps expf finite */
-                const float qs = (peaky ? 8.0f : 1.0f) / sqrtf((float)dh);
-                fill(q, nq, -qs, qs);
-                CALL(cuda_ops_upload(ctx, dq, q, nq * 4));
-                for (int b = 0; b < batch; b++)
-                    for (int h = 0; h < heads; h++)
-                        ops_attend(q + b * q_ld + (int64_t)h * dh,
-                                   k + ((int64_t)b * heads + h) * P * dh,
-                                   v + ((int64_t)b * heads + h) * P * dh, dh, sets[si],
-                                   n_sets[si], scores, want + b * inner + (int64_t)h * dh);
-                CALL(cuda_attend(ctx, dq, q_ld, dk, dv, (int64_t)P * dh, batch, heads, dh,
-                                 sets[si], n_sets[si], dout, inner));
-                download(got, dout, no * 4);
-                double r = err_ratio(got, want, no, 1e-5, 1e-5);
-                CALL(cuda_attend(ctx, dq, q_ld, dk, dv, (int64_t)P * dh, batch, heads, dh,
-                                 sets[si], n_sets[si], dout, inner));
-                download(again, dout, no * 4);
-                CHECK(r <= 1.0 && count_diff_bits(got, again, no) == 0,
-                      "attend dim_head %d, span set %zu%s: error ratio %.3g, the same bits twice",
-                      dh, si, peaky ? " (peaky)" : "", r);
+    const int dims[] = {64, 48, 160};
+    for (size_t ri = 0; ri < sizeof rules / sizeof *rules; ri++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+            const attn_keys *g = &rules[ri];
+            const int dh = dims[di];
+            const int64_t P = g->text_len + g->fmap * g->fmap;
+            const int64_t inner = (int64_t)heads * dh, q_ld = 3 * inner;
+            /* chunks {pos0, m}: the whole sequence (the first rule, or a
+             * quick run: one dim), one crossing into the image, the last token */
+            const int64_t chunks[][2] = {{0, P}, {g->text_len - 3, 9}, {P - 1, 1}};
+            for (int ci = (ri == 0 && di == 0 && !quick) ? 0 : 1; ci < 3; ci++) {
+                const int64_t pos0 = chunks[ci][0];
+                const int m = (int)chunks[ci][1];
+                if (P > 200 && ci == 0)
+                    continue;
+                size_t mark = cuda_ops_arena_mark(ctx);
+                size_t nq = (size_t)batch * m * q_ld, nkv = (size_t)batch * heads * P * dh;
+                size_t no = (size_t)batch * m * inner;
+                float *q = xmalloc(nq * 4), *k = xmalloc(nkv * 4), *v = xmalloc(nkv * 4);
+                float *want = xmalloc(no * 4), *got = xmalloc(no * 4), *again = xmalloc(no * 4);
+                float *scores = xmalloc((size_t)P * 4);
+                fill(k, nkv, -1.0f, 1.0f);
+                fill(v, nkv, -1.0f, 1.0f);
+                float *dk = dev_copy(k, nkv * 4), *dv = dev_copy(v, nkv * 4);
+                float *dq = dev_copy(NULL, nq * 4), *dout = dev_copy(NULL, no * 4);
+                for (int peaky = 0; peaky < 2; peaky++) {
+                    /* q already scaled; peaky: scores of tens, where only the
+                     * max-subtraction keeps expf finite */
+                    const float qs = (peaky ? 8.0f : 1.0f) / sqrtf((float)dh);
+                    fill(q, nq, -qs, qs);
+                    CALL(cuda_ops_upload(ctx, dq, q, nq * 4));
+                    for (int b = 0; b < batch; b++)
+                        for (int i = 0; i < m; i++) {
+                            ops_span sp[CUDA_OPS_MAX_SPANS];
+                            const int n = attn_key_spans(g, pos0 + i, sp);
+                            for (int h = 0; h < heads; h++)
+                                ops_attend(q + ((int64_t)b * m + i) * q_ld + (int64_t)h * dh,
+                                           k + ((int64_t)b * heads + h) * P * dh,
+                                           v + ((int64_t)b * heads + h) * P * dh, dh, sp, n,
+                                           scores,
+                                           want + ((int64_t)b * m + i) * inner + (int64_t)h * dh);
+                        }
+                    CALL(cuda_attend(ctx, dq, q_ld, (int64_t)m * q_ld, dk, dv, P * dh, batch,
+                                     heads, dh, g, pos0, m, dout, inner, (int64_t)m * inner));
+                    download(got, dout, no * 4);
+                    double r = err_ratio(got, want, no, 1e-5, 1e-5);
+                    CALL(cuda_attend(ctx, dq, q_ld, (int64_t)m * q_ld, dk, dv, P * dh, batch,
+                                     heads, dh, g, pos0, m, dout, inner, (int64_t)m * inner));
+                    download(again, dout, no * 4);
+                    CHECK(r <= 1.0 && count_diff_bits(got, again, no) == 0,
+                          "attend type %d (kernel %d, dilation %d), dim_head %d, positions "
+                          "%lld..%lld%s: error ratio %.3g, the same bits twice",
+                          g->type, g->conv_kernel, g->conv_dilation, dh, (long long)pos0,
+                          (long long)(pos0 + m - 1), peaky ? " (peaky)" : "", r);
+                }
+                free(q), free(k), free(v), free(want), free(got), free(again), free(scores);
+                cuda_ops_arena_reset(ctx, mark);
             }
-        free(q), free(k), free(v), free(want), free(got), free(again), free(scores);
-        cuda_ops_arena_reset(ctx, mark);
-    }
-    ops_span many[CUDA_OPS_MAX_SPANS + 1];
-    for (int i = 0; i <= CUDA_OPS_MAX_SPANS; i++)
-        many[i] = (ops_span){i, 1, 1};
-    CHECK(cuda_attend(ctx, NULL, 0, NULL, NULL, 0, 1, 1, 64, many, CUDA_OPS_MAX_SPANS + 1, NULL,
-                      0) == DALLE_ERR_INVALID_ARGUMENT,
-          "attend with %d spans refused: %s", CUDA_OPS_MAX_SPANS + 1, dalle_last_error());
+        }
+    const attn_keys wide = {ATTN_CONV_LIKE, CUDA_OPS_MAX_SPANS, 1, 4, 64};
+    CHECK(cuda_attend(ctx, NULL, 0, 0, NULL, NULL, 64 * 100, 1, 1, 64, &wide, 0, 1, NULL, 0, 0) ==
+              DALLE_ERR_INVALID_ARGUMENT,
+          "attend with a conv window of %d rows (more spans than %d) refused: %s",
+          CUDA_OPS_MAX_SPANS, CUDA_OPS_MAX_SPANS, dalle_last_error());
+    const attn_keys full = {ATTN_FULL, 5, 1, 4, 8};
+    CHECK(cuda_attend(ctx, NULL, 0, 0, NULL, NULL, 64 * 10, 1, 1, 64, &full, 8, 3, NULL, 0, 0) ==
+              DALLE_ERR_INVALID_ARGUMENT,
+          "attend past the cache (positions 8..10 of 10) refused: %s", dalle_last_error());
 }
 
 /* ------------------------------------------------------------------------ */

@@ -188,13 +188,10 @@ static void cu_attention(backend *be, const transformer *tf, tf_state *st, int l
     RUN(be, cuda_kv_append(c, st->qkv + inner, ld, st->batch, m, hp->heads, dh, K, P, st->pos));
     RUN(be, cuda_kv_append(c, st->qkv + 2 * inner, ld, st->batch, m, hp->heads, dh, V, P,
                            st->pos));
-    ops_span spans[CUDA_OPS_MAX_SPANS];
-    for (int i = 0; i < m; i++) {
-        const int n = attention_spans(hp, tf->layers[l].type, st->pos + i, spans);
-        RUN(be, cuda_attend(c, st->qkv + (int64_t)i * ld, (int64_t)m * ld, K, V, P * dh,
-                            st->batch, hp->heads, dh, spans, n, st->att + (int64_t)i * inner,
-                            (int64_t)m * inner));
-    }
+    /* every query of the chunk in one launch, its keys listed on the device */
+    const attn_keys keys = attention_keys(hp, tf->layers[l].type);
+    RUN(be, cuda_attend(c, st->qkv, ld, (int64_t)m * ld, K, V, P * dh, st->batch, hp->heads, dh,
+                        &keys, st->pos, m, st->att, inner, (int64_t)m * inner));
 }
 
 /* ---- sampling ------------------------------------------------------------ */

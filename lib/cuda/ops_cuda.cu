@@ -532,32 +532,44 @@ __global__ void k_guidance(float *cond, const float *uncond, int64_t rows, int64
     }
 }
 
-// ---- attention: one query per (sequence, head) ----------------------------
-
-struct span_arg {
-    int n;
-    int64_t start[CUDA_OPS_MAX_SPANS], count[CUDA_OPS_MAX_SPANS], stride[CUDA_OPS_MAX_SPANS];
-    int64_t first[CUDA_OPS_MAX_SPANS]; // index of the span's first key in the list
-};
+// ---- attention: every query of a chunk over the KV cache -------------------
 
 #define ATTEND_THREADS 128
 
-// Shared memory: q [dh], scores [n_keys], partial outputs [groups][dh].
+// One block per (sequence b, head h) = blockIdx.x and query i = blockIdx.y,
+// at position pos0 + i. Thread 0 lists the query's keys (attn_key_spans,
+// the CPU's function) into shared memory; shared memory then holds q [dh],
+// the scores [the query's keys], the partial outputs [groups][dh].
 __global__ void __launch_bounds__(ATTEND_THREADS)
-    k_attend(const float *q, int64_t q_seq_ld, const float *k, const float *v, int64_t kv_head_ld,
-             int heads, int dh, span_arg sp, int64_t n_keys, int groups, float *out,
-             int64_t out_seq_ld)
+    k_attend(const float *q, int64_t q_row_ld, int64_t q_seq_ld, const float *k, const float *v,
+             int64_t kv_head_ld, int heads, int dh, attn_keys keys, int64_t pos0, int groups,
+             float *out, int64_t out_row_ld, int64_t out_seq_ld)
 {
     DYNAMIC_SHARED(float, smem);
     __shared__ float redf[32];
     __shared__ double redd[32];
-    float *qs = smem, *sc = smem + dh, *part = sc + n_keys;
-    const int bh = blockIdx.x, b = bh / heads, h = bh % heads;
+    __shared__ ops_span sp[CUDA_OPS_MAX_SPANS];
+    __shared__ int64_t first[CUDA_OPS_MAX_SPANS]; // index of the span's first key in the list
+    __shared__ int n_spans;
+    __shared__ int64_t n_keys;
+    const int bh = blockIdx.x, b = bh / heads, h = bh % heads, i = blockIdx.y;
     const int tid = threadIdx.x, bd = blockDim.x;
-    const float *qp = q + (int64_t)b * q_seq_ld + (int64_t)h * dh;
+    if (tid == 0) {
+        n_spans = attn_key_spans(&keys, pos0 + i, sp);
+        int64_t total = 0;
+        for (int s = 0; s < n_spans; s++) {
+            first[s] = total;
+            total += sp[s].count;
+        }
+        n_keys = total;
+    }
+    __syncthreads();
+    const int64_t nk = n_keys;
+    float *qs = smem, *sc = smem + dh, *part = sc + nk;
+    const float *qp = q + (int64_t)b * q_seq_ld + (int64_t)i * q_row_ld + (int64_t)h * dh;
     const float *kp = k + (int64_t)bh * kv_head_ld, *vp = v + (int64_t)bh * kv_head_ld;
-    float *op = out + (int64_t)b * out_seq_ld + (int64_t)h * dh;
-    if (n_keys == 0) { // nothing listed: zeros, as ops_attend (uniform across the block)
+    float *op = out + (int64_t)b * out_seq_ld + (int64_t)i * out_row_ld + (int64_t)h * dh;
+    if (nk == 0) { // nothing listed: zeros, as ops_attend (uniform across the block)
         for (int d = tid; d < dh; d += bd)
             op[d] = 0.0f;
         return;
@@ -568,16 +580,16 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 
     // scores: one warp per key, the lanes over dim_head, a fixed xor tree
     const int warp = tid >> 5, lane = tid & 31, nw = bd >> 5;
-    for (int s = 0; s < sp.n; s++)
-        for (int64_t j = warp; j < sp.count[s]; j += nw) {
-            const float *kr = kp + (sp.start[s] + j * sp.stride[s]) * dh;
+    for (int s = 0; s < n_spans; s++)
+        for (int64_t j = warp; j < sp[s].count; j += nw) {
+            const float *kr = kp + (sp[s].start + j * sp[s].stride) * dh;
             float acc = 0.0f;
             for (int d = lane; d < dh; d += 32)
                 acc = fmaf(qs[d], kr[d], acc);
             for (int o = 16; o > 0; o >>= 1)
                 acc += __shfl_xor_sync(0xffffffffu, acc, o);
             if (lane == 0)
-                sc[sp.first[s] + j] = acc;
+                sc[first[s] + j] = acc;
         }
     __syncthreads();
 
@@ -585,17 +597,17 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     // with CUDA's expf where the CPU has its polynomial (within an ulp of it:
     // lib/ops_attend.c)
     float m = -INFINITY;
-    for (int64_t j = tid; j < n_keys; j += bd)
+    for (int64_t j = tid; j < nk; j += bd)
         m = max_f()(m, sc[j]);
     m = block_reduce(m, max_f(), redf);
     double sum = 0.0;
-    for (int64_t j = tid; j < n_keys; j += bd) {
+    for (int64_t j = tid; j < nk; j += bd) {
         const float e = expf(__fsub_rn(sc[j], m));
         sc[j] = e;
         sum = __dadd_rn(sum, (double)e);
     }
     const float inv = (float)__ddiv_rn(1.0, block_reduce(sum, add_d(), redd));
-    for (int64_t j = tid; j < n_keys; j += bd)
+    for (int64_t j = tid; j < nk; j += bd)
         sc[j] = __fmul_rn(sc[j], inv);
     __syncthreads();
 
@@ -604,19 +616,19 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     const bool wide = bd >= dh; // one column per thread
     const int g = wide ? tid / dh : 0;
     if (g < groups) {
-        const int64_t j0 = n_keys * g / groups, j1 = n_keys * (g + 1) / groups;
+        const int64_t j0 = nk * g / groups, j1 = nk * (g + 1) / groups;
         for (int d = wide ? tid % dh : tid; d < dh; d += wide ? dh : bd) {
             int s = 0;
-            while (s + 1 < sp.n && sp.first[s + 1] <= j0)
+            while (s + 1 < n_spans && first[s + 1] <= j0)
                 s++;
-            int64_t jj = j0 - sp.first[s];
+            int64_t jj = j0 - first[s];
             float acc = 0.0f;
             for (int64_t j = j0; j < j1; j++, jj++) {
-                while (jj >= sp.count[s]) { // past this span (or an empty one)
+                while (jj >= sp[s].count) { // past this span (or an empty one)
                     s++;
                     jj = 0;
                 }
-                const int64_t p = sp.start[s] + jj * sp.stride[s];
+                const int64_t p = sp[s].start + jj * sp[s].stride;
                 acc = __fadd_rn(acc, __fmul_rn(sc[j], vp[p * dh + d]));
             }
             part[(int64_t)g * dh + d] = acc;
@@ -849,8 +861,9 @@ static dalle_status warm_kernels(cuda_ops *c)
     }
     cudaStream_t s = c->stream;
     int *flag = (int *)c->workspace; // k_sample with n = 0 writes one id there
-    span_arg none;
-    memset(&none, 0, sizeof none);
+    // attention: position 0 of dim_head 1 over the workspace (one key)
+    const attn_keys text_only = {ATTN_FULL, 1, 1, 1, 1};
+    float *ws = (float *)c->workspace;
     LAUNCH(k_probe, 1, 32, 0, s)(flag);
     LAUNCH(k_layer_norm, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0.0f, nullptr);
     LAUNCH(k_geglu, 1, 32, 0, s)(nullptr, 0, 1, nullptr);
@@ -863,8 +876,8 @@ static dalle_status warm_kernels(cuda_ops *c)
     LAUNCH(k_scale_vectors, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, 1.0f);
     LAUNCH(k_kv_append, 1, 32, 0, s)(nullptr, 0, 1, 1, 1, nullptr, 0, 0, 0);
     LAUNCH(k_token_shift, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, 0, 1);
-    LAUNCH(k_attend, 1, ATTEND_THREADS, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, none, 0, 1,
-                                          nullptr, 0);
+    LAUNCH(k_attend, 1, ATTEND_THREADS, (2 + ATTEND_THREADS) * sizeof(float), s)(
+        ws, 0, 0, ws, ws, 1, 1, 1, text_only, 0, ATTEND_THREADS, ws, 0, 0);
     LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
     LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, nullptr, 0, nullptr,
@@ -1284,48 +1297,57 @@ extern "C" dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t sr
     return DALLE_OK;
 }
 
-extern "C" dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_seq_ld, const float *k,
-                                    const float *v, int64_t kv_head_ld, int batch, int heads,
-                                    int64_t dim_head, const ops_span *spans, int n_spans,
-                                    float *out, int64_t out_seq_ld)
+extern "C" dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_row_ld,
+                                    int64_t q_seq_ld, const float *k, const float *v,
+                                    int64_t kv_head_ld, int batch, int heads, int64_t dim_head,
+                                    const attn_keys *keys, int64_t pos0, int m, float *out,
+                                    int64_t out_row_ld, int64_t out_seq_ld)
 {
-    if (n_spans < 0 || n_spans > CUDA_OPS_MAX_SPANS)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "cuda: attend: %d key spans (at most %d)", n_spans, CUDA_OPS_MAX_SPANS);
     if (batch < 0 || heads < 0 || (int64_t)batch * heads > INT_MAX)
         return bad_size("attend", "batch * heads", (long long)batch * heads);
+    if (m < 0 || m > 65535)
+        return bad_size("attend", "m (queries in one launch)", m);
     if (dim_head <= 0 || dim_head > 65536)
         return bad_size("attend", "dim_head", dim_head);
-    span_arg sp;
-    memset(&sp, 0, sizeof sp);
-    sp.n = n_spans;
-    int64_t n_keys = 0;
-    for (int s = 0; s < n_spans; s++) {
-        if (spans[s].count < 0 || spans[s].start < 0 ||
-            (spans[s].count > 1 && spans[s].start + (spans[s].count - 1) * spans[s].stride < 0))
-            return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                              "cuda: attend: span %d {%lld, %lld, %lld} is malformed", s,
-                              (long long)spans[s].start, (long long)spans[s].count,
-                              (long long)spans[s].stride);
-        sp.start[s] = spans[s].start;
-        sp.count[s] = spans[s].count;
-        sp.stride[s] = spans[s].stride;
-        sp.first[s] = n_keys;
-        n_keys += spans[s].count;
-    }
-    if (batch == 0 || heads == 0)
+    if (keys->type < ATTN_FULL || keys->type > ATTN_CONV_LIKE || keys->text_len < 0 ||
+        keys->fmap < 1 || keys->conv_kernel < 1 || keys->conv_dilation < 1 ||
+        ATTN_MAX_SPANS(keys->conv_kernel) > CUDA_OPS_MAX_SPANS)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: attend: attention type %d, text_len %lld, fmap %lld, conv "
+                          "kernel %d, dilation %d: not a key rule this kernel takes (at most %d "
+                          "spans)",
+                          keys->type, (long long)keys->text_len, (long long)keys->fmap,
+                          keys->conv_kernel, keys->conv_dilation, CUDA_OPS_MAX_SPANS);
+    // every key is at a position <= the query's: the cache must hold them all
+    if (pos0 < 0 || (pos0 + m) * dim_head > kv_head_ld)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: attend: positions %lld .. %lld past the cache (%lld)",
+                          (long long)pos0, (long long)(pos0 + m - 1),
+                          (long long)(kv_head_ld / dim_head));
+    if (batch == 0 || heads == 0 || m == 0)
         return DALLE_OK;
+    // the scores of the query with the most keys set the shared memory
+    int64_t most = 0;
+    ops_span sp[CUDA_OPS_MAX_SPANS];
+    for (int i = 0; i < m; i++) {
+        const int n = attn_key_spans(keys, pos0 + i, sp);
+        int64_t total = 0;
+        for (int s = 0; s < n; s++)
+            total += sp[s].count;
+        most = total > most ? total : most;
+    }
     const int dh = (int)dim_head;
     const int groups = dh <= ATTEND_THREADS ? ATTEND_THREADS / dh : 1;
-    const size_t smem = ((size_t)dh + (size_t)n_keys + (size_t)groups * dh) * sizeof(float);
+    const size_t smem = ((size_t)dh + (size_t)most + (size_t)groups * dh) * sizeof(float);
     if (smem > c->attend_smem_max)
         return dalle_fail(DALLE_ERR_UNSUPPORTED,
                           "cuda: attend: %lld keys of dim_head %d need %zu bytes of shared "
                           "memory; this GPU gives a block %zu",
-                          (long long)n_keys, dh, smem, c->attend_smem_max);
+                          (long long)most, dh, smem, c->attend_smem_max);
     device_scope scope(c->device);
-    LAUNCH(k_attend, (unsigned)(batch * heads), ATTEND_THREADS, smem, c->stream)(
-        q, q_seq_ld, k, v, kv_head_ld, heads, dh, sp, n_keys, groups, out, out_seq_ld);
+    LAUNCH(k_attend, dim3((unsigned)(batch * heads), (unsigned)m), ATTEND_THREADS, smem,
+           c->stream)(q, q_row_ld, q_seq_ld, k, v, kv_head_ld, heads, dh, *keys, pos0, groups,
+                      out, out_row_ld, out_seq_ld);
     LAUNCHED("attend");
     return DALLE_OK;
 }

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../attention_spans.h"
 #include "../conv.h"
 #include "../ops.h"
 #include "dalle/dalle.h"
@@ -45,8 +46,8 @@ extern "C" {
 
 typedef struct cuda_ops cuda_ops;
 
-/* Most key lists an attention call takes (attention_spans gives at most
- * 2 + conv_kernel = 7 today). */
+/* Most key spans of one query cuda_attend takes: ATTN_MAX_SPANS(conv_kernel)
+ * = 6 for upstream's conv_like. */
 #define CUDA_OPS_MAX_SPANS 32
 
 typedef struct cuda_ops_params {
@@ -153,20 +154,21 @@ dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t src_ld, int b
                             int heads, int64_t dim_head, float *cache, int64_t max_pos,
                             int64_t pos0);
 
-/* One query per (sequence b, head h) over the keys listed in spans (the
- * same list for every pair: all sequences of a batch are at one position):
- * ops_attend with
- *   q   = q   + b * q_seq_ld   + h * dim_head   (already scaled),
+/* Every query of a chunk over the KV cache, in one launch: the query of
+ * sequence b, head h at position pos0 + i (i < m) sees the keys
+ * attn_key_spans(keys, pos0 + i) lists (lib/attention_spans.h, the CPU's
+ * rule, evaluated on the device), as ops_attend with
+ *   q   = q   + b * q_seq_ld + i * q_row_ld + h * dim_head   (already scaled),
  *   k,v = k/v + (b * heads + h) * kv_head_ld   (position p at + p * dim_head),
- *   out = out + b * out_seq_ld + h * dim_head.
- * One block per pair; the scores live in shared memory, so the number of
- * listed keys is bounded by the GPU's shared memory per block (about
- * 50 000 keys on an H100; DALL·E's longest sequence is a few thousand).
- * A chunk of m queries (the prompt) is m calls, one per position. */
-dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_seq_ld, const float *k,
-                         const float *v, int64_t kv_head_ld, int batch, int heads,
-                         int64_t dim_head, const ops_span *spans, int n_spans, float *out,
-                         int64_t out_seq_ld);
+ *   out = out + b * out_seq_ld + i * out_row_ld + h * dim_head.
+ * Keys at positions up to pos0 + m - 1 must be in the cache. One block per
+ * (sequence, head, query); the scores live in shared memory, so a query's
+ * keys are bounded by the GPU's shared memory per block (about 50 000 on an
+ * H100; DALL·E's longest sequence is a few thousand). */
+dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_row_ld, int64_t q_seq_ld,
+                         const float *k, const float *v, int64_t kv_head_ld, int batch, int heads,
+                         int64_t dim_head, const attn_keys *keys, int64_t pos0, int m,
+                         float *out, int64_t out_row_ld, int64_t out_seq_ld);
 
 /* token_shift.c's PreShiftToken over a chunk: h, out [batch * m][dim] at
  * positions pos0 .. pos0 + m - 1; hist [batch][fmap + 1][hist_cols] the

@@ -98,7 +98,8 @@ __device__ __forceinline__ float d_swish(float v) { return v / __fadd_rn(1.0f, e
 
 // One block per group of cg channels × hw: the mean, then the centred
 // variance, both summed in double; then each value as lib/conv.c's gn_part.
-__global__ void k_group_norm(const float *x, int cg, int64_t hw, float eps, const float *gain,
+__global__ void __launch_bounds__(GROUP_NORM_THREADS)
+    k_group_norm(const float *x, int cg, int64_t hw, float eps, const float *gain,
                              const float *bias, int swish, float *y)
 {
     __shared__ double scratch[32];

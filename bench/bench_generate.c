@@ -69,10 +69,10 @@
 #include <unistd.h>
 
 #include "ceilings.h"
+#include "window.h"
 
 #define TARGET_B1 0.65
 #define TARGET_B8 0.50
-#define MAX_WINDOW 4096
 
 /* ------------------------------------------------------------------------ */
 /* Results passed from a worker to the parent as "key value" lines           */
@@ -160,124 +160,6 @@ static int reset_hwm(void)
 /* The worker: one model in this process                                    */
 /* ------------------------------------------------------------------------ */
 
-typedef struct timing {
-    double t0;                 /* dalle_sample called */
-    double t[MAX_WINDOW + 1];  /* progress callbacks */
-    int calls;
-    int64_t limit;             /* abort once `done` reaches this */
-    int64_t done;
-} timing;
-
-static void on_progress(int64_t done, int64_t total, void *user)
-{
-    timing *tm = user;
-    (void)total;
-    if (tm->calls <= MAX_WINDOW)
-        tm->t[tm->calls] = bench_now();
-    tm->calls++;
-    tm->done = done;
-}
-
-static int on_abort(void *user)
-{
-    timing *tm = user;
-    return tm->limit > 0 && tm->done >= tm->limit;
-}
-
-static void die_status(const char *what, dalle_status s)
-{
-    fprintf(stderr, "bench_generate: %s: %s (%s)\n", what, dalle_strerror(s), dalle_last_error());
-    exit(1);
-}
-
-static uint64_t lcg = 0x2545F4914F6CDD1Dull;
-static int rand_below(int n)
-{
-    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-    return (int)((lcg >> 33) % (uint64_t)n);
-}
-
-/* Sample `window` tokens per image (0: the whole image) of `batch` images,
- * primed with n_prime random tokens. *prefix_s: call to first token;
- * *step_s: mean time of one later step (all images). Returns the number of
- * steps timed. */
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static int sample_window(dalle_ctx *ctx, int batch, int n_prime, int window, double *prefix_s,
-                         double *step_s, double *total_s)
-{
-    const int T = dalle_text_seq_len(ctx), S = dalle_image_seq_len(ctx);
-    const int nt = dalle_num_text_tokens(ctx), ni = dalle_num_image_tokens(ctx);
-    int32_t *text = calloc((size_t)batch * T, sizeof *text);
-    int32_t *prime = malloc(((size_t)batch * (n_prime ? n_prime : 1)) * sizeof *prime);
-    int32_t *out = malloc((size_t)batch * S * sizeof *out);
-    timing *tm = calloc(1, sizeof *tm);
-    if (!text || !prime || !out || !tm) {
-        fprintf(stderr, "bench_generate: out of memory\n");
-        exit(1);
-    }
-    for (int b = 0; b < batch; b++)
-        for (int i = 0; i < T && i < 12; i++) /* a 12-token caption, padded with 0 */
-            text[(int64_t)b * T + i] = 1 + rand_below(nt - 1);
-    for (int64_t i = 0; i < (int64_t)batch * n_prime; i++)
-        prime[i] = rand_below(ni);
-    dalle_sample_params sp = dalle_sample_default_params();
-    sp.seed = 1234;
-    sp.prime = n_prime ? prime : NULL;
-    sp.n_prime = n_prime;
-    sp.progress = on_progress;
-    sp.abort = on_abort;
-    sp.user = tm;
-    int steps = window > 0 ? window : S - n_prime;
-    if (steps > MAX_WINDOW)
-        steps = MAX_WINDOW;
-    tm->limit = window > 0 ? (int64_t)batch * window : 0;
-    tm->t0 = bench_now();
-    dalle_status s = dalle_sample(ctx, text, batch, &sp, out);
-    double t_end = bench_now();
-    if (s && s != DALLE_ERR_ABORTED)
-        die_status("dalle_sample", s);
-    int n = tm->calls < steps ? tm->calls : steps;
-    if (n < 2) {
-        fprintf(stderr, "bench_generate: only %d progress calls\n", tm->calls);
-        exit(1);
-    }
-    *prefix_s = tm->t[0] - tm->t0;
-    /* the median step: robust to the bursts of other processes on a shared
-     * machine; for a step cost linear in position it is the window's mean */
-    double *dt = malloc((size_t)(n - 1) * sizeof *dt);
-    if (!dt) {
-        fprintf(stderr, "bench_generate: out of memory\n");
-        exit(1);
-    }
-    for (int i = 1; i < n; i++)
-        dt[i - 1] = tm->t[i] - tm->t[i - 1];
-    qsort(dt, (size_t)(n - 1), sizeof *dt, cmp_double);
-    *step_s = (n - 1) % 2 ? dt[(n - 1) / 2] : 0.5 * (dt[(n - 1) / 2 - 1] + dt[(n - 1) / 2]);
-    free(dt);
-    if (total_s)
-        *total_s = t_end - tm->t0;
-    free(text), free(prime), free(out), free(tm);
-    return n - 1;
-}
-
-/* The best (lowest median step) of `repeat` windows; *prefix_s likewise. */
-static void sample_best(dalle_ctx *ctx, int batch, int n_prime, int window, int repeat,
-                        double *prefix_s, double *step_s)
-{
-    *prefix_s = *step_s = 1e30;
-    for (int r = 0; r < repeat; r++) {
-        double p, st;
-        sample_window(ctx, batch, n_prime, window, &p, &st, NULL);
-        *prefix_s = p < *prefix_s ? p : *prefix_s;
-        *step_s = st < *step_s ? st : *step_s;
-    }
-}
-
 static int64_t meta_i64(const dalle_bundle *b, const char *key, int64_t def)
 {
     int64_t v;
@@ -303,7 +185,7 @@ static int worker(const char *path, int window, int threads, int full_max, int r
     dalle_status s = dalle_ctx_create(path, &cp, &ctx);
     r.load_s = bench_now() - t;
     if (s)
-        die_status(path, s);
+        bench_die(path, s);
     r.rss_after_load_kb = status_kb("VmRSS");
     r.hwm_load_kb = status_kb("VmHWM");
 
@@ -353,19 +235,19 @@ static int worker(const char *path, int window, int threads, int full_max, int r
 
     /* warm-up: threads started, buffers touched */
     double p_, s_;
-    sample_window(ctx, 1, 0, 4, &p_, &s_, NULL);
+    bench_sample_window(ctx, 1, 0, 4, &p_, &s_, NULL);
 
     r.hwm_reset_ok = reset_hwm();
     const int mid = S / 2 - window / 2;
-    sample_best(ctx, 1, 0, window, repeat, &r.b1_start_prefix_s, &r.b1_start_step_s);
-    sample_best(ctx, 1, mid, window, repeat, &r.b1_mid_prefix_s, &r.b1_mid_step_s);
+    bench_sample_best(ctx, 1, 0, window, repeat, &r.b1_start_prefix_s, &r.b1_start_step_s);
+    bench_sample_best(ctx, 1, mid, window, repeat, &r.b1_mid_prefix_s, &r.b1_mid_step_s);
     r.b1_mid_prime = mid;
     r.hwm_b1_kb = status_kb("VmHWM");
 
     if (r.hwm_reset_ok)
         reset_hwm();
-    sample_best(ctx, 8, 0, window, repeat, &r.b8_start_prefix_s, &r.b8_start_step_s);
-    sample_best(ctx, 8, mid, window, repeat, &r.b8_mid_prefix_s, &r.b8_mid_step_s);
+    bench_sample_best(ctx, 8, 0, window, repeat, &r.b8_start_prefix_s, &r.b8_start_step_s);
+    bench_sample_best(ctx, 8, mid, window, repeat, &r.b8_mid_prefix_s, &r.b8_mid_step_s);
     r.b8_mid_prime = mid;
     r.hwm_b8_kb = status_kb("VmHWM");
 
@@ -377,20 +259,20 @@ static int worker(const char *path, int window, int threads, int full_max, int r
         return 1;
     }
     for (int64_t i = 0; i < (int64_t)8 * S; i++)
-        ids[i] = rand_below((int)r.num_image_tokens);
+        ids[i] = bench_rand_below((int)r.num_image_tokens);
     if ((s = dalle_decode(ctx, ids, 1, px)))
-        die_status("dalle_decode", s);
+        bench_die("dalle_decode", s);
     r.decode_s = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         t = bench_now();
         if ((s = dalle_decode(ctx, ids, 1, px)))
-            die_status("dalle_decode", s);
+            bench_die("dalle_decode", s);
         t = bench_now() - t;
         r.decode_s = t < r.decode_s ? t : r.decode_s;
     }
     t = bench_now();
     if ((s = dalle_decode(ctx, ids, 8, px)))
-        die_status("dalle_decode", s);
+        bench_die("dalle_decode", s);
     r.decode8_s = (bench_now() - t) / 8;
     free(ids), free(px);
 
@@ -400,11 +282,11 @@ static int worker(const char *path, int window, int threads, int full_max, int r
          * cache and token-shift history of the positions it reaches) */
         if (r.hwm_reset_ok)
             reset_hwm();
-        sample_window(ctx, 1, 0, 0, &p_, &r.full_b1_step_s, &r.full_b1_s);
+        bench_sample_window(ctx, 1, 0, 0, &p_, &r.full_b1_step_s, &r.full_b1_s);
         r.hwm_full_b1_kb = status_kb("VmHWM");
         if (r.hwm_reset_ok)
             reset_hwm();
-        sample_window(ctx, 8, 0, 0, &p_, &r.full_b8_step_s, &r.full_b8_s);
+        bench_sample_window(ctx, 8, 0, 0, &p_, &r.full_b8_step_s, &r.full_b8_s);
         r.hwm_full_b8_kb = status_kb("VmHWM");
     }
     r.hwm_total_kb = status_kb("VmHWM");
@@ -480,22 +362,19 @@ typedef struct derived {
 
 static void derive(result *r, const ceilings *c, derived *d)
 {
-    const double D = r->dim, inner = r->heads * r->dim_head, ffi = 4 * D, L = r->depth;
     memset(d, 0, sizeof *d);
-    d->text_len = r->text_seq_len + 1;
-    d->keys_avg = d->text_len + r->image_seq_len / 2;
-    const double layer_mat = 3 * inner * D + D * inner + 2 * ffi * D + D * ffi;
-    const double layer_vec = D + 2 * ffi + D + 4 * D + 2 * D;
-    const double logits_mat = r->num_image_tokens * D;
-    const double logits_vec = r->num_image_tokens + 2 * D;
-    d->mat_elems = L * layer_mat + logits_mat;
-    d->w1_elems = L * (layer_mat + layer_vec) + logits_mat + logits_vec + D;
-    d->bytes_b1 = r->mat_bytes * d->mat_elems + 4 * (d->w1_elems - d->mat_elems);
-    d->kv_bytes_tok = 4 * 2 * L * inner * d->keys_avg;
-    d->attn_flops_tok = L * 4 * inner * d->keys_avg;
-    d->flops_tok = 2 * d->mat_elems + d->attn_flops_tok;
-    const double max_pos = r->text_seq_len + r->image_seq_len;
-    d->kv_cache_b1 = 4 * 2 * L * inner * max_pos;
+    bench_token_cost tc;
+    bench_token_costs(r->dim, r->depth, r->heads * r->dim_head, r->text_seq_len,
+                      r->image_seq_len, r->num_image_tokens, r->mat_bytes, &tc);
+    d->text_len = tc.text_len;
+    d->keys_avg = tc.keys_avg;
+    d->mat_elems = tc.mat_elems;
+    d->w1_elems = tc.w1_elems;
+    d->bytes_b1 = tc.weight_bytes;
+    d->kv_bytes_tok = tc.kv_bytes;
+    d->attn_flops_tok = tc.attn_flops;
+    d->flops_tok = tc.flops;
+    d->kv_cache_b1 = tc.kv_cache_bytes;
     d->kv_cache_b8 = 8 * d->kv_cache_b1;
     d->tps_b1 = 1.0 / r->b1_mid_step_s;
     d->tps_b8 = 8.0 / r->b8_mid_step_s;

@@ -28,8 +28,55 @@
 # The binary runs there as built here: libdalle links cudart statically and
 # loads cuBLAS itself, so the machine needs only its driver and a
 # libcublas.so.13 (the CUDA toolkit's or a pip wheel's; searched below).
+#
+#   sh tests/cuda_device.sh pack-bench   here: builds $BUILD with -Dbench=true
+#       and copies bench_gpu, bench_make_model, libdalle and the libraries
+#       they need, and bench/torch_dalle.py, into .devbench/
+#   sh tests/cuda_device.sh run-bench    there (carry [".devbench"]): makes the
+#       DALLE-S and DALLE-XS models, runs bench_gpu at batch 1, 8 and 64
+#       against the GPU's ceilings, then the PyTorch reference on the same
+#       GPU; logs to $OUT (bench_gpu.log, torch.log, summary.txt)
 set -u
 mode=${1:-}
+
+# The shared libraries a program needs that a bare GPU machine may lack,
+# gzipped into DIR (the carry limit is 64 MiB and OpenBLAS alone is ~35).
+pack_libs() { # pack_libs DIR PROGRAM...
+    dir=$1
+    shift
+    for prog in "$@"; do
+        ldd "$prog" | awk '/=> \// {print $3}'
+    done | sort -u | while read -r lib; do
+        case "$(basename "$lib")" in
+        libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux* | libgcc_s.so.*) ;;
+        *) cp -L "$lib" "$dir/" ;;
+        esac
+    done
+    gzip -9 "$dir"/lib*.so*
+    exclude=$(git rev-parse --git-path info/exclude)
+    grep -qx "/$dir/" "$exclude" 2>/dev/null || echo "/$dir/" >>"$exclude"
+    du -sh "$dir"
+    ls "$dir"
+}
+
+# There: the packed libraries unpacked, cuBLAS 13 found, LD_LIBRARY_PATH set;
+# the GPU and driver into $out/machine.txt.
+prepare() { # prepare DIR
+    for z in "$1"/lib*.so*.gz; do
+        [ -f "$z" ] && [ ! -f "${z%.gz}" ] && gunzip -c "$z" >"${z%.gz}"
+    done
+    cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
+    if [ -z "$cublas" ]; then
+        cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
+    fi
+    LD_LIBRARY_PATH="$PWD/$1${cublas:+:$(dirname "$cublas")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH
+    {
+        echo "cuBLAS: ${cublas:-not found}"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader
+    } 2>&1 | tee "$out/machine.txt"
+}
+
 case "$mode" in
 pack)
     set -e
@@ -53,37 +100,48 @@ pack)
         mkdir -p ".devcarry/golden/$c"
         cp "$golden/$c/case.json" "$golden/$c"/*.npy ".devcarry/golden/$c/"
     done
-    ldd "$build/tests/test_cuda_model" | awk '/=> \// {print $3}' | while read -r lib; do
-        case "$(basename "$lib")" in
-        libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux* | libgcc_s.so.*) ;;
-        *) cp -L "$lib" .devcarry/ ;;
-        esac
+    pack_libs .devcarry "$build/tests/test_cuda_model"
+    ;;
+pack-bench)
+    set -e
+    build=${BUILD:-build-cuda}
+    [ -f "$build/build.ninja" ] || meson setup "$build" -Dcuda=enabled
+    meson configure "$build" -Dbench=true >/dev/null
+    ninja -C "$build" bench/bench_gpu bench/bench_make_model
+    rm -rf .devbench
+    mkdir -p .devbench
+    cp "$build/bench/bench_gpu" "$build/bench/bench_make_model" bench/torch_dalle.py .devbench/
+    pack_libs .devbench "$build/bench/bench_gpu" "$build/bench/bench_make_model"
+    ;;
+run-bench)
+    out=${OUT:-/tmp/cuda-device}
+    mkdir -p "$out"
+    [ -x .devbench/bench_gpu ] || { echo "no .devbench/bench_gpu: run 'sh tests/cuda_device.sh pack-bench' here and carry .devbench"; exit 2; }
+    prepare .devbench
+    models=
+    for w in S XS; do
+        f=/tmp/dalle_$(echo "$w" | tr 'A-Z' 'a-z').dalle
+        [ -f "$f" ] || .devbench/bench_make_model "$w" "$f" >/dev/null
+        models="$models $f"
     done
-    # the carry limit is 64 MiB and OpenBLAS alone is ~35: the libraries go
-    # compressed (gzip: on every machine), `run` unpacks them
-    gzip -9 .devcarry/lib*.so*
-    exclude=$(git rev-parse --git-path info/exclude)
-    grep -qx '/.devcarry/' "$exclude" 2>/dev/null || echo '/.devcarry/' >>"$exclude"
-    du -sh .devcarry
-    ls .devcarry
+    # shellcheck disable=SC2086 # two paths without spaces
+    timeout 300 .devbench/bench_gpu --batches 1,8,64 --tokens 32 --repeat 3 $models \
+        >"$out/bench_gpu.log" 2>&1
+    brc=$?
+    cat "$out/bench_gpu.log"
+    PYTHONUNBUFFERED=1 timeout 240 python3 .devbench/torch_dalle.py --batches 1,8,64 \
+        --tokens 32 --repeat 3 >"$out/torch.log" 2>&1
+    trc=$?
+    cat "$out/torch.log"
+    echo "bench_gpu: exit $brc; torch_dalle.py: exit $trc" | tee "$out/summary.txt"
+    [ "$brc" -ne 0 ] && exit "$brc"
+    exit "$trc"
     ;;
 run)
     out=${OUT:-/tmp/cuda-device}
     mkdir -p "$out"
     [ -x .devcarry/test_cuda_ops ] && [ -x .devcarry/test_cuda_model ] && [ -x .devcarry/test_cuda_vae ] && [ -x .devcarry/test_cuda_clip ] || { echo "no .devcarry/test_cuda_ops, test_cuda_model, test_cuda_vae or test_cuda_clip: run 'sh tests/cuda_device.sh pack' here and carry .devcarry"; exit 2; }
-    for z in .devcarry/lib*.so*.gz; do
-        [ -f "$z" ] && [ ! -f "${z%.gz}" ] && gunzip -c "$z" >"${z%.gz}"
-    done
-    cublas=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 / {print $NF; exit}')
-    if [ -z "$cublas" ]; then
-        cublas=$(find /usr/local /opt /usr/lib -name 'libcublas.so.13' 2>/dev/null | head -n 1)
-    fi
-    LD_LIBRARY_PATH="$PWD/.devcarry${cublas:+:$(dirname "$cublas")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LD_LIBRARY_PATH
-    {
-        echo "cuBLAS: ${cublas:-not found}"
-        nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader
-    } 2>&1 | tee "$out/machine.txt"
+    prepare .devcarry
     timeout 240 .devcarry/test_cuda_ops >"$out/test_cuda_ops.log" 2>&1
     rc=$?
     grep -v '^ok ' "$out/test_cuda_ops.log" | tail -n 40
@@ -142,7 +200,7 @@ compute-sanitizer memcheck of $name: exit $src (0: clean; 99: errors found; 124:
     exit "$crc"
     ;;
 *)
-    echo "usage: sh tests/cuda_device.sh pack|run" >&2
+    echo "usage: sh tests/cuda_device.sh pack|run|pack-bench|run-bench" >&2
     exit 2
     ;;
 esac

@@ -9,13 +9,8 @@
 
 #include <stdint.h>
 
+#include "hostdev.h"
 #include "ops.h"
-
-#if defined(__CUDACC__)
-#define DALLE_HOST_DEVICE __host__ __device__
-#else
-#define DALLE_HOST_DEVICE
-#endif
 
 typedef enum attn_type { ATTN_FULL, ATTN_AXIAL_ROW, ATTN_AXIAL_COL, ATTN_CONV_LIKE } attn_type;
 

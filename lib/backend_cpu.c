@@ -348,4 +348,5 @@ void backend_cpu_init(backend *be, struct tpool *pool)
     be->impl = pool;
     be->name = "cpu";
     be->host_memory = 1;
+    be->widen_scratch = 1;
 }

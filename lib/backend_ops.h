@@ -182,6 +182,8 @@ struct backend {
     const char *name;    /* "cpu", "cuda" */
     int host_memory;     /* tensors are plain host memory: callers' buffers may be
                           * written directly, no download needed */
+    int widen_scratch;   /* its linear takes the CPU's widening scratch for many-row
+                          * products of reduced weights (ops_linear_w); 0: none needed */
     dalle_status failed; /* the first failure not yet reported */
     char message[DALLE_MESSAGE_CAP];
 };

@@ -28,6 +28,7 @@
 #include "bundle_internal.h"
 #include "crc32.h"
 #include "error.h"
+#include "half.h"
 
 /* Fuzzing builds (tests/meson.build passes this define, as OSS-Fuzz does)
    skip the crc32 comparisons so that the fuzzer can reach the parsers behind
@@ -139,41 +140,6 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *dims)
         len += (size_t)snprintf(buf + len, cap - len, i ? ", %lld" : "%lld", (long long)dims[i]);
     if (len < cap)
         snprintf(buf + len, cap - len, "]");
-}
-
-static float f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1F;
-    uint32_t man = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            int e = -1;
-            do {
-                e++;
-                man <<= 1;
-            } while (!(man & 0x400));
-            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3FF) << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000u | man << 13; /* inf, NaN (payload kept) */
-    } else {
-        bits = sign | (exp + 127 - 15) << 23 | man << 13;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1318,7 +1284,7 @@ static dalle_status ensure_f32(dalle_bundle *b, tensor_entry *t)
         int bf = t->info.dtype == DALLE_DTYPE_BF16;
         for (size_t i = 0; i < (size_t)numel; i++) {
             uint16_t h = bnd_get_u16(raw + 2 * i);
-            buf[i] = bf ? bf16_to_f32(h) : f16_to_f32(h);
+            buf[i] = bf ? dalle_bf16_value(h) : dalle_f16_value(h);
         }
     } else {
         /* The payload is little-endian; on a big-endian host swap here. */

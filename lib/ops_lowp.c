@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "cpu_simd.h"
+#include "half.h"
 #include "ops.h"
 #include "threadpool.h"
 
@@ -54,32 +55,8 @@
 
 /* ---- scalar conversions ------------------------------------------------- */
 
-static inline float bf16_value(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline float f16_value(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, u;
-    if (exp == 0x1F) {
-        u = sign | 0x7F800000u | man << 13; /* inf, NaN */
-    } else if (exp != 0) {
-        u = sign | (exp + 112u) << 23 | man << 13;
-    } else if (man == 0) {
-        u = sign;
-    } else { /* subnormal: man * 2^-24, exact in float */
-        float f = (float)man * 5.9604644775390625e-8f;
-        memcpy(&u, &f, sizeof u);
-        u |= sign;
-    }
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+static inline float bf16_value(uint16_t h) { return dalle_bf16_value(h); }
+static inline float f16_value(uint16_t h) { return dalle_f16_value(h); }
 
 /* Element i of row `row` (scale: that row's scales, OPS_W_I8 only). */
 static inline float elem(const ops_weight *w, int64_t in, int64_t row, int64_t i)

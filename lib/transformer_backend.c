@@ -4,12 +4,11 @@
  * model code (transformer.c, attention.c) runs there. The bundle keeps the
  * host originals.
  *
- * Reduced-precision matrices (f16, bf16, int8 + scales) are widened to
- * float32 on the way, row by row with ops_weight_row: the exact values the
- * CPU's ops_linear_w multiplies with. The GPU then computes in float32
- * (cuBLAS) and needs 2x (f16/bf16) or ~4x (int8) the device memory of the
- * stored weights; products on f16/bf16 directly (cublasGemmEx) are a later
- * step (docs/cuda.md).
+ * Matrices keep their dtype where the backend computes with it: float32,
+ * f16 and bf16 are copied as stored (a 16-bit bundle takes half the device
+ * memory of a float32 one, and a token reads half the bytes); int8 + scales
+ * is widened to float32 on the way, row by row with ops_weight_row (the
+ * exact values the CPU's ops_linear_w multiplies with).
  *
  * A tensor used twice (shared layers, to_logits rows as the embeddings) is
  * copied once: a pointer that lies inside an already copied host range of
@@ -24,7 +23,7 @@ typedef struct copied {
     const char *host; /* the host tensor's first byte */
     size_t bytes;     /* its bytes as stored */
     int dtype;        /* OPS_W_* as stored */
-    float *dev;       /* its float32 copy */
+    char *dev;        /* its copy (device_dtype's elements) */
 } copied;
 
 typedef struct uploader {
@@ -33,6 +32,7 @@ typedef struct uploader {
     int n, cap;
     float *rows;      /* host scratch for widening */
     int64_t rows_cap; /* floats */
+    int reduced;      /* some matrix stays reduced on the backend */
     dalle_status s;
 } uploader;
 
@@ -46,20 +46,23 @@ static size_t dtype_bytes(int dtype)
     }
 }
 
+/* What a matrix of `dtype` becomes on the backend: int8 is widened. */
+static int device_dtype(int dtype) { return dtype == OPS_W_I8 ? OPS_W_F32 : dtype; }
+
 /* The copy of n elements at host of `dtype` when already made, else NULL. */
-static float *find_copy(const uploader *u, const void *host, int64_t n, int dtype)
+static void *find_copy(const uploader *u, const void *host, int64_t n, int dtype)
 {
     const char *p = host;
-    const size_t es = dtype_bytes(dtype);
+    const size_t es = dtype_bytes(dtype), des = dtype_bytes(device_dtype(dtype));
     for (int i = 0; i < u->n; i++) {
         const copied *c = &u->list[i];
         if (c->dtype == dtype && p >= c->host && p + (size_t)n * es <= c->host + c->bytes)
-            return c->dev + (p - c->host) / (ptrdiff_t)es;
+            return c->dev + (size_t)(p - c->host) / es * des;
     }
     return NULL;
 }
 
-static float *new_copy(uploader *u, const void *host, int64_t n, int dtype)
+static void *new_copy(uploader *u, const void *host, int64_t n, int dtype)
 {
     if (u->n == u->cap) {
         int cap = u->cap ? 2 * u->cap : 64;
@@ -72,7 +75,7 @@ static float *new_copy(uploader *u, const void *host, int64_t n, int dtype)
         u->cap = cap;
     }
     void *dev = NULL;
-    if ((u->s = u->be->op->alloc(u->be, (size_t)n * sizeof(float), &dev)))
+    if ((u->s = u->be->op->alloc(u->be, (size_t)n * dtype_bytes(device_dtype(dtype)), &dev)))
         return NULL;
     u->list[u->n++] = (copied){host, (size_t)n * dtype_bytes(dtype), dtype, dev};
     return dev;
@@ -92,17 +95,18 @@ static void up_floats(uploader *u, const float **p, int64_t n)
     *p = dev;
 }
 
-/* A matrix [out][in] of any dtype, as float32. */
+/* A matrix [out][in]: float32, f16 and bf16 as stored, int8 as float32. */
 static void up_weight(uploader *u, ops_weight *w, int64_t out, int64_t in)
 {
     if (u->s)
         return;
-    float *dev = find_copy(u, w->data, out * in, w->dtype);
+    const int dd = device_dtype(w->dtype);
+    void *dev = find_copy(u, w->data, out * in, w->dtype);
     if (!dev) {
         if (!(dev = new_copy(u, w->data, out * in, w->dtype)))
             return;
-        if (w->dtype == OPS_W_F32) {
-            u->be->op->upload(u->be, dev, w->data, (size_t)(out * in) * sizeof(float));
+        if (dd == w->dtype) {
+            u->be->op->upload(u->be, dev, w->data, (size_t)(out * in) * dtype_bytes(dd));
         } else {
             /* widen blocks of rows (about 4 MiB) and upload each block */
             int64_t per = ((int64_t)1 << 20) / in;
@@ -119,11 +123,15 @@ static void up_weight(uploader *u, ops_weight *w, int64_t out, int64_t in)
                 int64_t nr = out - r0 < per ? out - r0 : per;
                 for (int64_t r = 0; r < nr; r++)
                     ops_weight_row(w, in, r0 + r, u->rows + r * in);
-                u->be->op->upload(u->be, dev + r0 * in, u->rows, (size_t)(nr * in) * sizeof(float));
+                u->be->op->upload(u->be, (float *)dev + r0 * in, u->rows,
+                                  (size_t)(nr * in) * sizeof(float));
             }
         }
     }
-    *w = ops_weight_f32(dev);
+    if (dd != OPS_W_F32)
+        u->reduced = 1;
+    ops_weight kept = {dd, dev, NULL, 0};
+    *w = kept;
 }
 
 static void up_norm(uploader *u, tf_norm *n, int64_t d)
@@ -132,17 +140,28 @@ static void up_norm(uploader *u, tf_norm *n, int64_t d)
     up_floats(u, &n->b, d);
 }
 
+/* Bytes of an [out][in] matrix on the backend (up_weight's copy). */
+static size_t weight_bytes(const ops_weight *w, size_t out, size_t in)
+{
+    return out * in * dtype_bytes(device_dtype(w->dtype));
+}
+
 size_t transformer_backend_bytes(const transformer *tf)
 {
     const tf_hparams *hp = &tf->hp;
     const size_t f = sizeof(float), pad = 512;
     const size_t d = (size_t)hp->dim, inner = (size_t)hp->inner, ffi = (size_t)hp->ff_inner;
-    size_t layer = (3 * inner * d + d * inner + 2 * ffi * d + d * ffi) * f + /* matrices */
-                   (2 * d + 4 * d + 4 * d + d + 2 * ffi + d) * f +          /* vectors */
-                   16 * pad;
-    size_t total = (size_t)hp->depth * layer;
-    total += ((size_t)hp->total_tokens * (d + 1) + 2 * d) * f + 4 * pad;     /* to_logits */
-    total += ((size_t)hp->text_vocab + hp->num_image_tokens) * d * f + 2 * pad;
+    size_t total = 0;
+    for (int l = 0; l < hp->depth; l++) {
+        const tf_layer *L = &tf->layers[l];
+        total += weight_bytes(&L->to_qkv, 3 * inner, d) + weight_bytes(&L->to_out_w, d, inner) +
+                 weight_bytes(&L->ff_w1, 2 * ffi, d) + weight_bytes(&L->ff_w2, d, ffi) +
+                 (2 * d + 4 * d + 4 * d + d + 2 * ffi + d) * f + 16 * pad; /* + vectors */
+    }
+    total += weight_bytes(&tf->logits_w, (size_t)hp->total_tokens, d) +      /* to_logits */
+             ((size_t)hp->total_tokens + 2 * d) * f + 4 * pad;
+    total += weight_bytes(&tf->text_emb, (size_t)hp->text_vocab, d) +
+             weight_bytes(&tf->image_emb, (size_t)hp->num_image_tokens, d) + 2 * pad;
     total += ((size_t)hp->text_len + 2 * hp->fmap) * d * f + 3 * pad;        /* positions */
     total += 2 * ((size_t)hp->max_pos + 1) * hp->rot_cols * f + 2 * pad;     /* rotary */
     return total;
@@ -197,7 +216,10 @@ dalle_status transformer_to_backend(transformer *tf, backend *be)
     tf->rot_cos = (float *)cs;
     tf->rot_sin = (float *)sn;
     be->op->seal(be); /* the weights stay; states come and go */
-    tf->lowp = 0;     /* float32 everywhere now: no widening scratch */
+    /* states need the CPU's widening scratch only where a matrix stayed
+     * reduced and the backend's linear takes one (the GPU widens in its
+     * kernel) */
+    tf->lowp = u.reduced && be->widen_scratch;
     tf->on_device = 1;
     tf->be = be;
     return DALLE_OK;

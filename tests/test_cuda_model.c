@@ -298,8 +298,9 @@ static void check_sampling(const char *bundle)
     close_model(&cpu);
 }
 
-/* A reduced-precision bundle: widened to float32 on the backend, within
- * 1e-4 of the CPU's reduced-weight kernels. */
+/* A reduced-precision bundle on the backend: f16 / bf16 matrices kept as
+ * stored (the backend computes with them), int8 widened to float32; the
+ * logits within 1e-4 of the CPU's reduced-weight kernels. */
 static void check_lowp(const char *bundle)
 {
     model m, cpu;
@@ -318,9 +319,14 @@ static void check_lowp(const char *bundle)
     int s2 = dalle_logits(cpu.ctx, text, img, B, S, 1.0f, b);
     int64_t md = 0;
     double r = s1 || s2 ? 1 : golden_rel_l2(a, b, (int64_t)B * rows * V, &md);
-    CHECK(!s1 && !s2 && md == 0 && r <= 1e-4,
-          "%s on %s (float32 copies of its weights) vs the CPU: rel-L2 %.3g", bundle,
-          m.ctx->transformer->be->name, r);
+    const transformer *ht = cpu.ctx->transformer, *dt = m.ctx->transformer;
+    const int stored = ht->logits_w.dtype, kept = dt->logits_w.dtype;
+    const int want = stored == OPS_W_I8 ? OPS_W_F32 : stored;
+    static const char *const names[] = {"float32", "f16", "bf16", "int8"};
+    CHECK(!s1 && !s2 && md == 0 && r <= 1e-4 && kept == want &&
+              dt->layers[0].ff_w1.dtype == want && dt->text_emb.dtype == want,
+          "%s on %s (%s matrices kept as %s) vs the CPU: rel-L2 %.3g", bundle, dt->be->name,
+          names[stored & 3], names[kept & 3], r);
     free(a);
     free(b);
     free(text);

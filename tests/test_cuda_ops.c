@@ -43,6 +43,7 @@
 #include "backend_ops.h"
 #include "check.h"
 #include "conv.h"
+#include "half.h"
 #include "clip_model.h" /* CLIP's operations: clip_work for the CPU's attention scratch */
 #include "cuda/ops_cuda.h"
 #include "ops.h"
@@ -66,6 +67,22 @@ static void fill(float *x, size_t n, float lo, float hi)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = urand(lo, hi);
+}
+
+/* n random 16-bit weights of dtype OPS_W_F16 or OPS_W_BF16 in about
+ * [-1, 1] (every mantissa bit random; f16 also a few subnormals). */
+static void random_half(uint16_t *h, size_t n, int dtype)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t r = lcg();
+        if (dtype == OPS_W_BF16) {
+            const uint32_t exp = 120 + r % 8; /* 2^-7 .. 1 */
+            h[i] = (uint16_t)((r >> 31) << 15 | exp << 7 | (r >> 8 & 0x7f));
+        } else {
+            const uint32_t exp = i % 97 == 0 ? 0 : 8 + r % 8; /* 2^-7 .. 1, or subnormal */
+            h[i] = (uint16_t)((r >> 31) << 15 | exp << 10 | (r >> 8 & 0x3ff));
+        }
+    }
 }
 
 static void *xmalloc(size_t bytes)
@@ -483,8 +500,11 @@ static void check_model_kernels(void)
     backend_cpu_init(&cpu, NULL);
     const int dim = 37, fmap = 3, text_len = 5, vt = 11, vi = 9, batch = 3;
     const int total = text_len + fmap * fmap;
-    for (int variant = 0; variant < 4; variant++) {
-        const int positions = variant & 1, stable = (variant >> 1) & 1;
+    /* variants 0..3: float32 tables, positions x stable; 4, 5: an f16 text
+     * table and a bf16 image table (kept 16-bit on the GPU), positions 0/1 */
+    for (int variant = 0; variant < 6; variant++) {
+        const int positions = variant & 1, stable = variant < 4 && ((variant >> 1) & 1);
+        const int half = variant >= 4;
         size_t mark = cuda_ops_arena_mark(ctx);
         float *temb = xmalloc((size_t)vt * dim * 4), *iemb = xmalloc((size_t)vi * dim * 4);
         float *tpos = xmalloc((size_t)text_len * dim * 4), *ar = xmalloc((size_t)fmap * dim * 4);
@@ -497,9 +517,18 @@ static void check_model_kernels(void)
         tf.hp.dim = dim, tf.hp.fmap = fmap, tf.hp.text_len = text_len;
         tf.hp.rotary_emb = !positions, tf.hp.stable = stable;
         tf.text_emb = ops_weight_f32(temb), tf.image_emb = ops_weight_f32(iemb);
+        uint16_t *temb16 = xmalloc((size_t)vt * dim * 2), *iemb16 = xmalloc((size_t)vi * dim * 2);
+        random_half(temb16, (size_t)vt * dim, OPS_W_F16);
+        random_half(iemb16, (size_t)vi * dim, OPS_W_BF16);
+        if (half) {
+            tf.text_emb = (ops_weight){OPS_W_F16, temb16, NULL, 0};
+            tf.image_emb = (ops_weight){OPS_W_BF16, iemb16, NULL, 0};
+        }
         tf.text_pos_emb = tpos, tf.axial_rows = ar, tf.axial_cols = ac;
-        float *dtemb = dev_copy(temb, (size_t)vt * dim * 4);
-        float *diemb = dev_copy(iemb, (size_t)vi * dim * 4);
+        void *dtemb = half ? dev_copy(temb16, (size_t)vt * dim * 2)
+                           : dev_copy(temb, (size_t)vt * dim * 4);
+        void *diemb = half ? dev_copy(iemb16, (size_t)vi * dim * 2)
+                           : dev_copy(iemb, (size_t)vi * dim * 4);
         float *dtpos = dev_copy(tpos, (size_t)text_len * dim * 4);
         float *dar = dev_copy(ar, (size_t)fmap * dim * 4), *dac = dev_copy(ac, (size_t)fmap * dim * 4);
         /* the whole sequence in chunks of 4 positions */
@@ -519,15 +548,16 @@ static void check_model_kernels(void)
             cpu.op->embed(&cpu, &tf, &st, ids, m, want);
             int32_t *dids = dev_copy(ids, sizeof ids);
             float *dx = dev_copy(NULL, n * 4);
-            CALL(cuda_embed(ctx, dx, dids, batch, m, dim, pos, text_len, fmap, dtemb, diemb,
-                            positions, dtpos, dar, dac, stable));
+            CALL(cuda_embed(ctx, dx, dids, batch, m, dim, pos, text_len, fmap, dtemb,
+                            tf.text_emb.dtype, diemb, tf.image_emb.dtype, positions, dtpos, dar,
+                            dac, stable));
             download(got, dx, n * 4);
             ok &= count_diff_bits(got, want, n) == 0;
             free(want), free(got);
         }
-        CHECK(ok, "embed (positions %d, stable %d): %d positions of %d sequences, the CPU's bits",
-              positions, stable, total, batch);
-        free(temb), free(iemb), free(tpos), free(ar), free(ac);
+        CHECK(ok, "embed (%s tables, positions %d, stable %d): %d positions of %d sequences, the "
+              "CPU's bits", half ? "f16 / bf16" : "float32", positions, stable, total, batch);
+        free(temb), free(iemb), free(tpos), free(ar), free(ac), free(temb16), free(iemb16);
         cuda_ops_arena_reset(ctx, mark);
     }
 
@@ -827,6 +857,68 @@ static double gemm_ratio(int ta, int tb, int64_t m, int64_t n, int64_t k, float 
                 worst = isnan(r) ? INFINITY : r;
         }
     return worst;
+}
+
+/* Products with 16-bit weights kept 16-bit on the GPU (cuda_linear_w)
+ * against the CPU's ops_linear_w on the same weights: within 1e-5 of
+ * sum_i |x w| (+ |b|), odd and even rows, 1 to 64 rows, a wider ldy. */
+static void check_linear16(void)
+{
+    const int shapes[][5] = { /* rows, in, out, ldy - out, bias */
+        {1, 64, 37, 0, 1}, {3, 130, 50, 11, 0}, {8, 256, 33, 0, 1},
+        {13, 96, 40, 5, 1}, {64, 200, 24, 0, 1}, {5, 33, 20, 0, 1},
+    };
+    for (int dt = OPS_W_F16; dt <= OPS_W_BF16; dt++)
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int rows = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
+            const int ldy = out + shapes[si][3], has_bias = shapes[si][4];
+            size_t mark = cuda_ops_arena_mark(ctx);
+            uint16_t *w = xmalloc((size_t)out * in * 2);
+            float *x = xmalloc((size_t)rows * in * 4), *b = xmalloc((size_t)out * 4);
+            float *want = xmalloc((size_t)rows * ldy * 4), *got = xmalloc((size_t)rows * ldy * 4);
+            float *scratch = xmalloc((size_t)ops_linear_w_scratch(in) * 4);
+            random_half(w, (size_t)out * in, dt);
+            fill(x, (size_t)rows * in, -1, 1);
+            fill(b, (size_t)out, -1, 1);
+            fill(want, (size_t)rows * ldy, -1, 1);
+            memcpy(got, want, (size_t)rows * ldy * 4);
+            const ops_weight wt = {dt, w, NULL, 0};
+            ops_linear_w(NULL, x, rows, in, &wt, has_bias ? b : NULL, out, want, ldy, scratch, 1);
+            void *dw = dev_copy(w, (size_t)out * in * 2);
+            float *dx = dev_copy(x, (size_t)rows * in * 4), *db = dev_copy(b, (size_t)out * 4);
+            float *dy = dev_copy(got, (size_t)rows * ldy * 4);
+            CALL(cuda_linear_w(ctx, dx, rows, in, dt, dw, has_bias ? db : NULL, out, dy, ldy));
+            download(got, dy, (size_t)rows * ldy * 4);
+            double worst = 0.0;
+            size_t untouched = 0;
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < out; j++) {
+                    double s = has_bias ? fabs(b[j]) : 0.0;
+                    for (int i = 0; i < in; i++) {
+                        const float wv = dt == OPS_W_F16 ? dalle_f16_value(w[(size_t)j * in + i])
+                                                         : dalle_bf16_value(w[(size_t)j * in + i]);
+                        s += fabs((double)x[(size_t)r * in + i] * wv);
+                    }
+                    const double e = fabs((double)got[(size_t)r * ldy + j] -
+                                          (double)want[(size_t)r * ldy + j]) /
+                                     (1e-5 * s + 1e-30);
+                    if (!(e <= worst))
+                        worst = isnan(e) ? INFINITY : e;
+                }
+                for (int j = out; j < ldy; j++) /* past `out`: the caller's, untouched */
+                    untouched += got[(size_t)r * ldy + j] == want[(size_t)r * ldy + j];
+            }
+            CHECK(worst <= 1.0 && untouched == (size_t)rows * (ldy - out),
+                  "linear with %s weights kept 16-bit: %d x %d -> %d (ldy %d%s): error ratio "
+                  "%.3g of 1e-5 sum |x w|",
+                  dt == OPS_W_F16 ? "f16" : "bf16", rows, in, out, ldy, has_bias ? ", bias" : "",
+                  worst);
+            free(w), free(x), free(b), free(want), free(got), free(scratch);
+            cuda_ops_arena_reset(ctx, mark);
+        }
+    CHECK(cuda_linear_w(ctx, NULL, 1, 8, OPS_W_I8, NULL, NULL, 8, NULL, 8) ==
+              DALLE_ERR_INVALID_ARGUMENT,
+          "linear with int8 weights refused on the GPU: %s", dalle_last_error());
 }
 
 static void check_gemm(void)
@@ -1273,6 +1365,7 @@ int main(int argc, char **argv)
     check_rng();
     check_sampler();
     check_gemm();
+    check_linear16();
     check_image_ops(); /* the VAEs' image operations */
     CALL(cuda_ops_sync(ctx));
     cuda_ops_destroy(ctx);

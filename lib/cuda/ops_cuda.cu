@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../half.h"
 #include "ops_cuda.h"
 #include "ops_cuda_internal.cuh"
 
@@ -316,6 +317,82 @@ __global__ void k_add_bias(float *y, int64_t rows, int64_t out, int64_t ldy, con
     }
 }
 
+// ---- products with 16-bit weights (OPS_W_F16 / OPS_W_BF16, kept as stored) --
+
+// An element of a 16-bit weight, widened exactly as the CPU widens it
+// (lib/half.h).
+template <int DT> __device__ __forceinline__ float w16_value(uint16_t h)
+{
+    return DT == OPS_W_BF16 ? dalle_bf16_value(h) : dalle_f16_value(h);
+}
+
+#define LINEAR16_WARPS 8 // output columns a block
+#define LINEAR16_ROWS 8  // rows of x a pass over a weight row serves
+
+// y[r][j] = sum_i x[r][i] * w[j][i] (+ b[j]): a warp per output column j,
+// its lanes over the row (pairs of elements, 128 bytes a warp a step, where
+// `in` is even), up to 8 rows of x per pass over the weight row, each
+// accumulated in float by FMAs in a fixed lane order and reduced by a fixed
+// xor tree; the bias added after, as the CPU. A warp exits whole (j is the
+// warp's), so its shuffles never miss a lane.
+template <int DT>
+__global__ void __launch_bounds__(LINEAR16_WARPS * 32)
+    k_linear16(const float *x, int64_t rows, int64_t in, const uint16_t *w, const float *b,
+               int64_t out, float *y, int64_t ldy)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t j = (int64_t)blockIdx.x * LINEAR16_WARPS + (threadIdx.x >> 5);
+    if (j >= out)
+        return;
+    const uint16_t *wr = w + j * in;
+    for (int64_t r0 = 0; r0 < rows; r0 += LINEAR16_ROWS) {
+        const int nr = rows - r0 < LINEAR16_ROWS ? (int)(rows - r0) : LINEAR16_ROWS;
+        const float *xr = x + r0 * in;
+        float acc[LINEAR16_ROWS];
+#pragma unroll
+        for (int r = 0; r < LINEAR16_ROWS; r++)
+            acc[r] = 0.0f;
+        if ((in & 1) == 0) { // two elements a lane: one 4-byte load
+            const uint32_t *w2 = (const uint32_t *)wr;
+            for (int64_t p = lane; p < in / 2; p += 32) {
+                const uint32_t two = w2[p];
+                const float w0 = w16_value<DT>((uint16_t)(two & 0xffffu));
+                const float w1 = w16_value<DT>((uint16_t)(two >> 16));
+#pragma unroll
+                for (int r = 0; r < LINEAR16_ROWS; r++)
+                    if (r < nr)
+                        acc[r] = fmaf(w1, xr[r * in + 2 * p + 1], fmaf(w0, xr[r * in + 2 * p], acc[r]));
+            }
+        } else {
+            for (int64_t i = lane; i < in; i += 32) {
+                const float wv = w16_value<DT>(wr[i]);
+#pragma unroll
+                for (int r = 0; r < LINEAR16_ROWS; r++)
+                    if (r < nr)
+                        acc[r] = fmaf(wv, xr[r * in + i], acc[r]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < LINEAR16_ROWS; r++) {
+            float v = acc[r];
+            for (int o = 16; o > 0; o >>= 1)
+                v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0 && r < nr)
+                y[(r0 + r) * ldy + j] = b ? __fadd_rn(v, b[j]) : v;
+        }
+    }
+}
+
+// An element of an embedding table of dtype OPS_W_F32, _F16 or _BF16.
+__device__ __forceinline__ float table_value(const void *t, int dtype, int64_t i)
+{
+    if (dtype == OPS_W_F16)
+        return dalle_f16_value(((const uint16_t *)t)[i]);
+    if (dtype == OPS_W_BF16)
+        return dalle_bf16_value(((const uint16_t *)t)[i]);
+    return ((const float *)t)[i];
+}
+
 // DivideMax: the CPU keeps the first element that is greater than all
 // before it, i.e. the lowest index holding the maximum: the same here.
 __global__ void k_divide_max(float *x, int64_t dim)
@@ -478,9 +555,10 @@ __global__ void k_token_shift(float *hist, int64_t C, const float *h, float *out
 // position or the axial image embedding (row part + column part, summed
 // first) when `positions`; `stable` rounds as tokens * 0.1 + tokens * 0.9.
 __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64_t d,
-                        int64_t pos0, int text_len, int fmap, const float *text_emb,
-                        const float *image_emb, int positions, const float *text_pos,
-                        const float *axial_rows, const float *axial_cols, int stable)
+                        int64_t pos0, int text_len, int fmap, const void *text_emb,
+                        int text_dtype, const void *image_emb, int image_dtype, int positions,
+                        const float *text_pos, const float *axial_rows, const float *axial_cols,
+                        int stable)
 {
     const int64_t total = rows * d;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
@@ -489,11 +567,11 @@ __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64
         const int64_t p = pos0 + r % m, id = ids[r];
         float v;
         if (p < text_len) {
-            v = text_emb[id * d + j];
+            v = table_value(text_emb, text_dtype, id * d + j);
             if (positions)
                 v = __fadd_rn(v, text_pos[p * d + j]);
         } else {
-            v = image_emb[id * d + j];
+            v = table_value(image_emb, image_dtype, id * d + j);
             if (positions) {
                 const int64_t img = p - text_len;
                 v = __fadd_rn(v, __fadd_rn(axial_rows[(img / fmap) * d + j],
@@ -880,8 +958,12 @@ static dalle_status warm_kernels(cuda_ops *c)
         ws, 0, 0, ws, ws, 1, 1, 1, text_only, 0, ATTEND_THREADS, ws, 0, 0);
     LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
-    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, nullptr, 0, nullptr,
-                             nullptr, nullptr, 0);
+    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, OPS_W_F32, nullptr,
+                                 OPS_W_F32, 0, nullptr, nullptr, nullptr, 0);
+    LAUNCH(k_linear16<OPS_W_F16>, 1, LINEAR16_WARPS * 32, 0, s)(nullptr, 0, 2, nullptr, nullptr,
+                                                                0, nullptr, 0);
+    LAUNCH(k_linear16<OPS_W_BF16>, 1, LINEAR16_WARPS * 32, 0, s)(nullptr, 0, 2, nullptr, nullptr,
+                                                                 0, nullptr, 0);
     LAUNCH(k_fill, 1, 32, 0, s)(nullptr, 0, 0, 0, 1, 0.0f);
     LAUNCH(k_guidance, 1, 32, 0, s)(nullptr, nullptr, 0, 0, 1, 1.0f);
     cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
@@ -1155,6 +1237,37 @@ extern "C" dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, i
     return DALLE_OK;
 }
 
+extern "C" dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows, int64_t in,
+                                      int dtype, const void *w, const float *b, int64_t out,
+                                      float *y, int64_t ldy)
+{
+    if (dtype == OPS_W_F32)
+        return cuda_linear(c, x, rows, in, (const float *)w, b, out, y, ldy);
+    if (dtype != OPS_W_F16 && dtype != OPS_W_BF16)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: linear: weights of dtype %d (the GPU takes float32, f16 and "
+                          "bf16; int8 is widened when uploaded)",
+                          dtype);
+    if (rows < 0 || in <= 0 || out < 0)
+        return bad_size("linear", "rows, in or out", rows < 0 ? rows : in <= 0 ? in : out);
+    if (ldy < out)
+        return bad_size("linear", "ldy", ldy);
+    if (rows == 0 || out == 0)
+        return DALLE_OK;
+    const int64_t blocks = (out + LINEAR16_WARPS - 1) / LINEAR16_WARPS;
+    if (blocks > INT_MAX)
+        return bad_size("linear", "out", out);
+    device_scope scope(c->device);
+    if (dtype == OPS_W_F16)
+        LAUNCH(k_linear16<OPS_W_F16>, (unsigned)blocks, LINEAR16_WARPS * 32, 0, c->stream)(
+            x, rows, in, (const uint16_t *)w, b, out, y, ldy);
+    else
+        LAUNCH(k_linear16<OPS_W_BF16>, (unsigned)blocks, LINEAR16_WARPS * 32, 0, c->stream)(
+            x, rows, in, (const uint16_t *)w, b, out, y, ldy);
+    LAUNCHED("linear (16-bit weights)");
+    return DALLE_OK;
+}
+
 // ---------------------------------------------------------------------------
 // Row-wise and elementwise operations.
 
@@ -1411,12 +1524,21 @@ extern "C" dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t strea
 // ---------------------------------------------------------------------------
 // The transformer's embedding, logits mask and guidance.
 
+static bool table_dtype_ok(int dtype)
+{
+    return dtype == OPS_W_F32 || dtype == OPS_W_F16 || dtype == OPS_W_BF16;
+}
+
 extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, int batch, int m,
                                    int64_t dim, int64_t pos0, int text_len, int fmap,
-                                   const float *text_emb, const float *image_emb, int positions,
-                                   const float *text_pos, const float *axial_rows,
-                                   const float *axial_cols, int stable)
+                                   const void *text_emb, int text_dtype, const void *image_emb,
+                                   int image_dtype, int positions, const float *text_pos,
+                                   const float *axial_rows, const float *axial_cols, int stable)
 {
+    if (!table_dtype_ok(text_dtype) || !table_dtype_ok(image_dtype))
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: embed: tables of dtype %d / %d (float32, f16 or bf16)",
+                          text_dtype, image_dtype);
     if (batch < 0 || m < 0 || dim <= 0 || pos0 < 0 || fmap <= 0 || text_len < 0)
         return bad_size("embed", "batch, m, dim, fmap or pos0", batch < 0 ? batch : dim);
     if (positions && (!text_pos || !axial_rows || !axial_cols))
@@ -1425,9 +1547,9 @@ extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, in
         return DALLE_OK;
     const int64_t rows = (int64_t)batch * m;
     device_scope scope(c->device);
-    LAUNCH(k_embed, grid_for(rows * dim), 256, 0, c->stream)(x, ids, rows, m, dim, pos0, text_len,
-                                                         fmap, text_emb, image_emb, positions,
-                                                         text_pos, axial_rows, axial_cols, stable);
+    LAUNCH(k_embed, grid_for(rows * dim), 256, 0, c->stream)(
+        x, ids, rows, m, dim, pos0, text_len, fmap, text_emb, text_dtype, image_emb, image_dtype,
+        positions, text_pos, axial_rows, axial_cols, stable);
     LAUNCHED("embed");
     return DALLE_OK;
 }

@@ -22,7 +22,8 @@
 #       gpu (the VAEs with backend = cuda against every golden VAE case and
 #       the CPU), then under memcheck; test_cuda_clip gpu (both CLIPs with
 #       backend = cuda against their golden cases and the CPU), then under
-#       memcheck. Logs go to $OUT
+#       memcheck (SANITIZE=0 leaves every compute-sanitizer run out: the
+#       tests alone take a minute or two). Logs go to $OUT
 #       (or /tmp/cuda-device); the last lines are a summary.
 #
 # The binary runs there as built here: libdalle links cudart statically and
@@ -146,7 +147,7 @@ run)
     rc=$?
     grep -v '^ok ' "$out/test_cuda_ops.log" | tail -n 40
     summary="test_cuda_ops: exit $rc ($(grep -c '^ok ' "$out/test_cuda_ops.log") ok, $(grep -c '^FAIL' "$out/test_cuda_ops.log") failed)"
-    if command -v compute-sanitizer >/dev/null 2>&1; then
+    if [ "${SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
         for tool in memcheck racecheck synccheck; do
             timeout 110 compute-sanitizer --tool "$tool" --error-exitcode 99 \
                 .devcarry/test_cuda_ops quick >"$out/sanitizer_$tool.log" 2>&1
@@ -157,7 +158,7 @@ compute-sanitizer $tool: exit $src (0: clean; 99: errors found; 124: timed out)"
         done
     else
         summary="$summary
-compute-sanitizer: not on this machine"
+compute-sanitizer: not run (SANITIZE=0, or not on this machine)"
     fi
     # A model test in gpu mode (NAME TIMEOUT BUNDLE...), then under
     # memcheck; its exit status in $last, a summary line each.
@@ -170,7 +171,7 @@ compute-sanitizer: not on this machine"
         grep -v '^ok ' "$out/$name.log" | tail -n 40
         summary="$summary
 $name gpu: exit $last ($(grep -c '^ok ' "$out/$name.log") ok, $(grep -c '^FAIL' "$out/$name.log") failed; 77: skipped)"
-        if command -v compute-sanitizer >/dev/null 2>&1; then
+        if [ "${SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
             timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 \
                 ".devcarry/$name" gpu "$@" >"$out/sanitizer_${name#test_cuda_}_memcheck.log" 2>&1
             src=$?

@@ -301,59 +301,86 @@ static void check_elementwise(void)
 
 static void check_rotary_and_cache(void)
 {
-    size_t mark = cuda_ops_arena_mark(ctx);
-    const int batch = 2, m = 3, heads = 4, dh = 48, rc = 32, P = 20, pos0 = 5;
-    const int64_t inner = (int64_t)heads * dh, ld = 3 * inner, rows = (int64_t)batch * m;
-    size_t nq = (size_t)(rows * ld), nt = (size_t)P * rc;
-    float *qkv = xmalloc(nq * 4), *cs = xmalloc(nt * 4), *sn = xmalloc(nt * 4);
-    float *got = xmalloc(nq * 4);
-    fill(qkv, nq, -2.0f, 2.0f);
-    for (size_t i = 0; i < nt; i++) {
-        float a = urand(-20.0f, 20.0f);
-        cs[i] = cosf(a);
-        sn[i] = sinf(a);
-    }
-    float *dq = dev_copy(qkv, nq * 4), *dc = dev_copy(cs, nt * 4), *ds = dev_copy(sn, nt * 4);
-    for (int64_t r = 0; r < rows; r++)
-        for (int v = 0; v < 3 * heads; v++) {
-            const int64_t p = pos0 + r % m;
-            ops_rotary(qkv + r * ld + (int64_t)v * dh, cs + p * rc, sn + p * rc, rc);
+    const int batch = 2, m = 3, heads = 4, P = 20, pos0 = 5;
+    const int dims[][2] = {{48, 32}, {48, 0}, {33, 21}}; /* dim_head, rot_cols (odd too) */
+    for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+        const int dh = dims[di][0], rc = dims[di][1], tl = rc ? rc : 1;
+        size_t mark = cuda_ops_arena_mark(ctx);
+        const int64_t inner = (int64_t)heads * dh, ld = 3 * inner, rows = (int64_t)batch * m;
+        size_t nq = (size_t)(rows * ld), nt = (size_t)P * tl, nc = (size_t)batch * heads * P * dh;
+        float *qkv = xmalloc(nq * 4), *cs = xmalloc(nt * 4), *sn = xmalloc(nt * 4);
+        float *got = xmalloc(nq * 4), *kc = xmalloc(nc * 4), *vc = xmalloc(nc * 4);
+        float *kg = xmalloc(nc * 4), *vg = xmalloc(nc * 4);
+        fill(qkv, nq, -2.0f, 2.0f);
+        fill(kc, nc, -1.0f, 1.0f);
+        fill(vc, nc, -1.0f, 1.0f);
+        for (size_t i = 0; i < nt; i++) {
+            float a = urand(-20.0f, 20.0f);
+            cs[i] = cosf(a);
+            sn[i] = sinf(a);
         }
-    CALL(cuda_rotary(ctx, dq, rows, ld, 3 * heads, dh, rc, dc, ds, rc, pos0, m));
-    download(got, dq, nq * 4);
-    double r = err_ratio(got, qkv, nq, 1e-5, 1e-6);
-    CHECK(r <= 1.0, "rotary of q, k, v (%d rows, %d heads): error ratio %.3g (%zu bits differ)",
-          (int)rows, heads, r, count_diff_bits(got, qkv, nq));
-
-    /* q *= dim_head^-0.5 on the q part only, over the rotated rows on the
-     * device (got holds a copy) */
-    const float scale = 1.0f / sqrtf((float)dh);
-    for (int64_t rr = 0; rr < rows; rr++)
-        for (int64_t i = 0; i < inner; i++)
-            got[rr * ld + i] *= scale;
-    CALL(cuda_scale_vectors(ctx, dq, rows, ld, heads, dh, dh, scale));
-    float *got2 = xmalloc(nq * 4);
-    download(got2, dq, nq * 4);
-    CHECK(count_diff_bits(got2, got, nq) == 0, "scale_vectors: the same bits as q *= scale");
-
-    /* the append: k and v of every (sequence, chunk row, head) at pos0 + i */
-    size_t nc = (size_t)batch * heads * P * dh;
-    float *kc = xmalloc(nc * 4), *kg = xmalloc(nc * 4);
-    fill(kc, nc, -1.0f, 1.0f);
-    float *dk = dev_copy(kc, nc * 4);
-    for (int b = 0; b < batch; b++)
-        for (int i = 0; i < m; i++)
-            for (int h = 0; h < heads; h++)
-                memcpy(kc + (((int64_t)b * heads + h) * P + pos0 + i) * dh,
-                       got2 + ((int64_t)b * m + i) * ld + inner + (int64_t)h * dh,
-                       (size_t)dh * 4);
-    CALL(cuda_kv_append(ctx, dq + inner, ld, batch, m, heads, dh, dk, P, pos0));
-    download(kg, dk, nc * 4);
-    CHECK(count_diff_bits(kg, kc, nc) == 0, "kv_append: the cache rows as the CPU's memcpy");
-    CHECK(cuda_kv_append(ctx, dq + inner, ld, batch, m, heads, dh, dk, P, P - 1) ==
-              DALLE_ERR_INVALID_ARGUMENT,
-          "kv_append past the cache refused: %s", dalle_last_error());
-    free(qkv), free(cs), free(sn), free(got), free(got2), free(kc), free(kg);
+        float *dq = dev_copy(qkv, nq * 4), *dc = dev_copy(cs, nt * 4), *ds = dev_copy(sn, nt * 4);
+        float *dk = dev_copy(kc, nc * 4), *dv = dev_copy(vc, nc * 4);
+        /* the CPU's steps: rotary of q, k and v, q *= scale, k and v copied
+         * into the caches (attention.c's attn_task) */
+        const float scale = 1.0f / sqrtf((float)dh);
+        float *want = xmalloc(nq * 4);
+        memcpy(want, qkv, nq * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t p = pos0 + r % m, b = r / m, i = r % m;
+            for (int v = 0; v < 3 * heads; v++)
+                if (rc)
+                    ops_rotary(want + r * ld + (int64_t)v * dh, cs + p * rc, sn + p * rc, rc);
+            for (int64_t j = 0; j < inner; j++)
+                want[r * ld + j] *= scale;
+            for (int h = 0; h < heads; h++) {
+                memcpy(kc + ((b * heads + h) * P + pos0 + i) * dh,
+                       want + r * ld + inner + (int64_t)h * dh, (size_t)dh * 4);
+                memcpy(vc + ((b * heads + h) * P + pos0 + i) * dh,
+                       want + r * ld + 2 * inner + (int64_t)h * dh, (size_t)dh * 4);
+            }
+        }
+        CALL(cuda_attn_prep(ctx, dq, batch, m, ld, heads, dh, rc, dc, ds, rc, pos0, scale, dk, dv,
+                            P));
+        download(got, dq, nq * 4);
+        download(kg, dk, nc * 4);
+        download(vg, dv, nc * 4);
+        double rq = 0.0;
+        size_t kv_left = 0; /* the k and v parts of qkv: left as they came */
+        for (int64_t r = 0; r < rows; r++) {
+            const double e = err_ratio(got + r * ld, want + r * ld, (size_t)inner, 1e-5, 1e-6);
+            rq = e > rq ? e : rq;
+            kv_left += count_diff_bits(got + r * ld + inner, qkv + r * ld + inner,
+                                       (size_t)(2 * inner));
+        }
+        const double rk = err_ratio(kg, kc, nc, 1e-5, 1e-6), rv = err_ratio(vg, vc, nc, 1e-5, 1e-6);
+        CHECK(rq <= 1.0 && rk <= 1.0 && rv <= 1.0 && kv_left == 0,
+              "attn_prep (dim_head %d, rotary on %d columns): q rotated and scaled, error ratio "
+              "%.3g; the k / v caches %.3g / %.3g (other positions untouched); k, v of qkv kept",
+              dh, rc, rq, rk, rv);
+        CHECK(cuda_attn_prep(ctx, dq, batch, m, ld, heads, dh, rc, dc, ds, rc, P - 1, scale, dk,
+                             dv, P) == DALLE_ERR_INVALID_ARGUMENT,
+              "attn_prep past the cache refused: %s", dalle_last_error());
+        free(qkv), free(cs), free(sn), free(got), free(kc), free(vc), free(kg), free(vg),
+            free(want);
+        cuda_ops_arena_reset(ctx, mark);
+    }
+    /* scale_vectors (also the model's `mean2` and VQGAN's scaling): the
+     * same bits as x *= scale on the q part of rows of a wider buffer */
+    size_t mark = cuda_ops_arena_mark(ctx);
+    const int rows = 5, ld = 70, nv = 3, vs = 20, nc = 17;
+    float *x = xmalloc((size_t)rows * ld * 4), *got = xmalloc((size_t)rows * ld * 4);
+    fill(x, (size_t)rows * ld, -3, 3);
+    float *dx = dev_copy(x, (size_t)rows * ld * 4);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++)
+            for (int d = 0; d < nc; d++)
+                x[r * ld + v * vs + d] *= 0.37f;
+    CALL(cuda_scale_vectors(ctx, dx, rows, ld, nv, vs, nc, 0.37f));
+    download(got, dx, (size_t)rows * ld * 4);
+    CHECK(count_diff_bits(got, x, (size_t)rows * ld) == 0,
+          "scale_vectors: the same bits as x *= scale, the rest untouched");
+    free(x), free(got);
     cuda_ops_arena_reset(ctx, mark);
 }
 

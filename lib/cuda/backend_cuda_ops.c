@@ -162,27 +162,21 @@ static void cu_token_shift(backend *be, const transformer *tf, const tf_state *s
                              st->pos, hp->text_len, hp->fmap));
 }
 
-/* attention.c's attn_task, as whole-chunk kernels: rotary on every q, k,
- * v vector of the chunk, q scaled, k and v appended to the layer's cache,
- * then one launch per query position (all sequences and heads at once:
- * the sequences of a batch are at the same positions, so they share the
- * key spans). */
+/* attention.c's attn_task as two launches for the whole chunk: rotary on
+ * every q, k, v vector, q scaled, k and v appended to the layer's cache;
+ * then every query of every sequence and head over its keys. */
 static void cu_attention(backend *be, const transformer *tf, tf_state *st, int l, int m)
 {
     const tf_hparams *hp = &tf->hp;
     cuda_ops *c = ctx_of(be);
     const int64_t dh = hp->dim_head, inner = hp->inner, P = hp->max_pos, rc = hp->rot_cols;
-    const int64_t rows = (int64_t)st->batch * m, ld = 3 * inner;
+    const int64_t ld = 3 * inner;
     const int64_t layer = (int64_t)l * st->batch * hp->heads * P * dh;
     float *K = st->k + layer, *V = st->v + layer;
     const float scale = (float)pow((double)dh, -0.5);
-    if (rc)
-        RUN(be, cuda_rotary(c, st->qkv, rows, ld, 3 * hp->heads, dh, rc, tf->rot_cos, tf->rot_sin,
-                            rc, st->pos, m));
-    RUN(be, cuda_scale_vectors(c, st->qkv, rows, ld, hp->heads, dh, dh, scale));
-    RUN(be, cuda_kv_append(c, st->qkv + inner, ld, st->batch, m, hp->heads, dh, K, P, st->pos));
-    RUN(be, cuda_kv_append(c, st->qkv + 2 * inner, ld, st->batch, m, hp->heads, dh, V, P,
-                           st->pos));
+    /* rotary, q scaled, k and v into the cache: one launch */
+    RUN(be, cuda_attn_prep(c, st->qkv, st->batch, m, ld, hp->heads, dh, rc, tf->rot_cos,
+                           tf->rot_sin, rc, st->pos, scale, K, V, P));
     /* every query of the chunk in one launch, its keys listed on the device */
     const attn_keys keys = attention_keys(hp, tf->layers[l].type);
     RUN(be, cuda_attend(c, st->qkv, ld, (int64_t)m * ld, K, V, P * dh, st->batch, hp->heads, dh,

@@ -461,21 +461,41 @@ __global__ void k_quick_gelu(float *x, int64_t n)
     }
 }
 
-__global__ void k_rotary(float *x, int64_t rows, int64_t ld, int n_vec, int64_t vec_stride,
-                         int64_t pairs, const float *cos_t, const float *sin_t, int64_t table_ld,
-                         int64_t pos0, int64_t rows_per_seq)
+// attention.c's chunk preparation: a thread per (row, head vector, pair of
+// columns): rotary (ops_rotary's roundings: no FMA), q * scale, k and v
+// into the caches.
+__global__ void k_attn_prep(float *qkv, int64_t rows, int m, int64_t ld, int heads, int64_t dh,
+                            int64_t rot_cols, const float *cos_t, const float *sin_t,
+                            int64_t table_ld, int64_t pos0, float scale, float *kc, float *vc,
+                            int64_t max_pos)
 {
-    const int64_t per_row = (int64_t)n_vec * pairs, total = rows * per_row;
+    const int64_t pairs = (dh + 1) / 2, per_row = 3 * (int64_t)heads * pairs;
+    const int64_t total = rows * per_row;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
          t += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = t / per_row, rem = t - r * per_row;
-        const int64_t v = rem / pairs, i = 2 * (rem - v * pairs);
-        float *tv = x + r * ld + v * vec_stride;
-        const int64_t p = pos0 + r % rows_per_seq;
-        const float *cs = cos_t + p * table_ld, *sn = sin_t + p * table_ld;
-        const float a = tv[i], b = tv[i + 1];
-        tv[i] = __fadd_rn(__fmul_rn(a, cs[i]), __fmul_rn(-b, sn[i]));
-        tv[i + 1] = __fadd_rn(__fmul_rn(b, cs[i + 1]), __fmul_rn(a, sn[i + 1]));
+        const int64_t vec = rem / pairs, d = 2 * (rem - vec * pairs);
+        const int64_t b = r / m, i = r - b * m, p = pos0 + i;
+        float *tv = qkv + r * ld + vec * dh;
+        const bool two = d + 1 < dh;
+        float x0 = tv[d], x1 = two ? tv[d + 1] : 0.0f;
+        if (d + 1 < rot_cols) {
+            const float *cs = cos_t + p * table_ld, *sn = sin_t + p * table_ld;
+            const float a = x0, bb = x1;
+            x0 = __fadd_rn(__fmul_rn(a, cs[d]), __fmul_rn(-bb, sn[d]));
+            x1 = __fadd_rn(__fmul_rn(bb, cs[d + 1]), __fmul_rn(a, sn[d + 1]));
+        }
+        const int part = (int)(vec / heads), h = (int)(vec - (int64_t)part * heads);
+        if (part == 0) { // q, in place
+            tv[d] = __fmul_rn(x0, scale);
+            if (two)
+                tv[d + 1] = __fmul_rn(x1, scale);
+        } else { // k or v, into its cache
+            float *row = (part == 1 ? kc : vc) + ((b * heads + h) * max_pos + p) * dh;
+            row[d] = x0;
+            if (two)
+                row[d + 1] = x1;
+        }
     }
 }
 
@@ -489,22 +509,6 @@ __global__ void k_scale_vectors(float *x, int64_t rows, int64_t ld, int n_vec, i
         const int64_t v = rem / n_cols, d = rem - v * n_cols;
         float *e = x + r * ld + v * vec_stride + d;
         *e = __fmul_rn(*e, scale);
-    }
-}
-
-__global__ void k_kv_append(const float *src, int64_t src_ld, int m, int heads, int64_t dh,
-                            float *cache, int64_t max_pos, int64_t pos0, int64_t total)
-{
-    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t rest = t;
-        const int64_t d = rest % dh;
-        rest /= dh;
-        const int64_t h = rest % heads;
-        rest /= heads;
-        const int64_t i = rest % m, b = rest / m;
-        cache[((b * heads + h) * max_pos + pos0 + i) * dh + d] =
-            src[(b * m + i) * src_ld + h * dh + d];
     }
 }
 
@@ -950,9 +954,9 @@ static dalle_status warm_kernels(cuda_ops *c)
     LAUNCH(k_divide_max, 1, 32, 0, s)(nullptr, 0);
     LAUNCH(k_softmax, 1, 32, 0, s)(nullptr, 0);
     LAUNCH(k_quick_gelu, 1, 32, 0, s)(nullptr, 0);
-    LAUNCH(k_rotary, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, nullptr, nullptr, 0, 0, 1);
+    LAUNCH(k_attn_prep, 1, 32, 0, s)(nullptr, 0, 1, 0, 1, 1, 0, nullptr, nullptr, 0, 0, 1.0f,
+                                     nullptr, nullptr, 1);
     LAUNCH(k_scale_vectors, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, 1.0f);
-    LAUNCH(k_kv_append, 1, 32, 0, s)(nullptr, 0, 1, 1, 1, nullptr, 0, 0, 0);
     LAUNCH(k_token_shift, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, 0, 1);
     LAUNCH(k_attend, 1, ATTEND_THREADS, (2 + ATTEND_THREADS) * sizeof(float), s)(
         ws, 0, 0, ws, ws, 1, 1, 1, text_only, 0, ATTEND_THREADS, ws, 0, 0);
@@ -1356,22 +1360,28 @@ extern "C" dalle_status cuda_quick_gelu(cuda_ops *c, float *x, int64_t n)
     return DALLE_OK;
 }
 
-extern "C" dalle_status cuda_rotary(cuda_ops *c, float *x, int64_t rows, int64_t ld, int n_vec,
-                                    int64_t vec_stride, int64_t n_cols, const float *cos,
-                                    const float *sin, int64_t table_ld, int64_t pos0,
-                                    int64_t rows_per_seq)
+extern "C" dalle_status cuda_attn_prep(cuda_ops *c, float *qkv, int batch, int m, int64_t ld,
+                                       int heads, int64_t dim_head, int64_t rot_cols,
+                                       const float *cos, const float *sin, int64_t table_ld,
+                                       int64_t pos0, float scale, float *k_cache, float *v_cache,
+                                       int64_t max_pos)
 {
-    if (rows < 0 || n_vec < 0 || n_cols < 0)
-        return bad_size("rotary", "rows, n_vec or n_cols", rows < 0 ? rows : n_cols);
-    if (rows_per_seq <= 0 || pos0 < 0)
-        return bad_size("rotary", "rows_per_seq or pos0", rows_per_seq <= 0 ? rows_per_seq : pos0);
-    const int64_t pairs = n_cols / 2;
-    if (rows == 0 || n_vec == 0 || pairs == 0)
+    if (batch < 0 || m < 0 || heads < 0 || dim_head <= 0 || ld < 3 * (int64_t)heads * dim_head)
+        return bad_size("attn_prep", "batch, m, heads, dim_head or ld", batch < 0 ? batch : m);
+    if (rot_cols < 0 || rot_cols > dim_head || (rot_cols && (!cos || !sin || table_ld < rot_cols)))
+        return bad_size("attn_prep", "rot_cols (or its tables)", rot_cols);
+    if (pos0 < 0 || pos0 + m > max_pos)
+        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
+                          "cuda: attn_prep: positions %lld .. %lld past the cache (%lld)",
+                          (long long)pos0, (long long)(pos0 + m - 1), (long long)max_pos);
+    const int64_t total = (int64_t)batch * m * 3 * heads * ((dim_head + 1) / 2);
+    if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_rotary, grid_for(rows * n_vec * pairs), 256, 0, c->stream)(
-        x, rows, ld, n_vec, vec_stride, pairs, cos, sin, table_ld, pos0, rows_per_seq);
-    LAUNCHED("rotary");
+    LAUNCH(k_attn_prep, grid_for(total), 256, 0, c->stream)(
+        qkv, (int64_t)batch * m, m, ld, heads, dim_head, rot_cols, cos, sin, table_ld, pos0, scale,
+        k_cache, v_cache, max_pos);
+    LAUNCHED("attn_prep");
     return DALLE_OK;
 }
 
@@ -1387,26 +1397,6 @@ extern "C" dalle_status cuda_scale_vectors(cuda_ops *c, float *x, int64_t rows, 
     LAUNCH(k_scale_vectors, grid_for(rows * n_vec * n_cols), 256, 0, c->stream)(
         x, rows, ld, n_vec, vec_stride, n_cols, scale);
     LAUNCHED("scale_vectors");
-    return DALLE_OK;
-}
-
-extern "C" dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t src_ld, int batch,
-                                       int m, int heads, int64_t dim_head, float *cache,
-                                       int64_t max_pos, int64_t pos0)
-{
-    if (batch < 0 || m < 0 || heads < 0 || dim_head < 0)
-        return bad_size("kv_append", "batch, m, heads or dim_head", batch < 0 ? batch : m);
-    if (pos0 < 0 || pos0 + m > max_pos)
-        return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "cuda: kv_append: positions %lld .. %lld past the cache (%lld)",
-                          (long long)pos0, (long long)(pos0 + m - 1), (long long)max_pos);
-    const int64_t total = (int64_t)batch * m * heads * dim_head;
-    if (total == 0)
-        return DALLE_OK;
-    device_scope scope(c->device);
-    LAUNCH(k_kv_append, grid_for(total), 256, 0, c->stream)(src, src_ld, m, heads, dim_head, cache,
-                                                         max_pos, pos0, total);
-    LAUNCHED("kv_append");
     return DALLE_OK;
 }
 

@@ -140,27 +140,24 @@ dalle_status cuda_divide_max(cuda_ops *c, float *x, int64_t rows, int64_t dim);
 dalle_status cuda_softmax(cuda_ops *c, float *x, int64_t rows, int64_t n);
 dalle_status cuda_quick_gelu(cuda_ops *c, float *x, int64_t n);
 
-/* ops_rotary on many head vectors at once: row r of x (at x + r * ld)
- * holds n_vec vectors, vector v at + v * vec_stride, each rotated over its
- * first n_cols columns by the table row of its position,
- * pos0 + r % rows_per_seq (rows are [sequence][position in the chunk]).
- * cos/sin: [positions][table_ld]. For attention.c's qkv rows:
- * ld = 3 * inner, n_vec = 3 * heads, vec_stride = dim_head. */
-dalle_status cuda_rotary(cuda_ops *c, float *x, int64_t rows, int64_t ld, int n_vec,
-                         int64_t vec_stride, int64_t n_cols, const float *cos, const float *sin,
-                         int64_t table_ld, int64_t pos0, int64_t rows_per_seq);
+/* attention.c's preparation of a chunk's qkv rows [batch * m][3 * inner]
+ * (row ld; inner = heads * dim_head; the row of sequence b, chunk row i is
+ * b * m + i, at position pos0 + i), in one launch: every q, k and v head
+ * vector rotated over its first rot_cols columns by the cos/sin table row of
+ * its position (ops_rotary; tables [positions][table_ld]; rot_cols 0: no
+ * rotary), q then multiplied by scale in place, k and v (rotated) written to
+ * the caches at cache + ((b * heads + h) * max_pos + pos0 + i) * dim_head.
+ * The k and v parts of qkv are left as they came. */
+dalle_status cuda_attn_prep(cuda_ops *c, float *qkv, int batch, int m, int64_t ld, int heads,
+                            int64_t dim_head, int64_t rot_cols, const float *cos,
+                            const float *sin, int64_t table_ld, int64_t pos0, float scale,
+                            float *k_cache, float *v_cache, int64_t max_pos);
 
-/* Scale a set of head vectors in place (attention.c's q *= dim_head^-0.5),
- * same layout as cuda_rotary, each vector's first n_cols columns. */
+/* Scale a set of head vectors in place: row r of x (at x + r * ld) holds
+ * n_vec vectors, vector v at + v * vec_stride, each scaled over its first
+ * n_cols columns. */
 dalle_status cuda_scale_vectors(cuda_ops *c, float *x, int64_t rows, int64_t ld, int n_vec,
                                 int64_t vec_stride, int64_t n_cols, float scale);
-
-/* The KV-cache append of attention.c: for sequence b, chunk row i, head h,
- * copy src + (b * m + i) * src_ld + h * dim_head (dim_head floats) to
- * cache + ((b * heads + h) * max_pos + pos0 + i) * dim_head. */
-dalle_status cuda_kv_append(cuda_ops *c, const float *src, int64_t src_ld, int batch, int m,
-                            int heads, int64_t dim_head, float *cache, int64_t max_pos,
-                            int64_t pos0);
 
 /* Every query of a chunk over the KV cache, in one launch: the query of
  * sequence b, head h at position pos0 + i (i < m) sees the keys

@@ -984,6 +984,28 @@ static dalle_status warm_kernels(cuda_ops *c)
     return DALLE_OK;
 }
 
+// A context's device memory (cuBLAS's workspace, the arena): one cudaMalloc,
+// and where it fails a message with how much was asked and what is free.
+static dalle_status reserve(cuda_ops *c, size_t bytes, const char *what, void **out)
+{
+    *out = nullptr;
+    const cudaError_t e = cudaMalloc(out, bytes);
+    if (e == cudaSuccess)
+        return DALLE_OK;
+    *out = nullptr;
+    if (e != cudaErrorMemoryAllocation)
+        return cuda_fail(e, what);
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    cudaGetLastError();
+    return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
+                      "cuda: cannot reserve %zu MiB of device memory for %s on %s (%zu MiB free "
+                      "of %zu MiB)",
+                      (bytes + ((size_t)1 << 20) - 1) >> 20, what, c->describe, free_b >> 20,
+                      total_b >> 20);
+}
+
 static dalle_status create_on_device(cuda_ops *c, const cuda_ops_params *p)
 {
     cudaDeviceProp prop;
@@ -997,17 +1019,13 @@ static dalle_status create_on_device(cuda_ops *c, const cuda_ops_params *p)
     device_scope scope(c->device);
     CU(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     c->workspace_bytes = p->blas_workspace_bytes ? p->blas_workspace_bytes : (size_t)32 << 20;
-    CU(cudaMalloc(&c->workspace, c->workspace_bytes), "cudaMalloc (cuBLAS workspace)");
+    dalle_status st = reserve(c, c->workspace_bytes, "cuBLAS's workspace", &c->workspace);
+    if (st != DALLE_OK)
+        return st;
     if (p->arena_bytes) {
         void *a = nullptr;
-        cudaError_t e = cudaMalloc(&a, p->arena_bytes);
-        if (e == cudaErrorMemoryAllocation) {
-            cudaGetLastError();
-            return dalle_fail(DALLE_ERR_OUT_OF_MEMORY,
-                              "cuda: cannot reserve %zu MiB of device memory for the arena on %s",
-                              p->arena_bytes >> 20, c->describe);
-        }
-        CU(e, "cudaMalloc (arena)");
+        if ((st = reserve(c, p->arena_bytes, "the arena (weights, states, workspaces)", &a)))
+            return st;
         c->arena = (char *)a;
         c->arena_bytes = p->arena_bytes;
     }
@@ -1042,7 +1060,7 @@ static dalle_status create_on_device(cuda_ops *c, const cuda_ops_params *p)
     c->attend_smem_max = optin;
 
     // every kernel once (the first context only), then one on this device
-    dalle_status st = warm_kernels(c);
+    st = warm_kernels(c);
     if (st != DALLE_OK)
         return st;
     LAUNCH(k_probe, 1, 32, 0, c->stream)((int *)c->workspace);
@@ -1073,26 +1091,12 @@ extern "C" dalle_status cuda_ops_create(const cuda_ops_params *p, cuda_ops **out
         return st;
     }
 
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n == 0) {
-        int driver = 0;
-        cudaDriverGetVersion(&driver);
-        char drv[96];
-        if (driver == 0)
-            snprintf(drv, sizeof drv, "no NVIDIA driver was found (libcuda.so.1)");
-        else
-            snprintf(drv, sizeof drv, "the driver supports CUDA %d.%d", driver / 1000,
-                     driver % 1000 / 10);
-        if (e != cudaSuccess)
-            st = dalle_fail(e == cudaErrorMemoryAllocation ? DALLE_ERR_OUT_OF_MEMORY
-                                                           : DALLE_ERR_UNSUPPORTED,
-                            "cuda: no usable CUDA device: cudaGetDeviceCount: %s (%s); %s, "
-                            "libdalle was built with CUDA %d.%d",
-                            cudaGetErrorString(e), cudaGetErrorName(e), drv,
-                            CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
-        else
-            st = dalle_fail(DALLE_ERR_UNSUPPORTED, "cuda: no CUDA device found");
+    // no usable device: what the runtime found, and the driver's and this
+    // build's CUDA (lib/cuda/cuda_device.cu)
+    const char *why = "";
+    const int n = cudab_count_devices(&why);
+    if (n <= 0) {
+        st = dalle_fail(DALLE_ERR_UNSUPPORTED, "cuda: no usable CUDA device: %s", why);
         cuda_ops_destroy(c);
         return st;
     }

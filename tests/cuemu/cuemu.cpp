@@ -105,6 +105,10 @@ extern "C" const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorInsufficientDriver:
+        return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoKernelImageForDevice:
+        return "no kernel image is available for execution on the device";
     default: return cudaGetErrorName(e);
     }
 }
@@ -126,16 +130,29 @@ extern "C" cudaError_t cudaPeekAtLastError(void)
 // ---------------------------------------------------------------------------
 // The device.
 
-static int n_devices(void)
+// Faults a test can stage (read at each call, so one process can try them
+// in turn): CUEMU_DEVICES=0, a machine without a GPU; CUEMU_DRIVER=12080, a
+// driver older than this runtime (the runtime then finds no device:
+// cudaErrorInsufficientDriver); CUEMU_MEMORY_MIB=n, a device of n MiB;
+// CUEMU_NO_KERNEL_IMAGE=1, a GPU this build has no code for (every launch
+// fails with cudaErrorNoKernelImageForDevice).
+static long env_long(const char *name, long def)
 {
-    const char *e = getenv("CUEMU_DEVICES"); // "0": behave as a machine without a GPU
-    return e && *e ? atoi(e) : 1;
+    const char *e = getenv(name);
+    return e && *e ? atol(e) : def;
 }
+
+static int driver_version(void) { return (int)env_long("CUEMU_DRIVER", CUDART_VERSION); }
+
+static int n_devices(void) { return (int)env_long("CUEMU_DEVICES", 1); }
 
 static thread_local int current_device = 0;
 
 extern "C" cudaError_t cudaGetDeviceCount(int *count)
 {
+    *count = 0;
+    if (driver_version() < CUDART_VERSION)
+        return ret(cudaErrorInsufficientDriver);
     *count = n_devices();
     return *count > 0 ? cudaSuccess : ret(cudaErrorNoDevice);
 }
@@ -154,7 +171,7 @@ extern "C" cudaError_t cudaSetDevice(int device)
     return cudaSuccess;
 }
 
-static const size_t total_memory = (size_t)80 << 30;
+static size_t device_memory(void) { return (size_t)env_long("CUEMU_MEMORY_MIB", 80 << 10) << 20; }
 
 // An H100's limits (sm_90): those a launch is checked against.
 extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device)
@@ -163,7 +180,7 @@ extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device)
         return ret(cudaErrorInvalidDevice);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "cuemu (CUDA emulated on the CPU, H100 limits)");
-    p->totalGlobalMem = total_memory;
+    p->totalGlobalMem = device_memory();
     p->sharedMemPerBlock = 48 << 10;
     p->sharedMemPerBlockOptin = 227 << 10;
     p->regsPerBlock = 65536;
@@ -181,7 +198,7 @@ extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device)
 
 extern "C" cudaError_t cudaDriverGetVersion(int *v)
 {
-    *v = n_devices() > 0 ? CUDART_VERSION : 0;
+    *v = n_devices() > 0 ? driver_version() : 0;
     return cudaSuccess;
 }
 
@@ -278,7 +295,8 @@ extern "C" cudaError_t cudaMalloc(void **ptr, size_t bytes)
     // a few page-table entries, not one per 4 KiB
     const size_t huge = (size_t)2 << 20, unit = rounded >= huge ? huge : page;
     const size_t data = (rounded + unit - 1) / unit * unit;
-    if (bytes > total_memory - allocated_bytes) {
+    const size_t total_memory = device_memory();
+    if (allocated_bytes > total_memory || bytes > total_memory - allocated_bytes) {
         pthread_mutex_unlock(&lock);
         return ret(cudaErrorMemoryAllocation);
     }
@@ -331,7 +349,8 @@ extern "C" cudaError_t cudaFree(void *ptr)
 extern "C" cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
     pthread_mutex_lock(&lock);
-    *free_bytes = total_memory - allocated_bytes;
+    const size_t total_memory = device_memory();
+    *free_bytes = allocated_bytes < total_memory ? total_memory - allocated_bytes : 0;
     *total_bytes = total_memory;
     pthread_mutex_unlock(&lock);
     return cudaSuccess;
@@ -1015,6 +1034,8 @@ extern "C" cudaError_t cuemu_launch(const char *name, const void *func, dim3 gri
     const int mode = order_mode();
     if (check_stream(name, stream) != cudaSuccess)
         return cudaErrorInvalidResourceHandle;
+    if (env_long("CUEMU_NO_KERNEL_IMAGE", 0))
+        return ret(cudaErrorNoKernelImageForDevice);
     const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (!grid.x || !grid.y || !grid.z || !threads || threads > 1024 || block.x > 1024 ||
         block.y > 1024 || block.z > 64 || grid.x > 0x7fffffffu || grid.y > 65535 ||

@@ -50,10 +50,42 @@ int cli_check_kind(const char *cmd, const char *option, const char *path, int ki
                      kind, option, wanted(kinds), hint);
 }
 
-dalle_ctx *cli_load_dalle(const char *path, int threads, int max_batch)
+int cli_compute_option(cli_args *a, cli_compute *c, int *rc)
+{
+    if (cli_is(a, "-t", "--threads")) {
+        *rc = cli_int_value(a, 0, 4096, &c->threads);
+    } else if (cli_is(a, NULL, "--device")) {
+        *rc = cli_int_value(a, 0, 1023, &c->device);
+    } else if (cli_is(a, NULL, "--backend")) {
+        const char *v = NULL;
+        static const char *const names[] = {"cpu", "cuda", "auto"};
+        static const int values[] = {DALLE_BACKEND_CPU, DALLE_BACKEND_CUDA, DALLE_BACKEND_AUTO};
+        if ((*rc = cli_value(a, &v)))
+            return 1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(v, names[i])) {
+                c->backend = values[i];
+                return 1;
+            }
+        *rc = cli_usage(a, "%s: '%s': expected cpu, cuda or auto", a->name, v);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static dalle_ctx_params compute_params(const cli_compute *c)
 {
     dalle_ctx_params p = dalle_ctx_default_params();
-    p.n_threads = threads;
+    p.n_threads = (int)c->threads;
+    p.backend = (dalle_backend)c->backend;
+    p.device = (int)c->device;
+    return p;
+}
+
+dalle_ctx *cli_load_dalle(const char *path, const cli_compute *c, int max_batch)
+{
+    dalle_ctx_params p = compute_params(c);
     if (max_batch > 0)
         p.max_batch = max_batch;
     dalle_ctx *ctx;
@@ -75,13 +107,12 @@ void cli_clip_close(cli_clip *c)
 }
 
 int cli_clip_open(cli_clip *c, const char *cmd, const char *path, const char *caption,
-                  int threads)
+                  const cli_compute *compute)
 {
     memset(c, 0, sizeof *c);
     if (cli_check_kind(cmd, "--clip", path, CLI_KIND_CLIP, NULL))
         return CLI_FAIL;
-    dalle_ctx_params p = dalle_ctx_default_params();
-    p.n_threads = threads;
+    dalle_ctx_params p = compute_params(compute);
     if (clip_ctx_create(path, &p, &c->ctx) != DALLE_OK)
         goto fail;
     c->openai = !strcmp(dalle_bundle_kind(clip_ctx_bundle(c->ctx)), "openai_clip");

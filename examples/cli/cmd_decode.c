@@ -16,7 +16,7 @@ static const char usage[] =
     "  -m, --model FILE       a DALL-E bundle or a VAE (dvae, openai_dvae, vqgan)\n"
     "  -o, --output FILE      the PNG to write\n"
     "  --ids-file FILE        read the ids from FILE ('-': standard input)\n"
-    "  -t, --threads N        worker threads (default: all cores)\n";
+    CLI_COMPUTE_HELP;
 
 /* "-5" is a (bad) id, not an option: let the library's range check name it */
 static int is_number(const char *s)
@@ -31,12 +31,12 @@ static int is_number(const char *s)
     return 1;
 }
 
-static int decode(const char *model, const char *out, long long threads, const int32_t *ids,
+static int decode(const char *model, const char *out, const cli_compute *cc, const int32_t *ids,
                   size_t n)
 {
     if (cli_check_kind("decode", "-m", model, CLI_KIND_DALLE | CLI_KIND_VAE, NULL))
         return CLI_FAIL;
-    dalle_ctx *ctx = cli_load_dalle(model, (int)threads, 0);
+    dalle_ctx *ctx = cli_load_dalle(model, cc, 0);
     if (!ctx)
         return CLI_FAIL;
     int rc = 0;
@@ -64,7 +64,7 @@ int cmd_decode(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "decode", argc, argv);
     const char *model = NULL, *out = NULL, *ids_file = NULL;
-    long long threads = 0;
+    cli_compute cc = {0, DALLE_BACKEND_CPU, 0};
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
     int rc = 0, kind;
@@ -81,8 +81,8 @@ int cmd_decode(int argc, char **argv)
             rc = cli_value(&a, &out);
         else if (cli_is(&a, NULL, "--ids-file"))
             rc = cli_value(&a, &ids_file);
-        else if (cli_is(&a, "-t", "--threads"))
-            rc = cli_int_value(&a, 0, 4096, &threads);
+        else if (cli_compute_option(&a, &cc, &rc))
+            ;
         else
             rc = cli_unexpected(&a);
     }
@@ -103,7 +103,7 @@ int cmd_decode(int argc, char **argv)
     if (!rc)
         rc = cli_check_writable("decode", out);
     if (!rc)
-        rc = decode(model, out, threads, ids, n);
+        rc = decode(model, out, &cc, ids, n);
     free(ids);
     return rc;
 }

@@ -14,14 +14,14 @@ static const char usage[] =
     "The output is what `dalle decode --ids-file` reads.\n"
     "\n"
     "  -m, --model FILE       a DALL-E bundle or a VAE (dvae, openai_dvae, vqgan)\n"
-    "  -t, --threads N        worker threads (default: all cores)\n";
+    CLI_COMPUTE_HELP;
 
 int cmd_encode(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, "encode", argc, argv);
     const char *model = NULL;
-    long long threads = 0;
+    cli_compute cc = {0, DALLE_BACKEND_CPU, 0};
     int n_images = 0, rc = 0, kind;
     /* positional arguments are compacted to the front of argv: they are
      * the image paths (argv is ours to reorder) */
@@ -34,8 +34,8 @@ int cmd_encode(int argc, char **argv)
             return CLI_OK;
         } else if (cli_is(&a, "-m", "--model"))
             rc = cli_value(&a, &model);
-        else if (cli_is(&a, "-t", "--threads"))
-            rc = cli_int_value(&a, 0, 4096, &threads);
+        else if (cli_compute_option(&a, &cc, &rc))
+            ;
         else
             return cli_unexpected(&a);
     }
@@ -49,7 +49,7 @@ int cmd_encode(int argc, char **argv)
         return CLI_FAIL;
     if (cli_check_kind("encode", "-m", model, CLI_KIND_DALLE | CLI_KIND_VAE, NULL))
         return CLI_FAIL;
-    dalle_ctx *ctx = cli_load_dalle(model, (int)threads, 0);
+    dalle_ctx *ctx = cli_load_dalle(model, &cc, 0);
     if (!ctx)
         return CLI_FAIL;
     int size = dalle_image_size(ctx), seq = dalle_image_seq_len(ctx);

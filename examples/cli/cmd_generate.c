@@ -30,7 +30,7 @@ static const char usage[] =
     "  -o, --output PREFIX    write PREFIX-000.png, PREFIX-001.png, ...\n"
     "                         (default 'dalle' unless --grid is given)\n"
     "  --grid FILE.png        also (or only) write all images as one grid\n"
-    "  -t, --threads N        worker threads (default: all cores)\n"
+    CLI_COMPUTE_HELP
     "\n"
     "A progress bar is drawn on stderr when it is a terminal. Ctrl-C stops\n"
     "sampling between tokens: the images of the batches already finished\n"
@@ -38,7 +38,8 @@ static const char usage[] =
 
 typedef struct gen_opts {
     const char *model, *caption, *prime, *clip, *prefix, *grid;
-    long long n, batch, threads, prime_tokens;
+    long long n, batch, prime_tokens;
+    cli_compute compute; /* -t, --backend, --device: the model and its CLIP */
     uint64_t seed;
     int seed_given;
     double filter_thres, temperature, cond_scale;
@@ -71,8 +72,7 @@ static int parse(int argc, char **argv, gen_opts *o)
             rc = cli_int_value(&a, 1, 1000000, &o->n);
         } else if (cli_is(&a, "-b", "--batch")) {
             rc = cli_int_value(&a, 1, 4096, &o->batch);
-        } else if (cli_is(&a, "-t", "--threads")) {
-            rc = cli_int_value(&a, 0, 4096, &o->threads);
+        } else if (cli_compute_option(&a, &o->compute, &rc)) {
         } else if (cli_is(&a, NULL, "--seed")) {
             rc = cli_u64_value(&a, &o->seed);
             o->seed_given = 1;
@@ -276,7 +276,7 @@ static int finish(run *r)
 static int setup(run *r)
 {
     gen_opts *o = r->o;
-    if (!(r->ctx = cli_load_dalle(o->model, (int)o->threads, (int)o->batch)))
+    if (!(r->ctx = cli_load_dalle(o->model, &o->compute, (int)o->batch)))
         return CLI_FAIL;
     int tlen = dalle_text_seq_len(r->ctx), seq = dalle_image_seq_len(r->ctx);
     int size = dalle_image_size(r->ctx);
@@ -310,7 +310,7 @@ static int setup(run *r)
     /* CLIP is loaded before sampling, so a bad --clip fails in a second,
      * not after minutes of sampling */
     if (o->clip) {
-        if (cli_clip_open(&r->clip, "generate", o->clip, o->caption, (int)o->threads))
+        if (cli_clip_open(&r->clip, "generate", o->clip, o->caption, &o->compute))
             return CLI_FAIL;
         r->have_clip = 1;
     }

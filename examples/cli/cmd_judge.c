@@ -245,7 +245,8 @@ static int run(const opts *o)
         int pick = 0;
         if (o->clip) {
             if (!have_clip) {
-                if (cli_clip_open(&clip, "judge", o->clip, caption, (int)o->threads)) {
+                const cli_compute cc = {o->threads, DALLE_BACKEND_CPU, 0};
+                if (cli_clip_open(&clip, "judge", o->clip, caption, &cc)) {
                     rc = CLI_FAIL;
                     break;
                 }

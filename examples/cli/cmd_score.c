@@ -16,14 +16,14 @@ static const char usage[] =
     "the centre square is kept. The caption is cut to the model's context.\n"
     "\n"
     "  --clip FILE            CLIP bundle (kind clip or openai_clip)\n"
-    "  -t, --threads N        worker threads (default: all cores)\n";
+    CLI_COMPUTE_HELP;
 
 int cmd_score(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, "score", argc, argv);
     const char *clip = NULL, *caption = NULL;
-    long long threads = 0;
+    cli_compute cc = {0, DALLE_BACKEND_CPU, 0};
     int n_images = 0, rc = 0, kind;
     char **images = argv; /* positional arguments compacted to the front */
     while (!rc && (kind = cli_next(&a)) != CLI_ARG_END) {
@@ -37,8 +37,7 @@ int cmd_score(int argc, char **argv)
             return CLI_OK;
         } else if (cli_is(&a, "-m", "--clip")) {
             rc = cli_value(&a, &clip);
-        } else if (cli_is(&a, "-t", "--threads")) {
-            rc = cli_int_value(&a, 0, 4096, &threads);
+        } else if (cli_compute_option(&a, &cc, &rc)) {
         } else {
             return cli_unexpected(&a);
         }
@@ -55,7 +54,7 @@ int cmd_score(int argc, char **argv)
         return CLI_FAIL;
 
     cli_clip c;
-    if (cli_clip_open(&c, "score", clip, caption, (int)threads))
+    if (cli_clip_open(&c, "score", clip, caption, &cc))
         return CLI_FAIL;
     size_t img = (size_t)3 * c.size * c.size;
     float *pixels = malloc((size_t)n_images * img * sizeof *pixels);

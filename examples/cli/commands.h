@@ -110,8 +110,25 @@ enum {
 int cli_check_kind(const char *cmd, const char *option, const char *path, int kinds,
                    const char **kind);
 
+/* Where a command's models compute: -t/--threads, --backend, --device. */
+typedef struct cli_compute {
+    long long threads; /* dalle_ctx_params.n_threads (0: all cores) */
+    int backend;       /* DALLE_BACKEND_CPU (the default), _CUDA or _AUTO */
+    long long device;  /* the GPU's index */
+} cli_compute;
+
+#define CLI_COMPUTE_HELP                                                                       \
+    "  -t, --threads N        worker threads (default: all cores)\n"                            \
+    "  --backend B            cpu (default), cuda, or auto (the GPU where one works,\n"         \
+    "                         else the CPU)\n"                                                  \
+    "  --device N             the GPU for cuda and auto (default 0)\n"
+
+/* If a is one of those options, parse its value into *c (*rc: 0 or the
+ * usage error) and return 1; else 0. */
+int cli_compute_option(cli_args *a, cli_compute *c, int *rc);
+
 /* A DALL-E or VAE context (dalle_ctx_create): NULL after the message. */
-dalle_ctx *cli_load_dalle(const char *path, int threads, int max_batch);
+dalle_ctx *cli_load_dalle(const char *path, const cli_compute *c, int max_batch);
 
 /* Report a failed library call: its message (dalle_last_error) as the one
  * line. Returns CLI_FAIL. */
@@ -130,7 +147,7 @@ typedef struct cli_clip {
 /* Load the CLIP bundle and tokenize the caption for it: 0 or CLI_FAIL after
  * the message (the struct is then freed). */
 int cli_clip_open(cli_clip *c, const char *cmd, const char *path, const char *caption,
-                  int threads);
+                  const cli_compute *compute);
 /* Rerank n images [n][3][size][size] in [0, 1] by the caption: scores[n]
  * (CLIP's logits) and order[n], the indices best first. 0 or CLI_FAIL after
  * the message. */

@@ -130,6 +130,9 @@ class CliBasics(CliCase):
             (["--num-images=99999999999999999999"], "--num-images: 99999999999999999999 is out of range"),
             (["--batch", "0"], "--batch: 0 is out of range 1..4096"),
             (["--threads", "-1"], "--threads: -1 is out of range 0..4096"),
+            (["--backend", "gpu"], "--backend: 'gpu': expected cpu, cuda or auto"),
+            (["--backend"], "--backend needs a value"),
+            (["--device", "-1"], "--device: -1 is out of range 0..1023"),
             (["--seed", "-1"], "--seed: '-1' is not a non-negative integer"),
             (["--seed", "18446744073709551616"], "--seed: 18446744073709551616 is out of range"),
             (["--temperature", "0"], "--temperature: 0 is out of range (0, "),
@@ -332,6 +335,26 @@ class CliModels(CliCase):
         # the default seed comes from the clock and is printed
         self.generate("a", "--grid", self.path("one.png"))
         self.assertEqual(png_size(self.path("one.png")), (32, 32))
+
+    def test_generate_backend(self):
+        """--backend auto gives the CPU's images where no GPU works; --backend
+        cuda either runs on a GPU or fails with one line saying why."""
+        cpu = self.generate("a b", "-n", "2", "--seed", "3", "-o", self.path("cpu"))
+        auto = self.generate("a b", "-n", "2", "--seed", "3", "-o", self.path("auto"),
+                             "--backend", "auto", "--device", "0")
+        r = run("generate", "-m", DALLE_FULL, "a b", "-n", "2", "--seed", "3", "-o",
+                self.path("cuda"), "--backend", "cuda")
+        if r.returncode == 0:  # a GPU: the same model, not the same pictures
+            return
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr.strip(), r"^dalle: backend cuda: .*libdalle was built with(out)? CUDA")
+        for a, b in zip(cpu, auto):  # no GPU here: auto is the CPU, bit for bit
+            with open(a, "rb") as f1, open(b, "rb") as f2:
+                self.assertEqual(f1.read(), f2.read())
+        for cmd in ("encode", "decode", "score"):
+            h = self.ok(cmd, "--help").stdout
+            self.assertIn("--backend B", h, cmd)
+            self.assertIn("--device N", h, cmd)
 
     def test_generate_rerank(self):
         """--clip writes the images best first with their scores, and the

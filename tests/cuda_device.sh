@@ -34,7 +34,7 @@
 #       and copies bench_gpu, bench_make_model, libdalle and the libraries
 #       they need, and bench/torch_dalle.py, into .devbench/
 #   sh tests/cuda_device.sh run-bench    there (carry [".devbench"]): makes the
-#       DALLE-S and DALLE-XS models, runs bench_gpu at batch 1, 8 and 64
+#       DALLE-S, DALLE-XS and a bf16 DALLE-S, runs bench_gpu at batch 1, 8, 64
 #       against the GPU's ceilings, then the PyTorch reference on the same
 #       GPU; logs to $OUT (bench_gpu.log, torch.log, summary.txt)
 set -u
@@ -125,6 +125,10 @@ run-bench)
         [ -f "$f" ] || .devbench/bench_make_model "$w" "$f" >/dev/null
         models="$models $f"
     done
+    # DALLE-S with bf16 matrices: the GPU keeps them 16-bit (k_linear16)
+    f=/tmp/dalle_s_bf16.dalle
+    [ -f "$f" ] || .devbench/bench_make_model S "$f" --dtype bf16 >/dev/null
+    models="$models $f"
     # shellcheck disable=SC2086 # two paths without spaces
     timeout 300 .devbench/bench_gpu --batches 1,8,64 --tokens 32 --repeat 3 $models \
         >"$out/bench_gpu.log" 2>&1

@@ -17,7 +17,7 @@
  * Speeds: bench/window.c's windows (the median step of a window centred on
  * the image's middle token, the best of R), batch × image tokens per step.
  * Rooflines per step of B tokens (bench_token_costs: weights as the GPU
- * keeps them, f16 / bf16 as stored, float32 and int8 as float32, plus each
+ * keeps them, as stored: 4, 2 or 1 + 4/block bytes an element, plus each
  * sequence's KV cache):
  *   memory  (weight bytes + B × KV bytes) / bandwidth,
  *   FLOPs   B × FLOPs per token / sgemm,
@@ -140,14 +140,17 @@ static void bench_model(const char *path, const int *batches, int n_batches, int
     const int heads = (int)meta_i64(b, "dalle.heads", 8);
     const int dim_head = (int)meta_i64(b, "dalle.dim_head", 64);
     const int S = dalle_image_seq_len(ctx);
-    /* the GPU keeps f16 / bf16 matrices as stored and widens int8 to
-     * float32 (lib/transformer_backend.c): to_logits tells which */
+    /* the GPU keeps the matrices as stored (lib/transformer_backend.c):
+     * to_logits tells which; int8 carries a float32 scale per block */
     double mat_bytes = 4.0;
     dalle_tensor_info ti;
     const int idx = dalle_bundle_find_tensor(b, "to_logits.1.weight");
-    if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK &&
-        (ti.dtype == DALLE_DTYPE_F16 || ti.dtype == DALLE_DTYPE_BF16))
-        mat_bytes = 2.0;
+    if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK) {
+        if (ti.dtype == DALLE_DTYPE_F16 || ti.dtype == DALLE_DTYPE_BF16)
+            mat_bytes = 2.0;
+        else if (ti.dtype == DALLE_DTYPE_I8)
+            mat_bytes = 1.0 + 4.0 / (double)meta_i64(b, "weights.int8_block", 32);
+    }
     bench_token_cost tc;
     bench_token_costs(dim, depth, (double)heads * dim_head, dalle_text_seq_len(ctx), S,
                       dalle_num_image_tokens(ctx), mat_bytes, &tc);
@@ -162,7 +165,7 @@ static void bench_model(const char *path, const int *batches, int n_batches, int
     printf("\n%s (%s): dim %d, depth %d, %d image tokens; opened in %.2f s; window %d tokens "
            "centred on token %d, best of %d\n",
            label, path, dim, depth, S, load_s, window, mid + window / 2, repeat);
-    printf("  weights %.1f MB/token (matrices at %.0f bytes an element on the GPU), KV cache "
+    printf("  weights %.1f MB/token (matrices at %.3g bytes an element on the GPU), KV cache "
            "%.2f MB/token at %.0f keys, %.2f GFLOP/token\n",
            tc.weight_bytes / 1e6, mat_bytes, tc.kv_bytes / 1e6, tc.keys_avg, tc.flops / 1e9);
     printf("  %5s %11s %9s %11s %8s %9s %9s  %s\n", "batch", "tokens/s", "ms/step", "roofline",

@@ -4,11 +4,10 @@
  * model code (transformer.c, attention.c) runs there. The bundle keeps the
  * host originals.
  *
- * Matrices keep their dtype where the backend computes with it: float32,
- * f16 and bf16 are copied as stored (a 16-bit bundle takes half the device
- * memory of a float32 one, and a token reads half the bytes); int8 + scales
- * is widened to float32 on the way, row by row with ops_weight_row (the
- * exact values the CPU's ops_linear_w multiplies with).
+ * Matrices keep their dtype: float32, f16, bf16 and int8 (+ its float32
+ * scales) are copied as stored, and the backend's products widen them as
+ * the CPU's ops_linear_w does (a 16-bit bundle takes half the device memory
+ * of a float32 one, an int8 one about 28%, and a token reads that much).
  *
  * A tensor used twice (shared layers, to_logits rows as the embeddings) is
  * copied once: a pointer that lies inside an already copied host range of
@@ -23,15 +22,13 @@ typedef struct copied {
     const char *host; /* the host tensor's first byte */
     size_t bytes;     /* its bytes as stored */
     int dtype;        /* OPS_W_* as stored */
-    char *dev;        /* its copy (device_dtype's elements) */
+    char *dev;        /* its copy, as stored */
 } copied;
 
 typedef struct uploader {
     backend *be;
     copied *list;
     int n, cap;
-    float *rows;      /* host scratch for widening */
-    int64_t rows_cap; /* floats */
     int reduced;      /* some matrix stays reduced on the backend */
     dalle_status s;
 } uploader;
@@ -46,18 +43,15 @@ static size_t dtype_bytes(int dtype)
     }
 }
 
-/* What a matrix of `dtype` becomes on the backend: int8 is widened. */
-static int device_dtype(int dtype) { return dtype == OPS_W_I8 ? OPS_W_F32 : dtype; }
-
 /* The copy of n elements at host of `dtype` when already made, else NULL. */
 static void *find_copy(const uploader *u, const void *host, int64_t n, int dtype)
 {
     const char *p = host;
-    const size_t es = dtype_bytes(dtype), des = dtype_bytes(device_dtype(dtype));
+    const size_t es = dtype_bytes(dtype);
     for (int i = 0; i < u->n; i++) {
         const copied *c = &u->list[i];
         if (c->dtype == dtype && p >= c->host && p + (size_t)n * es <= c->host + c->bytes)
-            return c->dev + (size_t)(p - c->host) / es * des;
+            return c->dev + (p - c->host);
     }
     return NULL;
 }
@@ -75,7 +69,7 @@ static void *new_copy(uploader *u, const void *host, int64_t n, int dtype)
         u->cap = cap;
     }
     void *dev = NULL;
-    if ((u->s = u->be->op->alloc(u->be, (size_t)n * dtype_bytes(device_dtype(dtype)), &dev)))
+    if ((u->s = u->be->op->alloc(u->be, (size_t)n * dtype_bytes(dtype), &dev)))
         return NULL;
     u->list[u->n++] = (copied){host, (size_t)n * dtype_bytes(dtype), dtype, dev};
     return dev;
@@ -95,42 +89,23 @@ static void up_floats(uploader *u, const float **p, int64_t n)
     *p = dev;
 }
 
-/* A matrix [out][in]: float32, f16 and bf16 as stored, int8 as float32. */
+/* A matrix [out][in] as stored; int8's scales [out][blocks] beside it. */
 static void up_weight(uploader *u, ops_weight *w, int64_t out, int64_t in)
 {
     if (u->s)
         return;
-    const int dd = device_dtype(w->dtype);
     void *dev = find_copy(u, w->data, out * in, w->dtype);
     if (!dev) {
         if (!(dev = new_copy(u, w->data, out * in, w->dtype)))
             return;
-        if (dd == w->dtype) {
-            u->be->op->upload(u->be, dev, w->data, (size_t)(out * in) * dtype_bytes(dd));
-        } else {
-            /* widen blocks of rows (about 4 MiB) and upload each block */
-            int64_t per = ((int64_t)1 << 20) / in;
-            per = per < 1 ? 1 : per > out ? out : per;
-            if (per * in > u->rows_cap) {
-                free(u->rows);
-                u->rows_cap = per * in;
-                if (!(u->rows = malloc((size_t)u->rows_cap * sizeof(float)))) {
-                    u->s = dalle_fail(DALLE_ERR_OUT_OF_MEMORY, "transformer upload: out of memory");
-                    return;
-                }
-            }
-            for (int64_t r0 = 0; r0 < out; r0 += per) {
-                int64_t nr = out - r0 < per ? out - r0 : per;
-                for (int64_t r = 0; r < nr; r++)
-                    ops_weight_row(w, in, r0 + r, u->rows + r * in);
-                u->be->op->upload(u->be, (float *)dev + r0 * in, u->rows,
-                                  (size_t)(nr * in) * sizeof(float));
-            }
-        }
+        u->be->op->upload(u->be, dev, w->data, (size_t)(out * in) * dtype_bytes(w->dtype));
     }
-    if (dd != OPS_W_F32)
+    const float *scales = w->scales;
+    if (w->dtype == OPS_W_I8)
+        up_floats(u, &scales, out * ops_weight_blocks(in, w->block));
+    if (w->dtype != OPS_W_F32)
         u->reduced = 1;
-    ops_weight kept = {dd, dev, NULL, 0};
+    ops_weight kept = {w->dtype, dev, w->dtype == OPS_W_I8 ? scales : NULL, w->block};
     *w = kept;
 }
 
@@ -143,7 +118,10 @@ static void up_norm(uploader *u, tf_norm *n, int64_t d)
 /* Bytes of an [out][in] matrix on the backend (up_weight's copy). */
 static size_t weight_bytes(const ops_weight *w, size_t out, size_t in)
 {
-    return out * in * dtype_bytes(device_dtype(w->dtype));
+    size_t bytes = out * in * dtype_bytes(w->dtype);
+    if (w->dtype == OPS_W_I8)
+        bytes += out * (size_t)ops_weight_blocks((int64_t)in, w->block) * sizeof(float) + 512;
+    return bytes;
 }
 
 size_t transformer_backend_bytes(const transformer *tf)
@@ -206,7 +184,6 @@ dalle_status transformer_to_backend(transformer *tf, backend *be)
     up_floats(&u, &cs, rot);
     up_floats(&u, &sn, rot);
     free(u.list);
-    free(u.rows);
     dalle_status s = backend_uploaded(be, u.s, "transformer");
     if (s)
         return s;

@@ -527,11 +527,12 @@ static void check_model_kernels(void)
     backend_cpu_init(&cpu, NULL);
     const int dim = 37, fmap = 3, text_len = 5, vt = 11, vi = 9, batch = 3;
     const int total = text_len + fmap * fmap;
-    /* variants 0..3: float32 tables, positions x stable; 4, 5: an f16 text
-     * table and a bf16 image table (kept 16-bit on the GPU), positions 0/1 */
+    /* variants 0..3: float32 tables, positions x stable; 4, 5: an f16 (4)
+     * or int8 + scales (5) text table and a bf16 image table, kept as stored
+     * on the GPU, positions 0 / 1 */
     for (int variant = 0; variant < 6; variant++) {
         const int positions = variant & 1, stable = variant < 4 && ((variant >> 1) & 1);
-        const int half = variant >= 4;
+        const int half = variant >= 4, i8 = variant == 5;
         size_t mark = cuda_ops_arena_mark(ctx);
         float *temb = xmalloc((size_t)vt * dim * 4), *iemb = xmalloc((size_t)vi * dim * 4);
         float *tpos = xmalloc((size_t)text_len * dim * 4), *ar = xmalloc((size_t)fmap * dim * 4);
@@ -547,13 +548,23 @@ static void check_model_kernels(void)
         uint16_t *temb16 = xmalloc((size_t)vt * dim * 2), *iemb16 = xmalloc((size_t)vi * dim * 2);
         random_half(temb16, (size_t)vt * dim, OPS_W_F16);
         random_half(iemb16, (size_t)vi * dim, OPS_W_BF16);
+        /* int8: blocks of 8 over dim 37 (a last, partial block), scales > 0 */
+        const int blk = 8, nblk = (int)ops_weight_blocks(dim, blk);
+        int8_t *temb8 = xmalloc((size_t)vt * dim);
+        float *tsc = xmalloc((size_t)vt * nblk * 4);
+        for (size_t i = 0; i < (size_t)vt * dim; i++)
+            temb8[i] = (int8_t)((int)(lcg() % 255) - 127);
+        fill(tsc, (size_t)vt * nblk, 0.001f, 0.02f);
         if (half) {
-            tf.text_emb = (ops_weight){OPS_W_F16, temb16, NULL, 0};
+            tf.text_emb = i8 ? (ops_weight){OPS_W_I8, temb8, tsc, blk}
+                             : (ops_weight){OPS_W_F16, temb16, NULL, 0};
             tf.image_emb = (ops_weight){OPS_W_BF16, iemb16, NULL, 0};
         }
+        float *dtsc = i8 ? dev_copy(tsc, (size_t)vt * nblk * 4) : NULL;
         tf.text_pos_emb = tpos, tf.axial_rows = ar, tf.axial_cols = ac;
-        void *dtemb = half ? dev_copy(temb16, (size_t)vt * dim * 2)
-                           : dev_copy(temb, (size_t)vt * dim * 4);
+        void *dtemb = i8     ? dev_copy(temb8, (size_t)vt * dim)
+                      : half ? dev_copy(temb16, (size_t)vt * dim * 2)
+                             : dev_copy(temb, (size_t)vt * dim * 4);
         void *diemb = half ? dev_copy(iemb16, (size_t)vi * dim * 2)
                            : dev_copy(iemb, (size_t)vi * dim * 4);
         float *dtpos = dev_copy(tpos, (size_t)text_len * dim * 4);
@@ -575,16 +586,19 @@ static void check_model_kernels(void)
             cpu.op->embed(&cpu, &tf, &st, ids, m, want);
             int32_t *dids = dev_copy(ids, sizeof ids);
             float *dx = dev_copy(NULL, n * 4);
-            CALL(cuda_embed(ctx, dx, dids, batch, m, dim, pos, text_len, fmap, dtemb,
-                            tf.text_emb.dtype, diemb, tf.image_emb.dtype, positions, dtpos, dar,
-                            dac, stable));
+            const ops_weight te = {tf.text_emb.dtype, dtemb, dtsc, tf.text_emb.block};
+            const ops_weight ie = {tf.image_emb.dtype, diemb, NULL, 0};
+            CALL(cuda_embed(ctx, dx, dids, batch, m, dim, pos, text_len, fmap, &te, &ie,
+                            positions, dtpos, dar, dac, stable));
             download(got, dx, n * 4);
             ok &= count_diff_bits(got, want, n) == 0;
             free(want), free(got);
         }
         CHECK(ok, "embed (%s tables, positions %d, stable %d): %d positions of %d sequences, the "
-              "CPU's bits", half ? "f16 / bf16" : "float32", positions, stable, total, batch);
+              "CPU's bits", i8 ? "int8 / bf16" : half ? "f16 / bf16" : "float32", positions,
+              stable, total, batch);
         free(temb), free(iemb), free(tpos), free(ar), free(ac), free(temb16), free(iemb16);
+        free(temb8), free(tsc);
         cuda_ops_arena_reset(ctx, mark);
     }
 
@@ -886,66 +900,80 @@ static double gemm_ratio(int ta, int tb, int64_t m, int64_t n, int64_t k, float 
     return worst;
 }
 
-/* Products with 16-bit weights kept 16-bit on the GPU (cuda_linear_w)
+/* Products with reduced weights kept as stored on the GPU (cuda_linear_w)
  * against the CPU's ops_linear_w on the same weights: within 1e-5 of
- * sum_i |x w| (+ |b|), odd and even rows, 1 to 64 rows, a wider ldy. */
-static void check_linear16(void)
+ * sum_i |x w| (+ |b|); 1 to 64 rows, a wider ldy, rows whose length is
+ * even, odd, a multiple of 4 or not (the kernel's 4-byte and 1-element
+ * paths); int8 with scale blocks of 32 and of 8, a last partial block. */
+static void check_linear_lowp(void)
 {
     const int shapes[][5] = { /* rows, in, out, ldy - out, bias */
         {1, 64, 37, 0, 1}, {3, 130, 50, 11, 0}, {8, 256, 33, 0, 1},
         {13, 96, 40, 5, 1}, {64, 200, 24, 0, 1}, {5, 33, 20, 0, 1},
     };
-    for (int dt = OPS_W_F16; dt <= OPS_W_BF16; dt++)
+    static const char *const names[] = {"f32", "f16", "bf16", "int8 (block 32)", "int8 (block 8)"};
+    for (int v = 1; v <= 4; v++)
         for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int dt = v == 4 ? OPS_W_I8 : v, block = v == 4 ? 8 : 32;
             const int rows = shapes[si][0], in = shapes[si][1], out = shapes[si][2];
             const int ldy = out + shapes[si][3], has_bias = shapes[si][4];
+            const size_t es = dt == OPS_W_I8 ? 1 : 2;
+            const int64_t nblk = ops_weight_blocks(in, block);
             size_t mark = cuda_ops_arena_mark(ctx);
-            uint16_t *w = xmalloc((size_t)out * in * 2);
+            void *w = xmalloc((size_t)out * in * es);
+            float *sc = xmalloc((size_t)out * nblk * 4);
             float *x = xmalloc((size_t)rows * in * 4), *b = xmalloc((size_t)out * 4);
             float *want = xmalloc((size_t)rows * ldy * 4), *got = xmalloc((size_t)rows * ldy * 4);
             float *scratch = xmalloc((size_t)ops_linear_w_scratch(in) * 4);
-            random_half(w, (size_t)out * in, dt);
+            float *wide = xmalloc((size_t)in * 4);
+            if (dt == OPS_W_I8) {
+                for (size_t i = 0; i < (size_t)out * in; i++)
+                    ((int8_t *)w)[i] = (int8_t)((int)(lcg() % 255) - 127);
+                fill(sc, (size_t)out * nblk, 0.001f, 0.02f);
+            } else {
+                random_half(w, (size_t)out * in, dt);
+            }
             fill(x, (size_t)rows * in, -1, 1);
             fill(b, (size_t)out, -1, 1);
             fill(want, (size_t)rows * ldy, -1, 1);
             memcpy(got, want, (size_t)rows * ldy * 4);
-            const ops_weight wt = {dt, w, NULL, 0};
+            const ops_weight wt = {dt, w, dt == OPS_W_I8 ? sc : NULL, dt == OPS_W_I8 ? block : 0};
             ops_linear_w(NULL, x, rows, in, &wt, has_bias ? b : NULL, out, want, ldy, scratch, 1);
-            void *dw = dev_copy(w, (size_t)out * in * 2);
+            void *dw = dev_copy(w, (size_t)out * in * es);
+            float *dsc = dt == OPS_W_I8 ? dev_copy(sc, (size_t)out * nblk * 4) : NULL;
             float *dx = dev_copy(x, (size_t)rows * in * 4), *db = dev_copy(b, (size_t)out * 4);
             float *dy = dev_copy(got, (size_t)rows * ldy * 4);
-            CALL(cuda_linear_w(ctx, dx, rows, in, dt, dw, has_bias ? db : NULL, out, dy, ldy));
+            const ops_weight dwt = {dt, dw, dsc, wt.block};
+            CALL(cuda_linear_w(ctx, dx, rows, in, &dwt, has_bias ? db : NULL, out, dy, ldy));
             download(got, dy, (size_t)rows * ldy * 4);
             double worst = 0.0;
             size_t untouched = 0;
-            for (int r = 0; r < rows; r++) {
-                for (int j = 0; j < out; j++) {
+            for (int j = 0; j < out; j++) {
+                ops_weight_row(&wt, in, j, wide); /* the values the CPU multiplies with */
+                for (int r = 0; r < rows; r++) {
                     double s = has_bias ? fabs(b[j]) : 0.0;
-                    for (int i = 0; i < in; i++) {
-                        const float wv = dt == OPS_W_F16 ? dalle_f16_value(w[(size_t)j * in + i])
-                                                         : dalle_bf16_value(w[(size_t)j * in + i]);
-                        s += fabs((double)x[(size_t)r * in + i] * wv);
-                    }
+                    for (int i = 0; i < in; i++)
+                        s += fabs((double)x[(size_t)r * in + i] * wide[i]);
                     const double e = fabs((double)got[(size_t)r * ldy + j] -
                                           (double)want[(size_t)r * ldy + j]) /
                                      (1e-5 * s + 1e-30);
                     if (!(e <= worst))
                         worst = isnan(e) ? INFINITY : e;
                 }
+            }
+            for (int r = 0; r < rows; r++)
                 for (int j = out; j < ldy; j++) /* past `out`: the caller's, untouched */
                     untouched += got[(size_t)r * ldy + j] == want[(size_t)r * ldy + j];
-            }
             CHECK(worst <= 1.0 && untouched == (size_t)rows * (ldy - out),
-                  "linear with %s weights kept 16-bit: %d x %d -> %d (ldy %d%s): error ratio "
+                  "linear with %s weights kept as stored: %d x %d -> %d (ldy %d%s): error ratio "
                   "%.3g of 1e-5 sum |x w|",
-                  dt == OPS_W_F16 ? "f16" : "bf16", rows, in, out, ldy, has_bias ? ", bias" : "",
-                  worst);
-            free(w), free(x), free(b), free(want), free(got), free(scratch);
+                  names[v], rows, in, out, ldy, has_bias ? ", bias" : "", worst);
+            free(w), free(sc), free(x), free(b), free(want), free(got), free(scratch), free(wide);
             cuda_ops_arena_reset(ctx, mark);
         }
-    CHECK(cuda_linear_w(ctx, NULL, 1, 8, OPS_W_I8, NULL, NULL, 8, NULL, 8) ==
-              DALLE_ERR_INVALID_ARGUMENT,
-          "linear with int8 weights refused on the GPU: %s", dalle_last_error());
+    const ops_weight odd = {OPS_W_I8, NULL, NULL, 12};
+    CHECK(cuda_linear_w(ctx, NULL, 1, 24, &odd, NULL, 8, NULL, 8) == DALLE_ERR_INVALID_ARGUMENT,
+          "linear with int8 blocks of 12 refused on the GPU: %s", dalle_last_error());
 }
 
 static void check_gemm(void)
@@ -1392,7 +1420,7 @@ int main(int argc, char **argv)
     check_rng();
     check_sampler();
     check_gemm();
-    check_linear16();
+    check_linear_lowp();
     check_image_ops(); /* the VAEs' image operations */
     CALL(cuda_ops_sync(ctx));
     cuda_ops_destroy(ctx);

@@ -93,9 +93,9 @@ static void cu_linear(backend *be, const float *x, int64_t rows, int64_t in, con
                       const float *b, int64_t out, float *y, int64_t ldy, float *scratch,
                       int slots)
 {
-    (void)scratch; /* the GPU widens 16-bit weights in its kernel: no scratch */
+    (void)scratch; /* the GPU widens reduced weights in its kernel: no scratch */
     (void)slots;
-    RUN(be, cuda_linear_w(ctx_of(be), x, rows, in, w->dtype, w->data, b, out, y, ldy));
+    RUN(be, cuda_linear_w(ctx_of(be), x, rows, in, w, b, out, y, ldy));
 }
 
 static void cu_layer_norm(backend *be, const float *x, int64_t rows, int64_t dim,
@@ -149,9 +149,8 @@ static void cu_embed(backend *be, const transformer *tf, tf_state *st, const int
     /* the chunk's ids go up (4 bytes a token), the gather runs there */
     RUN(be, cuda_ops_upload(c, st->ids, tokens, (size_t)st->batch * m * sizeof *tokens));
     RUN(be, cuda_embed(c, x, st->ids, st->batch, m, hp->dim, st->pos, hp->text_len, hp->fmap,
-                       tf->text_emb.data, tf->text_emb.dtype, tf->image_emb.data,
-                       tf->image_emb.dtype, !hp->rotary_emb, tf->text_pos_emb, tf->axial_rows,
-                       tf->axial_cols, hp->stable));
+                       &tf->text_emb, &tf->image_emb, !hp->rotary_emb, tf->text_pos_emb,
+                       tf->axial_rows, tf->axial_cols, hp->stable));
 }
 
 static void cu_token_shift(backend *be, const transformer *tf, const tf_state *st, float *hist,

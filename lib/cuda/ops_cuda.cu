@@ -317,63 +317,92 @@ __global__ void k_add_bias(float *y, int64_t rows, int64_t out, int64_t ldy, con
     }
 }
 
-// ---- products with 16-bit weights (OPS_W_F16 / OPS_W_BF16, kept as stored) --
+// ---- products with reduced weights (f16, bf16, int8 + scales, as stored) ---
 
-// An element of a 16-bit weight, widened exactly as the CPU widens it
-// (lib/half.h).
-template <int DT> __device__ __forceinline__ float w16_value(uint16_t h)
+// A reduced weight as the kernels read it (an ops_weight's device copy).
+struct lowp_w {
+    const void *data;
+    const float *scales; // int8: [out][blocks]
+    int64_t blocks;      // int8: scale blocks a row
+    int block;           // int8: elements a scale covers (a multiple of 8)
+};
+
+// Element i of row j, widened exactly as the CPU widens it (lib/half.h;
+// lib/ops_lowp.c's elem for int8: q * scale, one rounding).
+template <int DT> __device__ __forceinline__ float lowp_value(const lowp_w &w, int64_t j, int64_t in,
+                                                              int64_t i)
 {
+    if (DT == OPS_W_I8)
+        return (float)((const int8_t *)w.data)[j * in + i] * w.scales[j * w.blocks + i / w.block];
+    const uint16_t h = ((const uint16_t *)w.data)[j * in + i];
     return DT == OPS_W_BF16 ? dalle_bf16_value(h) : dalle_f16_value(h);
 }
 
-#define LINEAR16_WARPS 8 // output columns a block
-#define LINEAR16_ROWS 8  // rows of x a pass over a weight row serves
+#define LINEAR_LOWP_WARPS 8 // output columns a block
+#define LINEAR_LOWP_ROWS 8  // rows of x a pass over a weight row serves
 
 // y[r][j] = sum_i x[r][i] * w[j][i] (+ b[j]): a warp per output column j,
-// its lanes over the row (pairs of elements, 128 bytes a warp a step, where
-// `in` is even), up to 8 rows of x per pass over the weight row, each
-// accumulated in float by FMAs in a fixed lane order and reduced by a fixed
-// xor tree; the bias added after, as the CPU. A warp exits whole (j is the
-// warp's), so its shuffles never miss a lane.
+// its lanes over the row (4 bytes a lane a step where the row's start is
+// 4-byte aligned: two 16-bit or four int8 elements, which share a scale
+// block), up to 8 rows of x per pass over the weight row, each accumulated
+// in float by FMAs in a fixed lane order and reduced by a fixed xor tree;
+// the bias added after, as the CPU. A warp exits whole (j is the warp's),
+// so its shuffles never miss a lane.
 template <int DT>
-__global__ void __launch_bounds__(LINEAR16_WARPS * 32)
-    k_linear16(const float *x, int64_t rows, int64_t in, const uint16_t *w, const float *b,
-               int64_t out, float *y, int64_t ldy)
+__global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
+    k_linear_lowp(const float *x, int64_t rows, int64_t in, lowp_w w, const float *b,
+                  int64_t out, float *y, int64_t ldy)
 {
     const int lane = threadIdx.x & 31;
-    const int64_t j = (int64_t)blockIdx.x * LINEAR16_WARPS + (threadIdx.x >> 5);
+    const int64_t j = (int64_t)blockIdx.x * LINEAR_LOWP_WARPS + (threadIdx.x >> 5);
     if (j >= out)
         return;
-    const uint16_t *wr = w + j * in;
-    for (int64_t r0 = 0; r0 < rows; r0 += LINEAR16_ROWS) {
-        const int nr = rows - r0 < LINEAR16_ROWS ? (int)(rows - r0) : LINEAR16_ROWS;
+    const int per = DT == OPS_W_I8 ? 4 : 2; // elements in 4 bytes
+    for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_LOWP_ROWS) {
+        const int nr = rows - r0 < LINEAR_LOWP_ROWS ? (int)(rows - r0) : LINEAR_LOWP_ROWS;
         const float *xr = x + r0 * in;
-        float acc[LINEAR16_ROWS];
+        float acc[LINEAR_LOWP_ROWS];
 #pragma unroll
-        for (int r = 0; r < LINEAR16_ROWS; r++)
+        for (int r = 0; r < LINEAR_LOWP_ROWS; r++)
             acc[r] = 0.0f;
-        if ((in & 1) == 0) { // two elements a lane: one 4-byte load
-            const uint32_t *w2 = (const uint32_t *)wr;
-            for (int64_t p = lane; p < in / 2; p += 32) {
-                const uint32_t two = w2[p];
-                const float w0 = w16_value<DT>((uint16_t)(two & 0xffffu));
-                const float w1 = w16_value<DT>((uint16_t)(two >> 16));
+        if (in % per == 0) { // every row starts 4-byte aligned
+            const uint32_t *wr = (const uint32_t *)((const char *)w.data + j * in * (4 / per));
+            for (int64_t q = lane; q < in / per; q += 32) {
+                const uint32_t word = wr[q];
+                float wv[4];
+                if (DT == OPS_W_I8) {
+                    const float sc = w.scales[j * w.blocks + q * 4 / w.block];
 #pragma unroll
-                for (int r = 0; r < LINEAR16_ROWS; r++)
-                    if (r < nr)
-                        acc[r] = fmaf(w1, xr[r * in + 2 * p + 1], fmaf(w0, xr[r * in + 2 * p], acc[r]));
+                    for (int e = 0; e < 4; e++)
+                        wv[e] = (float)(int8_t)(word >> (8 * e)) * sc;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const uint16_t h = (uint16_t)(word >> (16 * e));
+                        wv[e] = DT == OPS_W_BF16 ? dalle_bf16_value(h) : dalle_f16_value(h);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < LINEAR_LOWP_ROWS; r++)
+                    if (r < nr) {
+                        float a = acc[r];
+#pragma unroll
+                        for (int e = 0; e < per; e++)
+                            a = fmaf(wv[e], xr[r * in + q * per + e], a);
+                        acc[r] = a;
+                    }
             }
         } else {
             for (int64_t i = lane; i < in; i += 32) {
-                const float wv = w16_value<DT>(wr[i]);
+                const float wv = lowp_value<DT>(w, j, in, i);
 #pragma unroll
-                for (int r = 0; r < LINEAR16_ROWS; r++)
+                for (int r = 0; r < LINEAR_LOWP_ROWS; r++)
                     if (r < nr)
                         acc[r] = fmaf(wv, xr[r * in + i], acc[r]);
             }
         }
 #pragma unroll
-        for (int r = 0; r < LINEAR16_ROWS; r++) {
+        for (int r = 0; r < LINEAR_LOWP_ROWS; r++) {
             float v = acc[r];
             for (int o = 16; o > 0; o >>= 1)
                 v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -383,14 +412,21 @@ __global__ void __launch_bounds__(LINEAR16_WARPS * 32)
     }
 }
 
-// An element of an embedding table of dtype OPS_W_F32, _F16 or _BF16.
-__device__ __forceinline__ float table_value(const void *t, int dtype, int64_t i)
+// An embedding table's element (float32, f16, bf16 or int8 + scales).
+struct table_w {
+    int dtype;
+    lowp_w w;
+};
+
+__device__ __forceinline__ float table_value(const table_w &t, int64_t row, int64_t d,
+                                             int64_t j)
 {
-    if (dtype == OPS_W_F16)
-        return dalle_f16_value(((const uint16_t *)t)[i]);
-    if (dtype == OPS_W_BF16)
-        return dalle_bf16_value(((const uint16_t *)t)[i]);
-    return ((const float *)t)[i];
+    switch (t.dtype) {
+    case OPS_W_F16: return lowp_value<OPS_W_F16>(t.w, row, d, j);
+    case OPS_W_BF16: return lowp_value<OPS_W_BF16>(t.w, row, d, j);
+    case OPS_W_I8: return lowp_value<OPS_W_I8>(t.w, row, d, j);
+    default: return ((const float *)t.w.data)[row * d + j];
+    }
 }
 
 // DivideMax: the CPU keeps the first element that is greater than all
@@ -559,10 +595,9 @@ __global__ void k_token_shift(float *hist, int64_t C, const float *h, float *out
 // position or the axial image embedding (row part + column part, summed
 // first) when `positions`; `stable` rounds as tokens * 0.1 + tokens * 0.9.
 __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64_t d,
-                        int64_t pos0, int text_len, int fmap, const void *text_emb,
-                        int text_dtype, const void *image_emb, int image_dtype, int positions,
-                        const float *text_pos, const float *axial_rows, const float *axial_cols,
-                        int stable)
+                        int64_t pos0, int text_len, int fmap, table_w text_emb, table_w image_emb,
+                        int positions, const float *text_pos, const float *axial_rows,
+                        const float *axial_cols, int stable)
 {
     const int64_t total = rows * d;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
@@ -571,11 +606,11 @@ __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64
         const int64_t p = pos0 + r % m, id = ids[r];
         float v;
         if (p < text_len) {
-            v = table_value(text_emb, text_dtype, id * d + j);
+            v = table_value(text_emb, id, d, j);
             if (positions)
                 v = __fadd_rn(v, text_pos[p * d + j]);
         } else {
-            v = table_value(image_emb, image_dtype, id * d + j);
+            v = table_value(image_emb, id, d, j);
             if (positions) {
                 const int64_t img = p - text_len;
                 v = __fadd_rn(v, __fadd_rn(axial_rows[(img / fmap) * d + j],
@@ -962,12 +997,16 @@ static dalle_status warm_kernels(cuda_ops *c)
         ws, 0, 0, ws, ws, 1, 1, 1, text_only, 0, ATTEND_THREADS, ws, 0, 0);
     LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
-    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, nullptr, OPS_W_F32, nullptr,
-                                 OPS_W_F32, 0, nullptr, nullptr, nullptr, 0);
-    LAUNCH(k_linear16<OPS_W_F16>, 1, LINEAR16_WARPS * 32, 0, s)(nullptr, 0, 2, nullptr, nullptr,
-                                                                0, nullptr, 0);
-    LAUNCH(k_linear16<OPS_W_BF16>, 1, LINEAR16_WARPS * 32, 0, s)(nullptr, 0, 2, nullptr, nullptr,
-                                                                 0, nullptr, 0);
+    const table_w no_table = {OPS_W_F32, {nullptr, nullptr, 1, 8}};
+    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, no_table, no_table, 0, nullptr,
+                                 nullptr, nullptr, 0);
+    const lowp_w no_w = {nullptr, nullptr, 1, 8};
+    LAUNCH(k_linear_lowp<OPS_W_F16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w, nullptr,
+                                                                      0, nullptr, 0);
+    LAUNCH(k_linear_lowp<OPS_W_BF16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w,
+                                                                       nullptr, 0, nullptr, 0);
+    LAUNCH(k_linear_lowp<OPS_W_I8>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 8, no_w, nullptr,
+                                                                     0, nullptr, 0);
     LAUNCH(k_fill, 1, 32, 0, s)(nullptr, 0, 0, 0, 1, 0.0f);
     LAUNCH(k_guidance, 1, 32, 0, s)(nullptr, nullptr, 0, 0, 1, 1.0f);
     cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
@@ -1245,34 +1284,49 @@ extern "C" dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, i
     return DALLE_OK;
 }
 
-extern "C" dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows, int64_t in,
-                                      int dtype, const void *w, const float *b, int64_t out,
-                                      float *y, int64_t ldy)
+// An ops_weight (device pointers) as the kernels take it; false if it is
+// not one they can read.
+static bool lowp_of(const ops_weight *w, int64_t in, lowp_w *l)
 {
-    if (dtype == OPS_W_F32)
-        return cuda_linear(c, x, rows, in, (const float *)w, b, out, y, ldy);
-    if (dtype != OPS_W_F16 && dtype != OPS_W_BF16)
+    l->data = w->data;
+    l->scales = w->scales;
+    l->block = w->dtype == OPS_W_I8 ? w->block : 8;
+    l->blocks = w->dtype == OPS_W_I8 && w->block > 0 ? ops_weight_blocks(in, w->block) : 1;
+    if (w->dtype == OPS_W_I8)
+        return w->block >= 8 && w->block % 8 == 0 && (w->scales || in == 0);
+    return w->dtype == OPS_W_F32 || w->dtype == OPS_W_F16 || w->dtype == OPS_W_BF16;
+}
+
+extern "C" dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows, int64_t in,
+                                      const ops_weight *w, const float *b, int64_t out, float *y,
+                                      int64_t ldy)
+{
+    if (w->dtype == OPS_W_F32)
+        return cuda_linear(c, x, rows, in, (const float *)w->data, b, out, y, ldy);
+    lowp_w l;
+    if (!lowp_of(w, in, &l))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "cuda: linear: weights of dtype %d (the GPU takes float32, f16 and "
-                          "bf16; int8 is widened when uploaded)",
-                          dtype);
+                          "cuda: linear: weights of dtype %d (block %d): the GPU takes float32, "
+                          "f16, bf16 and int8 with scale blocks of a multiple of 8",
+                          w->dtype, w->block);
     if (rows < 0 || in <= 0 || out < 0)
         return bad_size("linear", "rows, in or out", rows < 0 ? rows : in <= 0 ? in : out);
     if (ldy < out)
         return bad_size("linear", "ldy", ldy);
     if (rows == 0 || out == 0)
         return DALLE_OK;
-    const int64_t blocks = (out + LINEAR16_WARPS - 1) / LINEAR16_WARPS;
+    const int64_t blocks = (out + LINEAR_LOWP_WARPS - 1) / LINEAR_LOWP_WARPS;
     if (blocks > INT_MAX)
         return bad_size("linear", "out", out);
     device_scope scope(c->device);
-    if (dtype == OPS_W_F16)
-        LAUNCH(k_linear16<OPS_W_F16>, (unsigned)blocks, LINEAR16_WARPS * 32, 0, c->stream)(
-            x, rows, in, (const uint16_t *)w, b, out, y, ldy);
+    const unsigned g = (unsigned)blocks, t = LINEAR_LOWP_WARPS * 32;
+    if (w->dtype == OPS_W_F16)
+        LAUNCH(k_linear_lowp<OPS_W_F16>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
+    else if (w->dtype == OPS_W_BF16)
+        LAUNCH(k_linear_lowp<OPS_W_BF16>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
     else
-        LAUNCH(k_linear16<OPS_W_BF16>, (unsigned)blocks, LINEAR16_WARPS * 32, 0, c->stream)(
-            x, rows, in, (const uint16_t *)w, b, out, y, ldy);
-    LAUNCHED("linear (16-bit weights)");
+        LAUNCH(k_linear_lowp<OPS_W_I8>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
+    LAUNCHED("linear (reduced weights)");
     return DALLE_OK;
 }
 
@@ -1518,21 +1572,19 @@ extern "C" dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t strea
 // ---------------------------------------------------------------------------
 // The transformer's embedding, logits mask and guidance.
 
-static bool table_dtype_ok(int dtype)
-{
-    return dtype == OPS_W_F32 || dtype == OPS_W_F16 || dtype == OPS_W_BF16;
-}
-
 extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, int batch, int m,
                                    int64_t dim, int64_t pos0, int text_len, int fmap,
-                                   const void *text_emb, int text_dtype, const void *image_emb,
-                                   int image_dtype, int positions, const float *text_pos,
-                                   const float *axial_rows, const float *axial_cols, int stable)
+                                   const ops_weight *text_emb, const ops_weight *image_emb,
+                                   int positions, const float *text_pos, const float *axial_rows,
+                                   const float *axial_cols, int stable)
 {
-    if (!table_dtype_ok(text_dtype) || !table_dtype_ok(image_dtype))
+    table_w te, ie;
+    te.dtype = text_emb->dtype;
+    ie.dtype = image_emb->dtype;
+    if (!lowp_of(text_emb, dim, &te.w) || !lowp_of(image_emb, dim, &ie.w))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
-                          "cuda: embed: tables of dtype %d / %d (float32, f16 or bf16)",
-                          text_dtype, image_dtype);
+                          "cuda: embed: tables of dtype %d / %d (float32, f16, bf16 or int8)",
+                          text_emb->dtype, image_emb->dtype);
     if (batch < 0 || m < 0 || dim <= 0 || pos0 < 0 || fmap <= 0 || text_len < 0)
         return bad_size("embed", "batch, m, dim, fmap or pos0", batch < 0 ? batch : dim);
     if (positions && (!text_pos || !axial_rows || !axial_cols))
@@ -1542,8 +1594,8 @@ extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, in
     const int64_t rows = (int64_t)batch * m;
     device_scope scope(c->device);
     LAUNCH(k_embed, grid_for(rows * dim), 256, 0, c->stream)(
-        x, ids, rows, m, dim, pos0, text_len, fmap, text_emb, text_dtype, image_emb, image_dtype,
-        positions, text_pos, axial_rows, axial_cols, stable);
+        x, ids, rows, m, dim, pos0, text_len, fmap, te, ie, positions, text_pos, axial_rows,
+        axial_cols, stable);
     LAUNCHED("embed");
     return DALLE_OK;
 }

@@ -121,13 +121,15 @@ dalle_status cuda_gemm(cuda_ops *c, int trans_a, int trans_b, int64_t m, int64_t
 dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, int64_t in, const float *w,
                          const float *b, int64_t out, float *y, int64_t ldy);
 
-/* cuda_linear with a typed weight w [out][in]: OPS_W_F32 is cuda_linear;
- * OPS_W_F16 / OPS_W_BF16 stay 16-bit in device memory and are widened in
- * the kernel exactly as the CPU widens them (lib/half.h), the products and
- * sums in float32 (a warp per output column, rows 8 at a time: within
- * 1e-5 of the CPU's sum of |x w|). int8 is refused: the upload widens it. */
-dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows, int64_t in, int dtype,
-                           const void *w, const float *b, int64_t out, float *y, int64_t ldy);
+/* cuda_linear with a typed weight w [out][in] (device pointers: data, and
+ * int8's scales): OPS_W_F32 is cuda_linear; f16, bf16 and int8 (+ scales
+ * of blocks a multiple of 8) stay as stored in device memory and are
+ * widened in the kernel exactly as the CPU widens them (lib/half.h; q *
+ * scale), the products and sums in float32 (a warp per output column, rows
+ * 8 at a time: within 1e-5 of the CPU's sum of |x w|). */
+dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows, int64_t in,
+                           const ops_weight *w, const float *b, int64_t out, float *y,
+                           int64_t ldy);
 
 /* --- row-wise and elementwise operations (as lib/ops.h) ------------------ */
 dalle_status cuda_layer_norm(cuda_ops *c, const float *x, int64_t rows, int64_t dim,
@@ -186,15 +188,15 @@ dalle_status cuda_token_shift(cuda_ops *c, float *hist, int64_t hist_cols, const
 /* The embedding of a chunk (lib/backend_cpu.c's embed): x [batch * m][dim],
  * row (b, i) at position pos0 + i from the id ids[b * m + i] (device
  * memory, already checked): a row of text_emb ([text ids][dim]) below
- * text_len, of image_emb ([image ids][dim]) after, each table of its own
- * dtype (OPS_W_F32, _F16 or _BF16: 16-bit rows widened as lib/half.h); with `positions` (rotary
+ * text_len, of image_emb ([image ids][dim]) after, each table an ops_weight
+ * of device pointers of its own dtype (float32, f16, bf16 or int8 + scales,
+ * widened as the CPU widens them); with `positions` (rotary
  * off) + text_pos [text_len][dim], or + (axial_rows [fmap][dim] row part +
  * axial_cols [fmap][dim] column part); `stable`: v * 0.1 + v * 0.9. */
 dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, int batch, int m, int64_t dim,
-                        int64_t pos0, int text_len, int fmap, const void *text_emb,
-                        int text_dtype, const void *image_emb, int image_dtype, int positions,
-                        const float *text_pos, const float *axial_rows, const float *axial_cols,
-                        int stable);
+                        int64_t pos0, int text_len, int fmap, const ops_weight *text_emb,
+                        const ops_weight *image_emb, int positions, const float *text_pos,
+                        const float *axial_rows, const float *axial_cols, int stable);
 
 /* x[r * ld + col0 + j] = value for r < rows, j < n (the logits mask). */
 dalle_status cuda_fill(cuda_ops *c, float *x, int64_t rows, int64_t ld, int64_t col0, int64_t n,

@@ -20,6 +20,9 @@
 
 #include <stdint.h>
 
+#include "half.h"    /* f16 / bf16 -> float32 */
+#include "hostdev.h" /* DALLE_HOST_DEVICE: the CUDA kernels call the inline functions below */
+
 struct tpool;
 
 /* C = alpha · op(A) · op(B) + beta · C, row-major, as cblas_sgemm with
@@ -172,9 +175,25 @@ static inline ops_weight ops_weight_f32(const float *w)
 }
 
 /* Scale blocks of one row of `in` elements. */
-static inline int64_t ops_weight_blocks(int64_t in, int block)
+static inline DALLE_HOST_DEVICE int64_t ops_weight_blocks(int64_t in, int block)
 {
     return (in + block - 1) / block;
+}
+
+/* Element i of row `row` of w (rows of `in` elements) as float32: the value
+ * every product multiplies with, on the CPU (lib/ops_lowp.c) and the GPU
+ * (lib/cuda/ops_cuda.cu); int8 is q * its block's scale, one rounding. */
+static inline DALLE_HOST_DEVICE float ops_weight_value(const ops_weight *w, int64_t in,
+                                                       int64_t row, int64_t i)
+{
+    switch (w->dtype) {
+    case OPS_W_BF16: return dalle_bf16_value(((const uint16_t *)w->data)[row * in + i]);
+    case OPS_W_F16: return dalle_f16_value(((const uint16_t *)w->data)[row * in + i]);
+    case OPS_W_I8:
+        return (float)((const int8_t *)w->data)[row * in + i] *
+               w->scales[row * ops_weight_blocks(in, w->block) + i / w->block];
+    default: return ((const float *)w->data)[row * in + i];
+    }
 }
 
 /* The rows [row0, ...) of w, rows of `in` elements, as a weight of their own. */

@@ -31,7 +31,6 @@
 #include <string.h>
 
 #include "cpu_simd.h"
-#include "half.h"
 #include "ops.h"
 #include "threadpool.h"
 
@@ -53,24 +52,6 @@
 /* How far ahead of the weights being read the few-row kernel prefetches. */
 #define MV_PREFETCH 4096
 
-/* ---- scalar conversions ------------------------------------------------- */
-
-static inline float bf16_value(uint16_t h) { return dalle_bf16_value(h); }
-static inline float f16_value(uint16_t h) { return dalle_f16_value(h); }
-
-/* Element i of row `row` (scale: that row's scales, OPS_W_I8 only). */
-static inline float elem(const ops_weight *w, int64_t in, int64_t row, int64_t i)
-{
-    switch (w->dtype) {
-    case OPS_W_BF16: return bf16_value(((const uint16_t *)w->data)[row * in + i]);
-    case OPS_W_F16: return f16_value(((const uint16_t *)w->data)[row * in + i]);
-    case OPS_W_I8:
-        return (float)((const int8_t *)w->data)[row * in + i] *
-               w->scales[row * ops_weight_blocks(in, w->block) + i / w->block];
-    default: return ((const float *)w->data)[row * in + i];
-    }
-}
-
 /* ---- which kernels -------------------------------------------------------- */
 
 /* -1: not decided yet; 0: plain C; 1: AVX2/FMA/F16C */
@@ -88,11 +69,11 @@ static void widen_plain(const ops_weight *w, int64_t in, int64_t row, float *out
     if (w->dtype == OPS_W_BF16) {
         const uint16_t *p = (const uint16_t *)w->data + row * in;
         for (int64_t i = 0; i < in; i++)
-            out[i] = bf16_value(p[i]);
+            out[i] = dalle_bf16_value(p[i]);
     } else if (w->dtype == OPS_W_F16) {
         const uint16_t *p = (const uint16_t *)w->data + row * in;
         for (int64_t i = 0; i < in; i++)
-            out[i] = f16_value(p[i]);
+            out[i] = dalle_f16_value(p[i]);
     } else if (w->dtype == OPS_W_I8) {
         const int8_t *p = (const int8_t *)w->data + row * in;
         const float *s = w->scales + row * ops_weight_blocks(in, w->block);
@@ -138,7 +119,7 @@ static SIMD void widen_simd(const ops_weight *w, int64_t in, int64_t row, float 
             _mm256_storeu_ps(out + i, load8(dt, p, i, sc));
     }
     for (int64_t i = in8; i < in; i++)
-        out[i] = elem(w, in, row, i);
+        out[i] = ops_weight_value(w, in, row, i);
 }
 #endif
 
@@ -195,7 +176,7 @@ static void mv_plain(const mv_job *j, int64_t j0, int64_t j1)
             for (int64_t c0 = 0; c0 < in8; c0 += MV_CHUNK) {
                 const int64_t c1 = c0 + MV_CHUNK < in8 ? c0 + MV_CHUNK : in8;
                 for (int64_t i = c0; i < c1; i++)
-                    wbuf[i - c0] = elem(w, in, o, i);
+                    wbuf[i - c0] = ops_weight_value(w, in, o, i);
                 for (int64_t r = 0; r < nr; r++)
                     for (int64_t i = c0; i < c1; i += 8)
                         for (int l = 0; l < 8; l++)
@@ -205,7 +186,7 @@ static void mv_plain(const mv_job *j, int64_t j0, int64_t j1)
                 const float *a = acc[r];
                 float s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
                 for (int64_t i = in8; i < in; i++)
-                    s += elem(w, in, o, i) * x[r * in + i];
+                    s += ops_weight_value(w, in, o, i) * x[r * in + i];
                 if (j->bias)
                     s += j->bias[o];
                 j->y[(r0 + r) * j->ldy + o] = s;
@@ -270,7 +251,7 @@ static SIMD_INLINE void mv_tile(int dt, int JT, int R, const mv_job *j, int64_t 
         for (int r = 0; r < R; r++) {
             float s = hsum8(acc[t][r]);
             for (int64_t i = in8; i < in; i++)
-                s += elem(w, in, o + t, i) * x[r * in + i];
+                s += ops_weight_value(w, in, o + t, i) * x[r * in + i];
             if (j->bias)
                 s += j->bias[o + t];
             j->y[(r0 + r) * j->ldy + o + t] = s;

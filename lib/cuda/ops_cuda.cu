@@ -319,25 +319,6 @@ __global__ void k_add_bias(float *y, int64_t rows, int64_t out, int64_t ldy, con
 
 // ---- products with reduced weights (f16, bf16, int8 + scales, as stored) ---
 
-// A reduced weight as the kernels read it (an ops_weight's device copy).
-struct lowp_w {
-    const void *data;
-    const float *scales; // int8: [out][blocks]
-    int64_t blocks;      // int8: scale blocks a row
-    int block;           // int8: elements a scale covers (a multiple of 8)
-};
-
-// Element i of row j, widened exactly as the CPU widens it (lib/half.h;
-// lib/ops_lowp.c's elem for int8: q * scale, one rounding).
-template <int DT> __device__ __forceinline__ float lowp_value(const lowp_w &w, int64_t j, int64_t in,
-                                                              int64_t i)
-{
-    if (DT == OPS_W_I8)
-        return (float)((const int8_t *)w.data)[j * in + i] * w.scales[j * w.blocks + i / w.block];
-    const uint16_t h = ((const uint16_t *)w.data)[j * in + i];
-    return DT == OPS_W_BF16 ? dalle_bf16_value(h) : dalle_f16_value(h);
-}
-
 #define LINEAR_LOWP_WARPS 8 // output columns a block
 #define LINEAR_LOWP_ROWS 8  // rows of x a pass over a weight row serves
 
@@ -348,9 +329,11 @@ template <int DT> __device__ __forceinline__ float lowp_value(const lowp_w &w, i
 // in float by FMAs in a fixed lane order and reduced by a fixed xor tree;
 // the bias added after, as the CPU. A warp exits whole (j is the warp's),
 // so its shuffles never miss a lane.
+// Each element is lib/ops.h's ops_weight_value, the CPU's (the 4-byte path
+// unpacks the same conversions).
 template <int DT>
 __global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
-    k_linear_lowp(const float *x, int64_t rows, int64_t in, lowp_w w, const float *b,
+    k_linear_lowp(const float *x, int64_t rows, int64_t in, ops_weight w, const float *b,
                   int64_t out, float *y, int64_t ldy)
 {
     const int lane = threadIdx.x & 31;
@@ -358,6 +341,7 @@ __global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
     if (j >= out)
         return;
     const int per = DT == OPS_W_I8 ? 4 : 2; // elements in 4 bytes
+    const int64_t blocks = DT == OPS_W_I8 ? ops_weight_blocks(in, w.block) : 0;
     for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_LOWP_ROWS) {
         const int nr = rows - r0 < LINEAR_LOWP_ROWS ? (int)(rows - r0) : LINEAR_LOWP_ROWS;
         const float *xr = x + r0 * in;
@@ -371,7 +355,7 @@ __global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
                 const uint32_t word = wr[q];
                 float wv[4];
                 if (DT == OPS_W_I8) {
-                    const float sc = w.scales[j * w.blocks + q * 4 / w.block];
+                    const float sc = w.scales[j * blocks + q * 4 / w.block];
 #pragma unroll
                     for (int e = 0; e < 4; e++)
                         wv[e] = (float)(int8_t)(word >> (8 * e)) * sc;
@@ -394,7 +378,7 @@ __global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
             }
         } else {
             for (int64_t i = lane; i < in; i += 32) {
-                const float wv = lowp_value<DT>(w, j, in, i);
+                const float wv = ops_weight_value(&w, in, j, i);
 #pragma unroll
                 for (int r = 0; r < LINEAR_LOWP_ROWS; r++)
                     if (r < nr)
@@ -409,23 +393,6 @@ __global__ void __launch_bounds__(LINEAR_LOWP_WARPS * 32)
             if (lane == 0 && r < nr)
                 y[(r0 + r) * ldy + j] = b ? __fadd_rn(v, b[j]) : v;
         }
-    }
-}
-
-// An embedding table's element (float32, f16, bf16 or int8 + scales).
-struct table_w {
-    int dtype;
-    lowp_w w;
-};
-
-__device__ __forceinline__ float table_value(const table_w &t, int64_t row, int64_t d,
-                                             int64_t j)
-{
-    switch (t.dtype) {
-    case OPS_W_F16: return lowp_value<OPS_W_F16>(t.w, row, d, j);
-    case OPS_W_BF16: return lowp_value<OPS_W_BF16>(t.w, row, d, j);
-    case OPS_W_I8: return lowp_value<OPS_W_I8>(t.w, row, d, j);
-    default: return ((const float *)t.w.data)[row * d + j];
     }
 }
 
@@ -595,9 +562,9 @@ __global__ void k_token_shift(float *hist, int64_t C, const float *h, float *out
 // position or the axial image embedding (row part + column part, summed
 // first) when `positions`; `stable` rounds as tokens * 0.1 + tokens * 0.9.
 __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64_t d,
-                        int64_t pos0, int text_len, int fmap, table_w text_emb, table_w image_emb,
-                        int positions, const float *text_pos, const float *axial_rows,
-                        const float *axial_cols, int stable)
+                        int64_t pos0, int text_len, int fmap, ops_weight text_emb,
+                        ops_weight image_emb, int positions, const float *text_pos,
+                        const float *axial_rows, const float *axial_cols, int stable)
 {
     const int64_t total = rows * d;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
@@ -606,11 +573,11 @@ __global__ void k_embed(float *x, const int32_t *ids, int64_t rows, int m, int64
         const int64_t p = pos0 + r % m, id = ids[r];
         float v;
         if (p < text_len) {
-            v = table_value(text_emb, id, d, j);
+            v = ops_weight_value(&text_emb, d, id, j);
             if (positions)
                 v = __fadd_rn(v, text_pos[p * d + j]);
         } else {
-            v = table_value(image_emb, id, d, j);
+            v = ops_weight_value(&image_emb, d, id, j);
             if (positions) {
                 const int64_t img = p - text_len;
                 v = __fadd_rn(v, __fadd_rn(axial_rows[(img / fmap) * d + j],
@@ -997,10 +964,9 @@ static dalle_status warm_kernels(cuda_ops *c)
         ws, 0, 0, ws, ws, 1, 1, 1, text_only, 0, ATTEND_THREADS, ws, 0, 0);
     LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
-    const table_w no_table = {OPS_W_F32, {nullptr, nullptr, 1, 8}};
-    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, no_table, no_table, 0, nullptr,
+    const ops_weight no_w = {OPS_W_F32, nullptr, nullptr, 8};
+    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, no_w, no_w, 0, nullptr,
                                  nullptr, nullptr, 0);
-    const lowp_w no_w = {nullptr, nullptr, 1, 8};
     LAUNCH(k_linear_lowp<OPS_W_F16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w, nullptr,
                                                                       0, nullptr, 0);
     LAUNCH(k_linear_lowp<OPS_W_BF16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w,
@@ -1284,16 +1250,13 @@ extern "C" dalle_status cuda_linear(cuda_ops *c, const float *x, int64_t rows, i
     return DALLE_OK;
 }
 
-// An ops_weight (device pointers) as the kernels take it; false if it is
-// not one they can read.
-static bool lowp_of(const ops_weight *w, int64_t in, lowp_w *l)
+// An ops_weight (device pointers) the kernels can read: float32, f16,
+// bf16, or int8 with scales in blocks of a multiple of 8 (the 4-byte path
+// needs four elements to share a block).
+static bool weight_ok(const ops_weight *w)
 {
-    l->data = w->data;
-    l->scales = w->scales;
-    l->block = w->dtype == OPS_W_I8 ? w->block : 8;
-    l->blocks = w->dtype == OPS_W_I8 && w->block > 0 ? ops_weight_blocks(in, w->block) : 1;
     if (w->dtype == OPS_W_I8)
-        return w->block >= 8 && w->block % 8 == 0 && (w->scales || in == 0);
+        return w->block >= 8 && w->block % 8 == 0 && w->scales;
     return w->dtype == OPS_W_F32 || w->dtype == OPS_W_F16 || w->dtype == OPS_W_BF16;
 }
 
@@ -1303,8 +1266,7 @@ extern "C" dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows,
 {
     if (w->dtype == OPS_W_F32)
         return cuda_linear(c, x, rows, in, (const float *)w->data, b, out, y, ldy);
-    lowp_w l;
-    if (!lowp_of(w, in, &l))
+    if (!weight_ok(w))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
                           "cuda: linear: weights of dtype %d (block %d): the GPU takes float32, "
                           "f16, bf16 and int8 with scale blocks of a multiple of 8",
@@ -1321,11 +1283,11 @@ extern "C" dalle_status cuda_linear_w(cuda_ops *c, const float *x, int64_t rows,
     device_scope scope(c->device);
     const unsigned g = (unsigned)blocks, t = LINEAR_LOWP_WARPS * 32;
     if (w->dtype == OPS_W_F16)
-        LAUNCH(k_linear_lowp<OPS_W_F16>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
+        LAUNCH(k_linear_lowp<OPS_W_F16>, g, t, 0, c->stream)(x, rows, in, *w, b, out, y, ldy);
     else if (w->dtype == OPS_W_BF16)
-        LAUNCH(k_linear_lowp<OPS_W_BF16>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
+        LAUNCH(k_linear_lowp<OPS_W_BF16>, g, t, 0, c->stream)(x, rows, in, *w, b, out, y, ldy);
     else
-        LAUNCH(k_linear_lowp<OPS_W_I8>, g, t, 0, c->stream)(x, rows, in, l, b, out, y, ldy);
+        LAUNCH(k_linear_lowp<OPS_W_I8>, g, t, 0, c->stream)(x, rows, in, *w, b, out, y, ldy);
     LAUNCHED("linear (reduced weights)");
     return DALLE_OK;
 }
@@ -1578,10 +1540,7 @@ extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, in
                                    int positions, const float *text_pos, const float *axial_rows,
                                    const float *axial_cols, int stable)
 {
-    table_w te, ie;
-    te.dtype = text_emb->dtype;
-    ie.dtype = image_emb->dtype;
-    if (!lowp_of(text_emb, dim, &te.w) || !lowp_of(image_emb, dim, &ie.w))
+    if (!weight_ok(text_emb) || !weight_ok(image_emb))
         return dalle_fail(DALLE_ERR_INVALID_ARGUMENT,
                           "cuda: embed: tables of dtype %d / %d (float32, f16, bf16 or int8)",
                           text_emb->dtype, image_emb->dtype);
@@ -1594,8 +1553,8 @@ extern "C" dalle_status cuda_embed(cuda_ops *c, float *x, const int32_t *ids, in
     const int64_t rows = (int64_t)batch * m;
     device_scope scope(c->device);
     LAUNCH(k_embed, grid_for(rows * dim), 256, 0, c->stream)(
-        x, ids, rows, m, dim, pos0, text_len, fmap, te, ie, positions, text_pos, axial_rows,
-        axial_cols, stable);
+        x, ids, rows, m, dim, pos0, text_len, fmap, *text_emb, *image_emb, positions, text_pos,
+        axial_rows, axial_cols, stable);
     LAUNCHED("embed");
     return DALLE_OK;
 }

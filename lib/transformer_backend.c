@@ -29,7 +29,6 @@ typedef struct uploader {
     backend *be;
     copied *list;
     int n, cap;
-    int reduced;      /* some matrix stays reduced on the backend */
     dalle_status s;
 } uploader;
 
@@ -103,8 +102,6 @@ static void up_weight(uploader *u, ops_weight *w, int64_t out, int64_t in)
     const float *scales = w->scales;
     if (w->dtype == OPS_W_I8)
         up_floats(u, &scales, out * ops_weight_blocks(in, w->block));
-    if (w->dtype != OPS_W_F32)
-        u->reduced = 1;
     ops_weight kept = {w->dtype, dev, w->dtype == OPS_W_I8 ? scales : NULL, w->block};
     *w = kept;
 }
@@ -193,10 +190,10 @@ dalle_status transformer_to_backend(transformer *tf, backend *be)
     tf->rot_cos = (float *)cs;
     tf->rot_sin = (float *)sn;
     be->op->seal(be); /* the weights stay; states come and go */
-    /* states need the CPU's widening scratch only where a matrix stayed
-     * reduced and the backend's linear takes one (the GPU widens in its
-     * kernel) */
-    tf->lowp = u.reduced && be->widen_scratch;
+    /* every matrix keeps its dtype: states need the CPU's widening scratch
+     * (tf->lowp, set by the loader) only if the backend's linear takes one
+     * (the GPU widens in its kernel) */
+    tf->lowp = tf->lowp && be->widen_scratch;
     tf->on_device = 1;
     tf->be = be;
     return DALLE_OK;

@@ -160,12 +160,6 @@ static int reset_hwm(void)
 /* The worker: one model in this process                                    */
 /* ------------------------------------------------------------------------ */
 
-static int64_t meta_i64(const dalle_bundle *b, const char *key, int64_t def)
-{
-    int64_t v;
-    return dalle_bundle_meta_i64(b, key, &v) == DALLE_OK ? v : def;
-}
-
 static int worker(const char *path, int window, int threads, int full_max, int repeat)
 {
     result r;
@@ -190,10 +184,10 @@ static int worker(const char *path, int window, int threads, int full_max, int r
     r.hwm_load_kb = status_kb("VmHWM");
 
     const dalle_bundle *b = dalle_ctx_bundle(ctx);
-    r.dim = (double)meta_i64(b, "dalle.dim", 0);
-    r.depth = (double)meta_i64(b, "dalle.depth", 0);
-    r.heads = (double)meta_i64(b, "dalle.heads", 8);
-    r.dim_head = (double)meta_i64(b, "dalle.dim_head", 64);
+    r.dim = (double)bench_meta_i64(b, "dalle.dim", 0);
+    r.depth = (double)bench_meta_i64(b, "dalle.depth", 0);
+    r.heads = (double)bench_meta_i64(b, "dalle.heads", 8);
+    r.dim_head = (double)bench_meta_i64(b, "dalle.dim_head", 64);
     r.text_seq_len = dalle_text_seq_len(ctx);
     r.num_text_tokens = dalle_num_text_tokens(ctx);
     r.image_seq_len = dalle_image_seq_len(ctx);
@@ -213,18 +207,9 @@ static int worker(const char *path, int window, int threads, int full_max, int r
         }
     }
     {
-        /* bytes per element of the matrices (to_logits.1.weight's type) */
-        dalle_tensor_info ti;
-        int idx = dalle_bundle_find_tensor(b, "to_logits.1.weight");
-        r.mat_dtype = 0;
-        r.mat_bytes = 4;
-        if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK) {
-            r.mat_dtype = ti.dtype;
-            if (ti.dtype == DALLE_DTYPE_F16 || ti.dtype == DALLE_DTYPE_BF16)
-                r.mat_bytes = 2;
-            else if (ti.dtype == DALLE_DTYPE_I8)
-                r.mat_bytes = 1 + 4.0 / (double)meta_i64(b, "weights.int8_block", 32);
-        }
+        int dt; /* bytes per element of the matrices as the library keeps them */
+        r.mat_bytes = bench_matrix_bytes(b, &dt);
+        r.mat_dtype = dt;
     }
     const int S = (int)r.image_seq_len;
     if (window > S / 2)
@@ -386,13 +371,15 @@ static void derive(result *r, const ceilings *c, derived *d)
     d->frac_b1 = d->tps_b1 / d->roof_b1;
     d->frac_b8 = d->tps_b8 / d->roof_b8;
     /* PyTorch 2 threads, upstream code, KV cache on (issue 8) */
-    if (r->dim == 512 && r->depth == 8 && r->image_seq_len == 1024) {
-        snprintf(r->label, sizeof r->label, "DALLE-S");
-        d->pytorch_b1 = 8;
-    } else if (r->dim == 256 && r->depth == 4 && r->image_seq_len == 256) {
-        snprintf(r->label, sizeof r->label, "DALLE-XS");
-        d->pytorch_b1 = 38;
-        d->pytorch_b8 = 104;
+    const char *name = bench_workload((int)r->dim, (int)r->depth, (int)r->image_seq_len);
+    if (name) {
+        snprintf(r->label, sizeof r->label, "%s", name);
+        if (!strcmp(name, "DALLE-S")) {
+            d->pytorch_b1 = 8;
+        } else { /* DALLE-XS */
+            d->pytorch_b1 = 38;
+            d->pytorch_b8 = 104;
+        }
     } else {
         const char *base = strrchr(r->path, '/');
         snprintf(r->label, sizeof r->label, "%.60s", base ? base + 1 : r->path);

@@ -56,65 +56,41 @@ static int measure_ceilings(int device, size_t copy_mib, int n, gpu_ceilings *g)
     }
     snprintf(g->device, sizeof g->device, "%s", cuda_ops_describe(c));
     void *a, *b;
+    float *x, *y, *z;
     if (cuda_ops_alloc(c, copy_bytes, &a) || cuda_ops_alloc(c, copy_bytes, &b) ||
-        cuda_ops_zero(c, a, copy_bytes) || cuda_ops_sync(c)) {
-        fprintf(stderr, "bench_gpu: %s\n", dalle_last_error());
-        cuda_ops_destroy(c);
-        return -1;
-    }
+        cuda_ops_zero(c, a, copy_bytes) || cuda_ops_sync(c))
+        goto fail;
     g->copy_gbps = 0;
     for (int r = 0; r < 11; r++) {
         double t = bench_now();
-        cuda_ops_copy(c, b, a, copy_bytes);
-        cuda_ops_sync(c);
+        if (cuda_ops_copy(c, b, a, copy_bytes) || cuda_ops_sync(c))
+            goto fail;
         t = bench_now() - t;
         const double gbps = 2.0 * (double)copy_bytes / t / 1e9;
         if (r > 0 && gbps > g->copy_gbps) /* the first is a warm-up */
             g->copy_gbps = gbps;
     }
     cuda_ops_arena_reset(c, 0);
-    float *x, *y, *z;
     if (cuda_ops_alloc(c, mat, (void **)&x) || cuda_ops_alloc(c, mat, (void **)&y) ||
         cuda_ops_alloc(c, mat, (void **)&z) || cuda_ops_zero(c, x, mat) ||
-        cuda_ops_zero(c, y, mat)) {
-        fprintf(stderr, "bench_gpu: %s\n", dalle_last_error());
-        cuda_ops_destroy(c);
-        return -1;
-    }
+        cuda_ops_zero(c, y, mat))
+        goto fail;
     g->sgemm_gflops = 0;
     for (int r = 0; r < 6; r++) {
         double t = bench_now();
-        dalle_status s = cuda_gemm(c, 0, 0, n, n, n, 1.0f, x, n, y, n, 0.0f, z, n);
-        if (!s)
-            s = cuda_ops_sync(c);
+        if (cuda_gemm(c, 0, 0, n, n, n, 1.0f, x, n, y, n, 0.0f, z, n) || cuda_ops_sync(c))
+            goto fail;
         t = bench_now() - t;
-        if (s) {
-            fprintf(stderr, "bench_gpu: sgemm: %s\n", dalle_last_error());
-            cuda_ops_destroy(c);
-            return -1;
-        }
         const double gf = 2.0 * (double)n * n * n / t / 1e9;
-        if (r > 0 && gf > g->sgemm_gflops)
+        if (r > 0 && gf > g->sgemm_gflops) /* the first is a warm-up */
             g->sgemm_gflops = gf;
     }
     cuda_ops_destroy(c);
     return 0;
-}
-
-static int64_t meta_i64(const dalle_bundle *b, const char *key, int64_t def)
-{
-    int64_t v;
-    return dalle_bundle_meta_i64(b, key, &v) == DALLE_OK ? v : def;
-}
-
-static const char *label_of(const char *path, int dim, int depth, int image_seq_len)
-{
-    if (dim == 512 && depth == 8 && image_seq_len == 1024)
-        return "DALLE-S";
-    if (dim == 256 && depth == 4 && image_seq_len == 256)
-        return "DALLE-XS";
-    const char *base = strrchr(path, '/');
-    return base ? base + 1 : path;
+fail:
+    fprintf(stderr, "bench_gpu: ceilings: %s\n", dalle_last_error());
+    cuda_ops_destroy(c);
+    return -1;
 }
 
 static void bench_model(const char *path, const int *batches, int n_batches, int window,
@@ -136,25 +112,18 @@ static void bench_model(const char *path, const int *batches, int n_batches, int
         return;
     }
     const dalle_bundle *b = dalle_ctx_bundle(ctx);
-    const int dim = (int)meta_i64(b, "dalle.dim", 0), depth = (int)meta_i64(b, "dalle.depth", 0);
-    const int heads = (int)meta_i64(b, "dalle.heads", 8);
-    const int dim_head = (int)meta_i64(b, "dalle.dim_head", 64);
+    const int dim = (int)bench_meta_i64(b, "dalle.dim", 0);
+    const int depth = (int)bench_meta_i64(b, "dalle.depth", 0);
+    const int heads = (int)bench_meta_i64(b, "dalle.heads", 8);
+    const int dim_head = (int)bench_meta_i64(b, "dalle.dim_head", 64);
     const int S = dalle_image_seq_len(ctx);
-    /* the GPU keeps the matrices as stored (lib/transformer_backend.c):
-     * to_logits tells which; int8 carries a float32 scale per block */
-    double mat_bytes = 4.0;
-    dalle_tensor_info ti;
-    const int idx = dalle_bundle_find_tensor(b, "to_logits.1.weight");
-    if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK) {
-        if (ti.dtype == DALLE_DTYPE_F16 || ti.dtype == DALLE_DTYPE_BF16)
-            mat_bytes = 2.0;
-        else if (ti.dtype == DALLE_DTYPE_I8)
-            mat_bytes = 1.0 + 4.0 / (double)meta_i64(b, "weights.int8_block", 32);
-    }
+    /* the GPU keeps the matrices as stored (lib/transformer_backend.c) */
+    const double mat_bytes = bench_matrix_bytes(b, NULL);
     bench_token_cost tc;
     bench_token_costs(dim, depth, (double)heads * dim_head, dalle_text_seq_len(ctx), S,
                       dalle_num_image_tokens(ctx), mat_bytes, &tc);
-    const char *label = label_of(path, dim, depth, S);
+    const char *base = strrchr(path, '/'), *name = bench_workload(dim, depth, S);
+    const char *label = name ? name : base ? base + 1 : path;
     if (window > S / 2)
         window = S / 2;
     if (window < 2)

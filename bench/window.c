@@ -145,3 +145,34 @@ void bench_token_costs(double dim, double depth, double inner, double text_seq_l
     c->flops = 2 * c->mat_elems + c->attn_flops;
     c->kv_cache_bytes = 4 * 2 * L * inner * (text_seq_len + image_seq_len);
 }
+
+int64_t bench_meta_i64(const dalle_bundle *b, const char *key, int64_t def)
+{
+    int64_t v;
+    return dalle_bundle_meta_i64(b, key, &v) == DALLE_OK ? v : def;
+}
+
+double bench_matrix_bytes(const dalle_bundle *b, int *dtype)
+{
+    dalle_tensor_info ti;
+    const int idx = dalle_bundle_find_tensor(b, "to_logits.1.weight");
+    int dt = DALLE_DTYPE_F32;
+    if (idx >= 0 && dalle_bundle_tensor_info(b, idx, &ti) == DALLE_OK)
+        dt = ti.dtype;
+    if (dtype)
+        *dtype = dt;
+    if (dt == DALLE_DTYPE_F16 || dt == DALLE_DTYPE_BF16)
+        return 2.0;
+    if (dt == DALLE_DTYPE_I8)
+        return 1.0 + 4.0 / (double)bench_meta_i64(b, "weights.int8_block", 32);
+    return 4.0;
+}
+
+const char *bench_workload(int dim, int depth, int image_seq_len)
+{
+    if (dim == 512 && depth == 8 && image_seq_len == 1024)
+        return "DALLE-S";
+    if (dim == 256 && depth == 4 && image_seq_len == 256)
+        return "DALLE-XS";
+    return NULL;
+}

@@ -27,6 +27,19 @@ int bench_sample_window(dalle_ctx *ctx, int batch, int n_prime, int window, doub
 void bench_sample_best(dalle_ctx *ctx, int batch, int n_prime, int window, int repeat,
                        double *prefix_s, double *step_s);
 
+/* A bundle's integer metadata value, or def. */
+int64_t bench_meta_i64(const dalle_bundle *b, const char *key, int64_t def);
+
+/* Bytes an element of the transformer's matrices takes as the library
+ * keeps them (to_logits.1.weight's type: 4 for float32, 2 for f16 / bf16,
+ * 1 + 4 / block for int8 and its float32 scales); *dtype (if not NULL)
+ * receives that dalle_dtype. */
+double bench_matrix_bytes(const dalle_bundle *b, int *dtype);
+
+/* "DALLE-S" or "DALLE-XS" (bench_make_model's workloads) for a model of
+ * those sizes, else NULL. */
+const char *bench_workload(int dim, int depth, int image_seq_len);
+
 /* What one image token costs at the mean key count of an image
  * (text_len + image_seq_len / 2). Per layer: to_qkv, to_out and the two
  * feed-forward matrices, their biases, two LayerNorms, two LayerScales;

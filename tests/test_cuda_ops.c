@@ -925,7 +925,7 @@ static void check_linear_lowp(void)
             float *x = xmalloc((size_t)rows * in * 4), *b = xmalloc((size_t)out * 4);
             float *want = xmalloc((size_t)rows * ldy * 4), *got = xmalloc((size_t)rows * ldy * 4);
             float *scratch = xmalloc((size_t)ops_linear_w_scratch(in) * 4);
-            float *wide = xmalloc((size_t)in * 4);
+            float *wide = xmalloc((size_t)out * in * 4), *bias_c = xmalloc((size_t)rows * ldy * 4);
             if (dt == OPS_W_I8) {
                 for (size_t i = 0; i < (size_t)out * in; i++)
                     ((int8_t *)w)[i] = (int8_t)((int)(lcg() % 255) - 127);
@@ -946,21 +946,16 @@ static void check_linear_lowp(void)
             const ops_weight dwt = {dt, dw, dsc, wt.block};
             CALL(cuda_linear_w(ctx, dx, rows, in, &dwt, has_bias ? db : NULL, out, dy, ldy));
             download(got, dy, (size_t)rows * ldy * 4);
-            double worst = 0.0;
+            /* the bound of gemm_ratio on the values the CPU multiplies with,
+             * the bias as a beta * C term */
+            for (int j = 0; j < out; j++)
+                ops_weight_row(&wt, in, j, wide + (size_t)j * in);
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < ldy; j++)
+                    bias_c[(size_t)r * ldy + j] = has_bias && j < out ? b[j] : 0.0f;
+            const double worst = gemm_ratio(0, 1, rows, out, in, 1.0f, x, in, wide, in, 1.0f,
+                                            bias_c, got, want, ldy);
             size_t untouched = 0;
-            for (int j = 0; j < out; j++) {
-                ops_weight_row(&wt, in, j, wide); /* the values the CPU multiplies with */
-                for (int r = 0; r < rows; r++) {
-                    double s = has_bias ? fabs(b[j]) : 0.0;
-                    for (int i = 0; i < in; i++)
-                        s += fabs((double)x[(size_t)r * in + i] * wide[i]);
-                    const double e = fabs((double)got[(size_t)r * ldy + j] -
-                                          (double)want[(size_t)r * ldy + j]) /
-                                     (1e-5 * s + 1e-30);
-                    if (!(e <= worst))
-                        worst = isnan(e) ? INFINITY : e;
-                }
-            }
             for (int r = 0; r < rows; r++)
                 for (int j = out; j < ldy; j++) /* past `out`: the caller's, untouched */
                     untouched += got[(size_t)r * ldy + j] == want[(size_t)r * ldy + j];
@@ -968,7 +963,8 @@ static void check_linear_lowp(void)
                   "linear with %s weights kept as stored: %d x %d -> %d (ldy %d%s): error ratio "
                   "%.3g of 1e-5 sum |x w|",
                   names[v], rows, in, out, ldy, has_bias ? ", bias" : "", worst);
-            free(w), free(sc), free(x), free(b), free(want), free(got), free(scratch), free(wide);
+            free(w), free(sc), free(x), free(b), free(want), free(got), free(scratch), free(wide),
+                free(bias_c);
             cuda_ops_arena_reset(ctx, mark);
         }
     const ops_weight odd = {OPS_W_I8, NULL, NULL, 12};

@@ -956,8 +956,8 @@ static dalle_status warm_kernels(cuda_ops *c)
     LAUNCH(k_divide_max, 1, 32, 0, s)(nullptr, 0);
     LAUNCH(k_softmax, 1, 32, 0, s)(nullptr, 0);
     LAUNCH(k_quick_gelu, 1, 32, 0, s)(nullptr, 0);
-    LAUNCH(k_attn_prep, 1, 32, 0, s)(nullptr, 0, 1, 0, 1, 1, 0, nullptr, nullptr, 0, 0, 1.0f,
-                                     nullptr, nullptr, 1);
+    LAUNCH(k_attn_prep, 1, 32, 0, s)(
+        nullptr, 0, 1, 0, 1, 1, 0, nullptr, nullptr, 0, 0, 1.0f, nullptr, nullptr, 1);
     LAUNCH(k_scale_vectors, 1, 32, 0, s)(nullptr, 0, 0, 1, 0, 1, 1.0f);
     LAUNCH(k_token_shift, 1, 32, 0, s)(nullptr, 0, nullptr, nullptr, 0, 1, 0, 0, 1);
     LAUNCH(k_attend, 1, ATTEND_THREADS, (2 + ATTEND_THREADS) * sizeof(float), s)(
@@ -965,14 +965,14 @@ static dalle_status warm_kernels(cuda_ops *c)
     LAUNCH(k_sample, 1, 32, 0, s)(nullptr, 0, 0, 1, 1.0f, 0, 0, 0, flag);
     LAUNCH(k_rng_fill, 1, 32, 0, s)(0, 0, 0, 0, 0, nullptr, nullptr);
     const ops_weight no_w = {OPS_W_F32, nullptr, nullptr, 8};
-    LAUNCH(k_embed, 1, 32, 0, s)(nullptr, nullptr, 0, 1, 1, 0, 0, 1, no_w, no_w, 0, nullptr,
-                                 nullptr, nullptr, 0);
-    LAUNCH(k_linear_lowp<OPS_W_F16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w, nullptr,
-                                                                      0, nullptr, 0);
-    LAUNCH(k_linear_lowp<OPS_W_BF16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 2, no_w,
-                                                                       nullptr, 0, nullptr, 0);
-    LAUNCH(k_linear_lowp<OPS_W_I8>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(nullptr, 0, 8, no_w, nullptr,
-                                                                     0, nullptr, 0);
+    LAUNCH(k_embed, 1, 32, 0, s)(
+        nullptr, nullptr, 0, 1, 1, 0, 0, 1, no_w, no_w, 0, nullptr, nullptr, nullptr, 0);
+    LAUNCH(k_linear_lowp<OPS_W_F16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(
+        nullptr, 0, 2, no_w, nullptr, 0, nullptr, 0);
+    LAUNCH(k_linear_lowp<OPS_W_BF16>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(
+        nullptr, 0, 2, no_w, nullptr, 0, nullptr, 0);
+    LAUNCH(k_linear_lowp<OPS_W_I8>, 1, LINEAR_LOWP_WARPS * 32, 0, s)(
+        nullptr, 0, 8, no_w, nullptr, 0, nullptr, 0);
     LAUNCH(k_fill, 1, 32, 0, s)(nullptr, 0, 0, 0, 1, 0.0f);
     LAUNCH(k_guidance, 1, 32, 0, s)(nullptr, nullptr, 0, 0, 1, 1.0f);
     cuda_conv_warm(s); // --- the VAEs' image operations (ops_cuda_conv.cu)
@@ -1468,9 +1468,9 @@ extern "C" dalle_status cuda_attend(cuda_ops *c, const float *q, int64_t q_row_l
                           "memory; this GPU gives a block %zu",
                           (long long)most, dh, smem, c->attend_smem_max);
     device_scope scope(c->device);
-    LAUNCH(k_attend, dim3((unsigned)(batch * heads), (unsigned)m), ATTEND_THREADS, smem,
-           c->stream)(q, q_row_ld, q_seq_ld, k, v, kv_head_ld, heads, dh, *keys, pos0, groups,
-                      out, out_row_ld, out_seq_ld);
+    LAUNCH(k_attend, dim3((unsigned)(batch * heads), (unsigned)m), ATTEND_THREADS, smem, c->stream)(
+        q, q_row_ld, q_seq_ld, k, v, kv_head_ld, heads, dh, *keys, pos0, groups, out, out_row_ld,
+        out_seq_ld);
     LAUNCHED("attend");
     return DALLE_OK;
 }
@@ -1488,8 +1488,8 @@ extern "C" dalle_status cuda_token_shift(cuda_ops *c, float *hist, int64_t hist_
     if (batch == 0 || m == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_token_shift, (unsigned)batch, ROW_THREADS, 0, c->stream)(hist, hist_cols, h, out, m, dim,
-                                                                  pos0, text_len, fmap);
+    LAUNCH(k_token_shift, (unsigned)batch, ROW_THREADS, 0, c->stream)(
+        hist, hist_cols, h, out, m, dim, pos0, text_len, fmap);
     LAUNCHED("token_shift");
     return DALLE_OK;
 }
@@ -1511,8 +1511,8 @@ extern "C" dalle_status cuda_sample_topk(cuda_ops *c, const float *logits, int64
     if (rows == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_sample, (unsigned)rows, SAMPLE_THREADS, 0, c->stream)(logits, ld, n, k, temperature,
-                                                               seed, stream0, counter, ids_dev);
+    LAUNCH(k_sample, (unsigned)rows, SAMPLE_THREADS, 0, c->stream)(
+        logits, ld, n, k, temperature, seed, stream0, counter, ids_dev);
     LAUNCHED("sample");
     return DALLE_OK;
 }
@@ -1526,7 +1526,8 @@ extern "C" dalle_status cuda_rng_fill(cuda_ops *c, uint64_t seed, uint64_t strea
     if (n == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_rng_fill, grid_for(n), 256, 0, c->stream)(seed, stream, counter, lane0, n, bits, gumbel);
+    LAUNCH(k_rng_fill, grid_for(n), 256, 0, c->stream)(
+        seed, stream, counter, lane0, n, bits, gumbel);
     LAUNCHED("rng_fill");
     return DALLE_OK;
 }
@@ -1758,8 +1759,8 @@ static void warm_clip_kernels(cudaStream_t s)
     LAUNCH(k_gather_rows, 1, 32, 0, s)(nullptr, nullptr, 0, 1, nullptr);
     LAUNCH(k_patches, 1, 32, 0, s)(nullptr, 0, 1, 1, 1, 0, nullptr);
     // one position of dim_head 0: it writes its one score to shared memory
-    LAUNCH(k_clip_attend, 1, CLIP_ATTEND_THREADS, sizeof(float), s)(nullptr, 1, 1, 0, nullptr, 1,
-                                                                1.0f, nullptr);
+    LAUNCH(k_clip_attend, 1, CLIP_ATTEND_THREADS, sizeof(float), s)(
+        nullptr, 1, 1, 0, nullptr, 1, 1.0f, nullptr);
     LAUNCH(k_mean_rows, 1, 32, 0, s)(nullptr, 0, 1, 1, nullptr, nullptr);
     LAUNCH(k_l2_normalize, 1, 32, 0, s)(nullptr, 0);
     LAUNCH(k_clip_scores, 1, 32, 0, s)(nullptr, 0, nullptr, 1, 1, 1.0f, 0, nullptr, 1);
@@ -1789,8 +1790,8 @@ extern "C" dalle_status cuda_patches(cuda_ops *c, const float *images, int n, in
     if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_patches, grid_for(total), 256, 0, c->stream)(images, total, size, patch, g,
-                                                      channels_last, out);
+    LAUNCH(k_patches, grid_for(total), 256, 0, c->stream)(
+        images, total, size, patch, g, channels_last, out);
     LAUNCHED("patches");
     return DALLE_OK;
 }
@@ -1834,8 +1835,8 @@ extern "C" dalle_status cuda_mean_rows(cuda_ops *c, const float *x, int batch, i
     if (batch == 0 || dim == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_mean_rows, grid_for((int64_t)batch * dim), 256, 0, c->stream)(x, batch, n, dim, mask,
-                                                                       out);
+    LAUNCH(k_mean_rows, grid_for((int64_t)batch * dim), 256, 0, c->stream)(
+        x, batch, n, dim, mask, out);
     LAUNCHED("mean_rows");
     return DALLE_OK;
 }
@@ -1863,8 +1864,8 @@ extern "C" dalle_status cuda_clip_scores(cuda_ops *c, const float *img, int n_im
     if (total == 0)
         return DALLE_OK;
     device_scope scope(c->device);
-    LAUNCH(k_clip_scores, grid_for(total), 256, 0, c->stream)(img, n_img, txt, n_txt, dim, scale,
-                                                          scale_first, out, ld);
+    LAUNCH(k_clip_scores, grid_for(total), 256, 0, c->stream)(
+        img, n_img, txt, n_txt, dim, scale, scale_first, out, ld);
     LAUNCHED("clip_scores");
     return DALLE_OK;
 }

@@ -100,7 +100,7 @@ __device__ __forceinline__ float d_swish(float v) { return v / __fadd_rn(1.0f, e
 // variance, both summed in double; then each value as lib/conv.c's gn_part.
 __global__ void __launch_bounds__(GROUP_NORM_THREADS)
     k_group_norm(const float *x, int cg, int64_t hw, float eps, const float *gain,
-                             const float *bias, int swish, float *y)
+                 const float *bias, int swish, float *y)
 {
     __shared__ double scratch[32];
     const int64_t n = (int64_t)cg * hw, g = blockIdx.x;

@@ -125,7 +125,7 @@ run-bench)
         [ -f "$f" ] || .devbench/bench_make_model "$w" "$f" >/dev/null
         models="$models $f"
     done
-    # DALLE-S with bf16 matrices: the GPU keeps them 16-bit (k_linear16)
+    # DALLE-S with bf16 matrices: the GPU keeps them 16-bit (k_linear_lowp)
     f=/tmp/dalle_s_bf16.dalle
     [ -f "$f" ] || .devbench/bench_make_model S "$f" --dtype bf16 >/dev/null
     models="$models $f"

@@ -13,7 +13,8 @@
  *   sampling with a seed: the GPU picks the CPU's id wherever the CPU's
  *   best and second Gumbel scores are at least 1e-3 apart; a generation
  *   (with guidance) is the same bits twice; reduced-precision bundles
- *   (widened to float32 at upload) within 1e-4 of the CPU's logits.
+ *   (f16, bf16, int8, kept as stored on the device) within 1e-4 of the
+ *   CPU's logits.
  *   Without a usable GPU (or without CUDA in the build): skips (77).
  *
  * MODE emulated: always runs, on any build. A CPU context whose

@@ -223,7 +223,12 @@ struct allocation {
 static std::vector<allocation> allocations;
 static size_t allocated_bytes;
 static int work_depth; // device work in progress (memory accessible)
-static bool protect_memory = true;
+// CUEMU_PROTECT=0: device memory stays readable by the host (to debug)
+static bool protect_memory(void)
+{
+    static const bool on = !(getenv("CUEMU_PROTECT") && !strcmp(getenv("CUEMU_PROTECT"), "0"));
+    return on;
+}
 
 static size_t page_size(void)
 {
@@ -233,7 +238,7 @@ static size_t page_size(void)
 
 static void set_access(const allocation &a, bool on)
 {
-    if (protect_memory)
+    if (protect_memory())
         mprotect(a.data, a.data_bytes, on ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
@@ -1018,8 +1023,6 @@ static int order_mode(void)
     if (mode < 0) {
         const char *e = getenv("CUEMU_ORDER");
         mode = e && !strcmp(e, "forward") ? 1 : e && !strcmp(e, "reverse") ? 2 : 0;
-        const char *p = getenv("CUEMU_PROTECT");
-        protect_memory = !(p && !strcmp(p, "0"));
     }
     return mode;
 }
